@@ -1,0 +1,144 @@
+"""Encoders, decoders and MLP heads of the world model and the actor-critic."""
+
+import math
+
+import torch as th
+from torch import nn
+
+
+def mlp(input_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]) -> nn.Sequential:
+    """``n_layers`` hidden layers of ``hidden_dim`` units with ``activation_fn``, then a linear output layer."""
+    layers: list[nn.Module] = []
+    for i in range(n_layers):
+        layers += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), activation_fn()]
+    layers.append(nn.Linear(hidden_dim if n_layers > 0 else input_dim, output_dim))
+    return nn.Sequential(*layers)
+
+
+def conv_strides(image_side: int, n_layers: int, kernel_size: int, max_side: int) -> list[int]:
+    """
+    Strides of the conv stack: stride 2 while the side entering a layer is over ``2 * max_side``, else 1.
+    MinAtar's 10x10 frames keep their full resolution; 64x64 or 84x84 frames are downsampled.
+    """
+    strides = []
+    side = image_side
+    for _ in range(n_layers):
+        strides.append(2 if side > 2 * max_side else 1)
+        side = (side - kernel_size) // strides[-1] + 1
+    if side < 1:
+        raise ValueError(f"An image side of {image_side} is too small for {n_layers} conv layers of kernel {kernel_size}")
+    return strides
+
+
+class ConvEncoder(nn.Module):
+    """
+    Conv stack for channels-first images, then a linear embedding.
+
+    :param observation_shape: (C, H, W)
+    :param embedding_dim: size of the output embedding
+    :param depth: channels of the first conv layer, doubled at each further layer
+    :param n_layers: number of conv layers
+    :param kernel_size: kernel size of every conv layer
+    :param activation_fn: activation after each conv layer
+    :param max_conv_side: layers whose input side is over twice this use stride 2
+    """
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        embedding_dim: int,
+        depth: int,
+        n_layers: int,
+        kernel_size: int,
+        activation_fn: type[nn.Module],
+        max_conv_side: int = 8,
+    ) -> None:
+        super().__init__()
+        channels, height, width = observation_shape
+        self.observation_shape = tuple(observation_shape)
+        self.kernel_size = kernel_size
+        self.strides = conv_strides(min(height, width), n_layers, kernel_size, max_conv_side)
+        self.channels = [channels] + [depth * 2**i for i in range(n_layers)]
+        # Side lengths (H, W) of the input and of each conv output, used by the decoder to mirror the stack.
+        self.sizes = [(height, width)]
+        layers: list[nn.Module] = []
+        for i, stride in enumerate(self.strides):
+            layers += [nn.Conv2d(self.channels[i], self.channels[i + 1], kernel_size, stride), activation_fn()]
+            h, w = self.sizes[-1]
+            self.sizes.append(((h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1))
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.conv_output_dim = self.channels[-1] * math.prod(self.sizes[-1])
+        self.linear = nn.Linear(self.conv_output_dim, embedding_dim)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        """(N, C, H, W) float -> (N, embedding_dim)"""
+        return self.linear(self.convs(observations))
+
+
+class ConvDecoder(nn.Module):
+    """
+    Mirror of a :class:`ConvEncoder`: features -> the mean (or logits) of every pixel.
+
+    :param feature_dim: size of the model state features
+    :param encoder: the encoder to mirror (its shapes only; no weights are shared)
+    :param activation_fn: activation after each transposed conv layer but the last
+    """
+
+    def __init__(self, feature_dim: int, encoder: ConvEncoder, activation_fn: type[nn.Module]) -> None:
+        super().__init__()
+        self.observation_shape = encoder.observation_shape
+        self.conv_input_shape = (encoder.channels[-1], *encoder.sizes[-1])
+        self.linear = nn.Linear(feature_dim, encoder.conv_output_dim)
+        layers: list[nn.Module] = []
+        n_layers = len(encoder.strides)
+        for i in reversed(range(n_layers)):
+            stride = encoder.strides[i]
+            (in_h, in_w), (out_h, out_w) = encoder.sizes[i + 1], encoder.sizes[i]
+            output_padding = (
+                out_h - ((in_h - 1) * stride + encoder.kernel_size),
+                out_w - ((in_w - 1) * stride + encoder.kernel_size),
+            )
+            layers.append(
+                nn.ConvTranspose2d(
+                    encoder.channels[i + 1], encoder.channels[i], encoder.kernel_size, stride, output_padding=output_padding
+                )
+            )
+            if i > 0:
+                layers.append(activation_fn())
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        """(N, feature_dim) -> (N, C, H, W)"""
+        return self.deconvs(self.linear(features).view(-1, *self.conv_input_shape))
+
+
+class MlpEncoder(nn.Module):
+    """Flat observations (N, D) -> embedding (N, embedding_dim)."""
+
+    def __init__(
+        self, observation_dim: int, embedding_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        self.net = mlp(observation_dim, embedding_dim, hidden_dim, n_layers, activation_fn)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(observations.flatten(1))
+
+
+class MlpDecoder(nn.Module):
+    """Features (N, feature_dim) -> the mean of every observation entry (N, *observation_shape)."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        observation_shape: tuple[int, ...],
+        hidden_dim: int,
+        n_layers: int,
+        activation_fn: type[nn.Module],
+    ) -> None:
+        super().__init__()
+        self.observation_shape = tuple(observation_shape)
+        self.net = mlp(feature_dim, math.prod(observation_shape), hidden_dim, n_layers, activation_fn)
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        return self.net(features).view(-1, *self.observation_shape)

@@ -1,0 +1,149 @@
+"""Recurrent state-space model (RSSM): deterministic GRU state plus a stochastic latent."""
+
+from typing import NamedTuple
+
+import torch as th
+from torch import nn
+
+from sb3_dreamer.common.distributions import CategoricalLatent, GaussianLatent, LatentDistribution
+
+
+class LatentState(NamedTuple):
+    """Model state of N trajectories: ``deter`` (N, deter_size), ``stoch`` (N, stoch_dim)."""
+
+    deter: th.Tensor
+    stoch: th.Tensor
+
+    def features(self) -> th.Tensor:
+        """cat(deter, stoch), (N, deter_size + stoch_dim): the input of every head."""
+        return th.cat([self.deter, self.stoch], dim=-1)
+
+
+class ObservedSequence(NamedTuple):
+    """Output of :meth:`RSSM.observe` over a (T, B) window."""
+
+    #: posterior states, deter (T, B, deter_size) and stoch (T, B, stoch_dim)
+    posterior: LatentState
+    #: posterior stats (T, B, stats_dim)
+    posterior_stats: th.Tensor
+    #: prior stats (T, B, stats_dim), from the same deterministic states
+    prior_stats: th.Tensor
+
+
+class RSSM(nn.Module):
+    """
+    The RSSM of DreamerV2 (Hafner et al. 2020, https://arxiv.org/abs/2010.02193).
+
+    ``deter_t = GRU(deter_{t-1}, MLP(stoch_{t-1}, action_{t-1}))``; the prior of ``stoch_t`` is a function of
+    ``deter_t``, its posterior of ``deter_t`` and the observation embedding.
+
+    :param action_dim: size of the (one-hot) action
+    :param embedding_dim: size of the observation embedding
+    :param deter_size: size of the GRU state
+    :param stoch_size: number of stochastic variables (categoricals or Gaussians)
+    :param class_size: classes of each categorical (discrete latents only)
+    :param hidden_size: hidden units of the prior, posterior and input MLPs
+    :param latent_type: ``"discrete"`` (categoricals, straight-through) or ``"gaussian"`` (DreamerV1)
+    :param min_std: lower bound of the Gaussian standard deviation
+    :param activation_fn: activation of the hidden layers
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        embedding_dim: int,
+        deter_size: int = 200,
+        stoch_size: int = 20,
+        class_size: int = 20,
+        hidden_size: int = 200,
+        latent_type: str = "discrete",
+        min_std: float = 0.1,
+        activation_fn: type[nn.Module] = nn.ELU,
+    ) -> None:
+        super().__init__()
+        if latent_type == "discrete":
+            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size)
+        elif latent_type == "gaussian":
+            self.latent = GaussianLatent(stoch_size, min_std)
+        else:
+            raise ValueError(f"Unknown latent_type {latent_type!r}: use 'discrete' or 'gaussian'")
+        self.deter_size = deter_size
+        self.stoch_dim = self.latent.sample_dim
+        self.feature_dim = deter_size + self.stoch_dim
+        # The input MLP's first layer is split into its stoch and action parts (the same linear map on the
+        # concatenation) so that the action part of a whole sequence is computed in one matmul.
+        self.stoch_in = nn.Linear(self.stoch_dim, hidden_size)
+        self.action_in = nn.Linear(action_dim, hidden_size, bias=False)
+        self.activation = activation_fn()
+        self.gru = nn.GRUCell(hidden_size, deter_size)
+        self.prior_net = nn.Sequential(
+            nn.Linear(deter_size, hidden_size), activation_fn(), nn.Linear(hidden_size, self.latent.stats_dim)
+        )
+        # Likewise the posterior's first layer: deter part per step, embedding part for the whole sequence.
+        self.post_deter_in = nn.Linear(deter_size, hidden_size)
+        self.post_embed_in = nn.Linear(embedding_dim, hidden_size, bias=False)
+        self.post_out = nn.Linear(hidden_size, self.latent.stats_dim)
+
+    def initial_state(self, batch_size: int, device: th.device) -> LatentState:
+        """All-zero state of ``batch_size`` trajectories (also the state after a reset)."""
+        return LatentState(
+            th.zeros(batch_size, self.deter_size, device=device), th.zeros(batch_size, self.stoch_dim, device=device)
+        )
+
+    def prior(self, deter: th.Tensor) -> th.Tensor:
+        """Prior stats of the stochastic state, (..., deter_size) -> (..., stats_dim)."""
+        return self.latent.stats_from_output(self.prior_net(deter))
+
+    def _posterior(self, deter: th.Tensor, embed_in: th.Tensor) -> th.Tensor:
+        hidden = self.activation(self.post_deter_in(deter) + embed_in)
+        return self.latent.stats_from_output(self.post_out(hidden))
+
+    def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
+        return self.gru(self.activation(self.stoch_in(state.stoch) + action_in), state.deter)
+
+    def imagine_step(self, state: LatentState, action: th.Tensor, deterministic: bool = False) -> LatentState:
+        """One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t."""
+        deter = self._recurrent(state, self.action_in(action))
+        return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
+
+    def observe_step(
+        self, state: LatentState, action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, deterministic: bool = False
+    ) -> LatentState:
+        """
+        One posterior step, used when acting.
+
+        :param state: previous state, (N, ...)
+        :param action: previous action, (N, action_dim)
+        :param embed: embedding of the new observation, (N, embedding_dim)
+        :param is_first: 1.0 where the observation starts an episode (state and action are reset), (N,)
+        :param deterministic: use the mode of the posterior instead of a sample
+        """
+        keep = (1.0 - is_first).unsqueeze(-1)
+        state = LatentState(state.deter * keep, state.stoch * keep)
+        deter = self._recurrent(state, self.action_in(action * keep))
+        stats = self._posterior(deter, self.post_embed_in(embed))
+        return LatentState(deter, self.latent.sample(stats, deterministic))
+
+    def observe(self, embeds: th.Tensor, actions: th.Tensor, is_first: th.Tensor, state: LatentState) -> ObservedSequence:
+        """
+        Posterior states of a window of observations.
+
+        :param embeds: observation embeddings, (T, B, embedding_dim)
+        :param actions: the action that led to each observation, (T, B, action_dim)
+        :param is_first: 1.0 where an observation starts an episode, (T, B)
+        :param state: state before the first step, (B, ...)
+        """
+        keep = (1.0 - is_first).unsqueeze(-1)  # (T, B, 1)
+        action_in = self.action_in(actions) * keep  # (T, B, hidden)
+        embed_in = self.post_embed_in(embeds)  # (T, B, hidden)
+        deters, stochs, post_stats = [], [], []
+        for t in range(embeds.shape[0]):
+            state = LatentState(state.deter * keep[t], state.stoch * keep[t])
+            deter = self._recurrent(state, action_in[t])
+            stats = self._posterior(deter, embed_in[t])
+            state = LatentState(deter, self.latent.sample(stats))
+            deters.append(deter)
+            stochs.append(state.stoch)
+            post_stats.append(stats)
+        deter_seq = th.stack(deters)  # (T, B, deter_size)
+        return ObservedSequence(LatentState(deter_seq, th.stack(stochs)), th.stack(post_stats), self.prior(deter_seq))

@@ -1,0 +1,422 @@
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, polyak_update, update_learning_rate
+
+from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_dreamer.common.distributions import balanced_kl_loss
+from sb3_dreamer.common.returns import lambda_return
+from sb3_dreamer.common.rssm import LatentState
+from sb3_dreamer.dreamerv2.policies import ActingState, CnnPolicy, DreamerV2Policy, MlpPolicy
+
+SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
+
+ACTOR_GRADIENTS = ("reinforce", "dynamics", "both")
+IMAGE_LIKELIHOODS = ("normal", "bernoulli")
+
+
+class DreamerV2(OffPolicyAlgorithm):
+    """
+    DreamerV2: a world model with discrete latents learned from replayed sequences, and an actor-critic
+    trained on trajectories imagined by that model.
+
+    Paper: "Mastering Atari with Discrete World Models", Hafner et al. 2020, https://arxiv.org/abs/2010.02193
+    Defaults are those of the PyTorch DreamerV2 for MinAtar this package replaces.
+
+    :param policy: the policy model to use (CnnPolicy, MlpPolicy, ...)
+    :param env: the environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: learning rate of the world model, a constant or a schedule of the remaining progress
+    :param actor_learning_rate: learning rate of the actor, a constant or a schedule
+    :param critic_learning_rate: learning rate of the critic, a constant or a schedule
+    :param buffer_size: replay capacity in observations (rows), split evenly between envs
+    :param learning_starts: env steps of uniformly random actions before learning starts
+    :param batch_size: number of sequences per gradient step
+    :param sequence_length: length of each replayed sequence
+    :param train_freq: update the model every ``train_freq`` env steps (per env)
+    :param gradient_steps: gradient steps (each on world model, actor and critic) after each rollout
+    :param gamma: discount factor of imagined returns
+    :param return_lambda: lambda of the imagined TD(lambda) returns
+    :param imagination_horizon: length of imagined trajectories
+    :param kl_scale: weight of the KL term in the world-model loss
+    :param kl_balance: fraction of the KL gradient that trains the prior (the rest regularises the posterior)
+    :param free_nats: the KL terms are clipped below at this value (0 disables)
+    :param reward_scale: weight of the reward prediction loss
+    :param discount_scale: weight of the discount (continuation) prediction loss
+    :param image_likelihood: ``"normal"`` (unit-variance Gaussian per entry) or ``"bernoulli"`` (binary frames)
+    :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``
+    :param actor_grad_mix: weight of the reinforce gradient when ``actor_grad="both"``
+    :param actor_entropy_scale: weight of the actor's entropy bonus
+    :param target_update_interval: update the target critic every this many env steps
+    :param tau: target critic update coefficient (1 = hard copy)
+    :param max_grad_norm: global gradient norm clip of each optimizer
+    :param exploration_initial_eps: initial probability of a random action while training
+    :param exploration_final_eps: final probability of a random action while training
+    :param exploration_decay_steps: env steps over which that probability decays linearly
+    :param replay_buffer_class: replay buffer class (a :class:`SequenceReplayBuffer` subclass)
+    :param replay_buffer_kwargs: keyword arguments of the replay buffer
+    :param stats_window_size: window size of the rollout logging (episodes)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments of the policy on creation
+    :param verbose: 0 no output, 1 info messages (such as device or wrappers used), 2 debug messages
+    :param seed: seed of the pseudo random generators
+    :param device: device (cpu, cuda, ...) on which the code should be run ("auto" picks the GPU if any)
+    :param _init_setup_model: whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "CnnPolicy": CnnPolicy,
+        "MlpPolicy": MlpPolicy,
+    }
+    policy: DreamerV2Policy
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[DreamerV2Policy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 2e-4,
+        actor_learning_rate: float | Schedule = 4e-5,
+        critic_learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 4000,
+        batch_size: int = 50,
+        sequence_length: int = 50,
+        train_freq: int | tuple[int, str] = 50,
+        gradient_steps: int = 5,
+        gamma: float = 0.99,
+        return_lambda: float = 0.95,
+        imagination_horizon: int = 10,
+        kl_scale: float = 0.1,
+        kl_balance: float = 0.8,
+        free_nats: float = 0.0,
+        reward_scale: float = 1.0,
+        discount_scale: float = 5.0,
+        image_likelihood: str = "normal",
+        actor_grad: str = "reinforce",
+        actor_grad_mix: float = 0.1,
+        actor_entropy_scale: float = 1e-3,
+        target_update_interval: int = 100,
+        tau: float = 1.0,
+        max_grad_norm: float = 100.0,
+        exploration_initial_eps: float = 0.4,
+        exploration_final_eps: float = 0.05,
+        exploration_decay_steps: int = 2450,
+        replay_buffer_class: type[SequenceReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete,),
+            support_multi_env=True,
+        )
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.sequence_length = sequence_length
+        self.return_lambda = return_lambda
+        self.imagination_horizon = imagination_horizon
+        self.kl_scale = kl_scale
+        self.kl_balance = kl_balance
+        self.free_nats = free_nats
+        self.reward_scale = reward_scale
+        self.discount_scale = discount_scale
+        self.image_likelihood = image_likelihood
+        self.actor_grad = actor_grad
+        self.actor_grad_mix = actor_grad_mix
+        self.actor_entropy_scale = actor_entropy_scale
+        self.target_update_interval = target_update_interval
+        self.max_grad_norm = max_grad_norm
+        self.exploration_initial_eps = exploration_initial_eps
+        self.exploration_final_eps = exploration_final_eps
+        self.exploration_decay_steps = exploration_decay_steps
+        self.exploration_rate = exploration_initial_eps
+        self._acting_state: ActingState | None = None
+        self._episode_starts: th.Tensor | None = None
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _check_hyperparameters(self) -> None:
+        if self.actor_grad not in ACTOR_GRADIENTS:
+            raise ValueError(f"Unknown actor_grad={self.actor_grad!r}: use one of {ACTOR_GRADIENTS}")
+        if self.image_likelihood not in IMAGE_LIKELIHOODS:
+            raise ValueError(f"Unknown image_likelihood={self.image_likelihood!r}: use one of {IMAGE_LIKELIHOODS}")
+        for name in ("batch_size", "sequence_length", "imagination_horizon", "buffer_size", "target_update_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.learning_starts < self.sequence_length:
+            raise ValueError(
+                f"learning_starts={self.learning_starts} is smaller than sequence_length={self.sequence_length}: "
+                "the first update needs at least one full sequence in the replay buffer"
+            )
+        if self.sequence_length > self.buffer_size // self.n_envs:
+            raise ValueError(
+                f"sequence_length={self.sequence_length} does not fit in a replay ring of "
+                f"buffer_size // n_envs = {self.buffer_size // self.n_envs} rows"
+            )
+        for name in ("gamma", "return_lambda", "kl_balance", "actor_grad_mix", "tau", "exploration_initial_eps",
+                     "exploration_final_eps"):  # fmt: skip
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    def _setup_model(self) -> None:
+        self._check_hyperparameters()
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
+        super()._setup_model()
+        self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
+        return state_dicts, []
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ):
+        env_is_reset = reset_num_timesteps or self._last_obs is None
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if env_is_reset or self._acting_state is None:
+            self._acting_state = self.policy.initial_state(self.n_envs)
+            self._episode_starts = th.ones(self.n_envs, device=self.device)
+        return total_timesteps, callback
+
+    def learn(
+        self: SelfDreamerV2,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DreamerV2",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamerV2:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Random actions during warm-up, then the actor with epsilon-greedy exploration; updates the model state."""
+        if self.num_timesteps < learning_starts:
+            actions = np.array([self.action_space.sample() for _ in range(n_envs)])
+            return actions, actions
+        assert self._acting_state is not None and self._episode_starts is not None
+        with th.no_grad():
+            observations = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+            actions, state = self.policy.act(observations, self._acting_state, self._episode_starts)
+            explore = th.rand(n_envs, device=self.device) < self.exploration_rate
+            actions = th.where(explore, th.randint_like(actions, self.policy.n_actions), actions)
+            self._acting_state = state._replace(action=F.one_hot(actions, self.policy.n_actions).float())
+        actions_np = actions.cpu().numpy()
+        return actions_np, actions_np
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._episode_starts = th.as_tensor(dones, dtype=th.float32, device=self.device)
+
+    def _on_step(self) -> None:
+        """After each env step: decay exploration, update the target critic every ``target_update_interval`` steps."""
+        self._n_calls += 1
+        progress = min(self.num_timesteps / max(self.exploration_decay_steps, 1), 1.0)
+        self.exploration_rate = self.exploration_initial_eps + progress * (
+            self.exploration_final_eps - self.exploration_initial_eps
+        )
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            polyak_update(self.policy.critic.parameters(), self.policy.critic_target.parameters(), self.tau)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _update_learning_rates(self) -> None:
+        schedules = (
+            (self.policy.world_model_optimizer, self.lr_schedule, "world_model"),
+            (self.policy.actor_optimizer, self.actor_lr_schedule, "actor"),
+            (self.policy.critic_optimizer, self.critic_lr_schedule, "critic"),
+        )
+        for optimizer, schedule, name in schedules:
+            learning_rate = schedule(self._current_progress_remaining)
+            update_learning_rate(optimizer, learning_rate)
+            self.logger.record(f"train/{name}_learning_rate", learning_rate)
+
+    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rates()
+        metrics: list[dict[str, th.Tensor]] = []
+        for _ in range(gradient_steps):
+            samples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            world_model_metrics, posterior = self._train_world_model(samples)
+            metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
+        self._n_updates += gradient_steps
+
+        # One device-to-host transfer for all metrics of all gradient steps.
+        names = list(metrics[0])
+        means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
+        for name, value in zip(names, means):
+            self.logger.record(f"train/{name}", value)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
+        """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""
+        loss, metrics, posterior = self._world_model_loss(samples)
+        metrics["world_model_grad_norm"] = self._optimizer_step(loss, self.policy.world_model_optimizer)
+        return metrics, posterior
+
+    def _world_model_loss(self, samples: SequenceSamples) -> tuple[th.Tensor, dict[str, th.Tensor], LatentState]:
+        """
+        World-model loss of a batch of sequences.
+
+        :return: the loss, detached metrics, and the detached posterior states flattened to (N, ...) with N = T * B
+        """
+        world_model, rssm = self.policy.world_model, self.policy.rssm
+        n_steps, n_sequences = samples.rewards.shape
+        observations = self.policy.preprocess(samples.observations)  # (T, B, *obs_shape)
+        actions = F.one_hot(samples.actions, self.policy.n_actions).float()  # (T, B, A)
+        embeds = self.policy.embed(observations)  # (T, B, E)
+        sequence = rssm.observe(embeds, actions, samples.is_first, rssm.initial_state(n_sequences, self.device))
+        features = sequence.posterior.features().flatten(0, 1)  # (T * B, F)
+
+        reconstruction = world_model.decoder(features)  # (T * B, *obs_shape)
+        targets = observations.flatten(0, 1)
+        if self.image_likelihood == "normal":
+            pixel_losses = 0.5 * (reconstruction - targets).pow(2)
+        else:
+            pixel_losses = F.binary_cross_entropy_with_logits(reconstruction, targets, reduction="none")
+        reconstruction_loss = pixel_losses.flatten(1).sum(-1).mean()
+        reward_loss = 0.5 * (world_model.reward_head(features).squeeze(-1) - samples.rewards.flatten()).pow(2).mean()
+        discount_loss = F.binary_cross_entropy_with_logits(
+            world_model.discount_head(features).squeeze(-1), 1.0 - samples.terminated.flatten()
+        )
+        kl_loss, kl = balanced_kl_loss(
+            rssm.latent, sequence.posterior_stats, sequence.prior_stats, self.kl_balance, self.free_nats
+        )
+        loss = (
+            reconstruction_loss
+            + self.reward_scale * reward_loss
+            + self.discount_scale * discount_loss
+            + self.kl_scale * kl_loss
+        )
+        with th.no_grad():
+            metrics = {
+                "world_model_loss": loss.detach(),
+                "reconstruction_loss": reconstruction_loss.detach(),
+                "reward_loss": reward_loss.detach(),
+                "discount_loss": discount_loss.detach(),
+                "kl": kl,
+                "prior_entropy": rssm.latent.entropy(sequence.prior_stats).mean(),
+                "posterior_entropy": rssm.latent.entropy(sequence.posterior_stats).mean(),
+            }
+        posterior = LatentState(sequence.posterior.deter.detach().flatten(0, 1), sequence.posterior.stoch.detach().flatten(0, 1))
+        return loss, metrics, posterior
+
+    def _train_actor_critic(self, start: LatentState, start_terminated: th.Tensor) -> dict[str, th.Tensor]:
+        """
+        One gradient step of actor and critic on trajectories imagined from every posterior state.
+
+        :param start: posterior states, (N, ...) with N = T * B
+        :param start_terminated: 1.0 where the start state is terminal, (T, B)
+        """
+        policy, world_model = self.policy, self.policy.world_model
+        dynamics_gradients = self.actor_grad != "reinforce"
+        trajectory = policy.imagine(start, self.imagination_horizon, dynamics_gradients)
+        features = trajectory.states.features()  # (H + 1, N, F)
+
+        with th.set_grad_enabled(dynamics_gradients):
+            rewards = world_model.reward_head(features[1:]).squeeze(-1)  # (H, N)
+            target_values = policy.critic_target(features).squeeze(-1)  # (H + 1, N)
+            # Imagined discount: gamma times the rounded continuation probability (logit > 0 <=> p > 0.5).
+            discounts = self.gamma * (world_model.discount_head(features[1:]).squeeze(-1) > 0).float()  # (H, N)
+            returns = lambda_return(rewards, target_values[1:], discounts, self.return_lambda)  # (H, N)
+        with th.no_grad():
+            # Weight of each imagined step: the probability that the trajectory is still running, times gamma^t.
+            start_continue = 1.0 - start_terminated.flatten()
+            weights = th.cumprod(th.cat([start_continue.unsqueeze(0), discounts[:-1]]), dim=0)  # (H, N)
+
+        log_probs = trajectory.action_logits.log_softmax(dim=-1)  # (H, N, A)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)  # (H, N)
+        if self.actor_grad == "dynamics":
+            objective = returns
+        else:
+            action_log_probs = (log_probs * trajectory.actions.detach()).sum(-1)  # (H, N)
+            objective = action_log_probs * (returns - target_values[:-1]).detach()
+            if self.actor_grad == "both":
+                objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns
+        actor_loss = -(weights * (objective + self.actor_entropy_scale * entropy)).mean()
+
+        values = policy.critic(features[:-1].detach()).squeeze(-1)  # (H, N)
+        critic_loss = 0.5 * (weights * (values - returns.detach()).pow(2)).mean()
+
+        actor_grad_norm = self._optimizer_step(actor_loss, policy.actor_optimizer)
+        critic_grad_norm = self._optimizer_step(critic_loss, policy.critic_optimizer)
+        return {
+            "actor_loss": actor_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_entropy": entropy.detach().mean(),
+            "imagined_reward_mean": rewards.detach().mean(),
+            "lambda_return_mean": returns.detach().mean(),
+            "lambda_return_std": returns.detach().std(),
+            "value_mean": values.detach().mean(),
+            "actor_grad_norm": actor_grad_norm,
+            "critic_grad_norm": critic_grad_norm,
+        }
+
+    def _optimizer_step(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> th.Tensor:
+        """Gradients of ``loss`` for the optimizer's parameters only, clipped to ``max_grad_norm``; returns the norm."""
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=parameters)
+        grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        optimizer.step()
+        return grad_norm

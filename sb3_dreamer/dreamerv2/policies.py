@@ -1,0 +1,338 @@
+"""DreamerV2 policies: the world model (encoder, RSSM, decoder, reward and discount heads), actor and critic."""
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_dreamer.common.distributions import straight_through_one_hot
+from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, MlpDecoder, MlpEncoder, mlp
+from sb3_dreamer.common.rssm import RSSM, LatentState
+
+
+class ActingState(NamedTuple):
+    """What an agent carries between env steps: the model state and the action it took, all (n_envs, ...)."""
+
+    deter: th.Tensor
+    stoch: th.Tensor
+    #: one-hot of the last action taken, (n_envs, n_actions)
+    action: th.Tensor
+
+    @property
+    def latent(self) -> LatentState:
+        return LatentState(self.deter, self.stoch)
+
+
+class ImaginedTrajectory(NamedTuple):
+    """Output of :meth:`DreamerV2Policy.imagine` from N start states over a horizon H."""
+
+    #: s_0 .. s_H, deter (H + 1, N, deter_size) and stoch (H + 1, N, stoch_dim)
+    states: LatentState
+    #: a_0 .. a_{H-1} as one-hot, (H, N, n_actions)
+    actions: th.Tensor
+    #: actor logits at s_0 .. s_{H-1}, (H, N, n_actions)
+    action_logits: th.Tensor
+
+
+class WorldModel(nn.Module):
+    """
+    Encoder, RSSM, decoder, reward and discount heads.
+
+    :param encoder: observations (N, *obs_shape) -> embeddings (N, embedding_dim)
+    :param decoder: features (N, feature_dim) -> observation means or logits (N, *obs_shape)
+    :param rssm: the recurrent state-space model
+    :param head_units: hidden units of the reward and discount heads
+    :param head_layers: hidden layers of the reward and discount heads
+    :param activation_fn: activation of the heads
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        rssm: RSSM,
+        head_units: int,
+        head_layers: int,
+        activation_fn: type[nn.Module],
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.rssm = rssm
+        self.reward_head = mlp(rssm.feature_dim, 1, head_units, head_layers, activation_fn)
+        self.discount_head = mlp(rssm.feature_dim, 1, head_units, head_layers, activation_fn)
+
+
+class DreamerV2Policy(BasePolicy):
+    """
+    Policy of DreamerV2: a world model, an actor and a critic acting on the model state
+    ``cat(deter, stoch)``, and a slow target critic.
+
+    :param observation_space: observation space (a Box: images (C, H, W) for the CNN, any shape for the MLP)
+    :param action_space: action space (Discrete)
+    :param lr_schedule: learning rate schedule of the world model (the algorithm sets each optimizer's rate)
+    :param encoder_type: ``"cnn"`` or ``"mlp"``
+    :param embedding_dim: size of the observation embedding
+    :param deter_size: size of the RSSM's GRU state
+    :param stoch_size: number of stochastic latent variables
+    :param class_size: classes of each categorical latent
+    :param rssm_hidden_size: hidden units of the RSSM's MLPs
+    :param latent_type: ``"discrete"`` (DreamerV2) or ``"gaussian"`` (DreamerV1)
+    :param min_std: lower bound of the Gaussian latent's standard deviation
+    :param cnn_depth: channels of the first conv layer (doubled per layer)
+    :param cnn_layers: number of conv layers
+    :param cnn_kernel_size: kernel size of the conv layers
+    :param mlp_units: hidden units of the MLP encoder and decoder
+    :param mlp_layers: hidden layers of the MLP encoder and decoder
+    :param head_units: hidden units of the actor, critic, reward and discount heads
+    :param head_layers: hidden layers of those heads
+    :param activation_fn: activation function of every network
+    :param normalize_images: divide uint8 images in [0, 255] by 255
+    :param optimizer_class: optimizer of the world model, actor and critic
+    :param optimizer_kwargs: keyword arguments of the optimizers, excluding the learning rate
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        encoder_type: str = "cnn",
+        embedding_dim: int = 200,
+        deter_size: int = 200,
+        stoch_size: int = 20,
+        class_size: int = 20,
+        rssm_hidden_size: int = 200,
+        latent_type: str = "discrete",
+        min_std: float = 0.1,
+        cnn_depth: int = 16,
+        cnn_layers: int = 3,
+        cnn_kernel_size: int = 3,
+        mlp_units: int = 400,
+        mlp_layers: int = 2,
+        head_units: int = 100,
+        head_layers: int = 3,
+        activation_fn: type[nn.Module] = nn.ELU,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(f"DreamerV2 needs a Box observation space, got {observation_space}")
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"DreamerV2 supports Discrete action spaces, got {action_space}")
+        if encoder_type == "cnn" and len(observation_space.shape) != 3:
+            raise ValueError(
+                f"CnnPolicy needs channels-first image observations (C, H, W), got shape {observation_space.shape}: "
+                "use MlpPolicy for flat observations"
+            )
+        if encoder_type not in ("cnn", "mlp"):
+            raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
+        self.encoder_type = encoder_type
+        self.embedding_dim = embedding_dim
+        self.deter_size = deter_size
+        self.stoch_size = stoch_size
+        self.class_size = class_size
+        self.rssm_hidden_size = rssm_hidden_size
+        self.latent_type = latent_type
+        self.min_std = min_std
+        self.cnn_depth = cnn_depth
+        self.cnn_layers = cnn_layers
+        self.cnn_kernel_size = cnn_kernel_size
+        self.mlp_units = mlp_units
+        self.mlp_layers = mlp_layers
+        self.head_units = head_units
+        self.head_layers = head_layers
+        self.activation_fn = activation_fn
+        self.n_actions = int(action_space.n)
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        obs_shape = tuple(self.observation_space.shape)
+        rssm = RSSM(
+            action_dim=self.n_actions,
+            embedding_dim=self.embedding_dim,
+            deter_size=self.deter_size,
+            stoch_size=self.stoch_size,
+            class_size=self.class_size,
+            hidden_size=self.rssm_hidden_size,
+            latent_type=self.latent_type,
+            min_std=self.min_std,
+            activation_fn=self.activation_fn,
+        )
+        encoder: nn.Module
+        decoder: nn.Module
+        if self.encoder_type == "cnn":
+            encoder = ConvEncoder(
+                obs_shape, self.embedding_dim, self.cnn_depth, self.cnn_layers, self.cnn_kernel_size, self.activation_fn
+            )
+            decoder = ConvDecoder(rssm.feature_dim, encoder, self.activation_fn)
+        else:
+            obs_dim = int(np.prod(obs_shape))
+            encoder = MlpEncoder(obs_dim, self.embedding_dim, self.mlp_units, self.mlp_layers, self.activation_fn)
+            decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
+        self.world_model = WorldModel(encoder, decoder, rssm, self.head_units, self.head_layers, self.activation_fn)
+        self.actor = mlp(rssm.feature_dim, self.n_actions, self.head_units, self.head_layers, self.activation_fn)
+        self.critic = mlp(rssm.feature_dim, 1, self.head_units, self.head_layers, self.activation_fn)
+        self.critic_target = mlp(rssm.feature_dim, 1, self.head_units, self.head_layers, self.activation_fn)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+
+        self.world_model_optimizer = self.optimizer_class(
+            self.world_model.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic_optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            encoder_type=self.encoder_type,
+            embedding_dim=self.embedding_dim,
+            deter_size=self.deter_size,
+            stoch_size=self.stoch_size,
+            class_size=self.class_size,
+            rssm_hidden_size=self.rssm_hidden_size,
+            latent_type=self.latent_type,
+            min_std=self.min_std,
+            cnn_depth=self.cnn_depth,
+            cnn_layers=self.cnn_layers,
+            cnn_kernel_size=self.cnn_kernel_size,
+            mlp_units=self.mlp_units,
+            mlp_layers=self.mlp_layers,
+            head_units=self.head_units,
+            head_layers=self.head_layers,
+            activation_fn=self.activation_fn,
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
+        return data
+
+    @property
+    def rssm(self) -> RSSM:
+        return self.world_model.rssm
+
+    def preprocess(self, observations: th.Tensor) -> th.Tensor:
+        """Raw observations (..., *obs_shape) -> float network inputs (..., *obs_shape)."""
+        return preprocess_obs(observations, self.observation_space, normalize_images=self.normalize_images)  # type: ignore[return-value]
+
+    def embed(self, observations: th.Tensor) -> th.Tensor:
+        """Float observations (*batch, *obs_shape) -> embeddings (*batch, embedding_dim)."""
+        batch_shape = observations.shape[: observations.dim() - len(self.observation_space.shape)]
+        embeds = self.world_model.encoder(observations.reshape(-1, *self.observation_space.shape))
+        return embeds.view(*batch_shape, -1)
+
+    def initial_state(self, n_envs: int) -> ActingState:
+        """The state of ``n_envs`` agents before their first step."""
+        latent = self.rssm.initial_state(n_envs, self.device)
+        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.n_actions, device=self.device))
+
+    def act(
+        self, observations: th.Tensor, state: ActingState, episode_starts: th.Tensor, deterministic: bool = False
+    ) -> tuple[th.Tensor, ActingState]:
+        """
+        Update the model state with new observations and pick actions.
+
+        :param observations: raw observations, (N, *obs_shape)
+        :param state: state after the previous step, (N, ...)
+        :param episode_starts: 1.0 where the observation starts an episode, (N,)
+        :param deterministic: use the mode of the latent and of the action distribution
+        :return: actions (N,) int64 and the new state, whose ``action`` is the one-hot of those actions
+        """
+        embeds = self.embed(self.preprocess(observations))
+        latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
+        logits = self.actor(latent.features())
+        one_hot = straight_through_one_hot(logits, deterministic)
+        return one_hot.argmax(dim=-1), ActingState(latent.deter, latent.stoch, one_hot)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """Action of an agent that sees ``observation`` as the first of an episode."""
+        n_envs = observation.shape[0]  # type: ignore[union-attr]
+        actions, _ = self.act(observation, self.initial_state(n_envs), th.ones(n_envs, device=self.device), deterministic)  # type: ignore[arg-type]
+        return actions
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        Actions for observations, carrying the model state like a recurrent policy.
+
+        :param observation: one observation (*obs_shape) or a batch of them (n_envs, *obs_shape)
+        :param state: ``(deter, stoch, action)`` arrays returned by the previous call, or None to start afresh
+        :param episode_start: (n_envs,) True where the observation starts an episode (the state is reset there)
+        :param deterministic: use the mode of the latent state and of the action distribution
+        :return: actions and the new state
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        n_envs = obs_tensor.shape[0]  # type: ignore[union-attr]
+        with th.no_grad():
+            if state is None:
+                acting_state = self.initial_state(n_envs)
+            else:
+                acting_state = ActingState(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in state))
+            if episode_start is None:
+                episode_start = np.zeros(n_envs, dtype=bool)
+            starts = th.as_tensor(np.asarray(episode_start), dtype=th.float32, device=self.device).reshape(n_envs)
+            actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
+        actions_np = actions.cpu().numpy()
+        new_state = tuple(x.cpu().numpy() for x in acting_state)
+        if not vectorized_env:
+            actions_np = actions_np.squeeze(axis=0)
+        return actions_np, new_state
+
+    def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
+        """
+        Roll the prior forward from ``start`` with actions of the actor.
+
+        :param start: start states, (N, ...); treated as constants
+        :param horizon: number of imagined steps H
+        :param dynamics_gradients: keep the graph through the dynamics (for ``dynamics`` actor gradients);
+            otherwise only the actor's logits carry gradients and the rollout is a constant
+        """
+        state = LatentState(start.deter.detach(), start.stoch.detach())
+        deters, stochs, actions, logits = [state.deter], [state.stoch], [], []
+        for _ in range(horizon):
+            action_logits = self.actor(state.features())
+            action = straight_through_one_hot(action_logits)
+            with th.set_grad_enabled(dynamics_gradients and th.is_grad_enabled()):
+                state = self.rssm.imagine_step(state, action if dynamics_gradients else action.detach())
+            deters.append(state.deter)
+            stochs.append(state.stoch)
+            actions.append(action)
+            logits.append(action_logits)
+        return ImaginedTrajectory(LatentState(th.stack(deters), th.stack(stochs)), th.stack(actions), th.stack(logits))
+
+
+class CnnPolicy(DreamerV2Policy):
+    """DreamerV2 policy with a conv encoder and decoder for channels-first images (C, H, W)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("encoder_type", "cnn")
+        super().__init__(*args, **kwargs)
+
+
+class MlpPolicy(DreamerV2Policy):
+    """DreamerV2 policy with an MLP encoder and decoder for observations of any shape."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("encoder_type", "mlp")
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,314 @@
+"""The SB3 algorithm contract for DreamerV2, on tiny configurations."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_dreamer import DreamerV2
+
+TINY_POLICY = dict(
+    embedding_dim=16,
+    deter_size=16,
+    stoch_size=4,
+    class_size=4,
+    rssm_hidden_size=16,
+    cnn_depth=4,
+    mlp_units=16,
+    mlp_layers=1,
+    head_units=16,
+    head_layers=1,
+)
+TINY = dict(
+    policy_kwargs=TINY_POLICY,
+    buffer_size=2_000,
+    learning_starts=40,
+    batch_size=4,
+    sequence_length=8,
+    train_freq=16,
+    gradient_steps=2,
+    imagination_horizon=3,
+    seed=0,
+)
+
+
+def tiny_model(env="Breakout-MinAtar", policy="CnnPolicy", **kwargs) -> DreamerV2:
+    return DreamerV2(policy, env, **{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "env, policy",
+    [
+        ("Breakout-MinAtar", "CnnPolicy"),
+        ("SpaceInvadersPOMDP-MinAtar", "CnnPolicy"),
+        (FakeImageEnv(screen_height=40, screen_width=40, n_channels=1, discrete=True, channel_first=True), "CnnPolicy"),
+        ("CartPole-v1", "MlpPolicy"),
+    ],
+)
+def test_learn_policies(env, policy):
+    model = tiny_model(env, policy).learn(120)
+    assert model.num_timesteps == 120
+    assert model._n_updates > 0
+
+
+def test_cnn_on_large_images_downsamples():
+    env = FakeImageEnv(screen_height=84, screen_width=84, n_channels=3, discrete=True, channel_first=True)
+    model = tiny_model(env)
+    encoder = model.policy.world_model.encoder
+    assert encoder.strides[0] == 2
+    observations = th.zeros(2, 3, 84, 84)
+    features = th.zeros(2, model.policy.rssm.feature_dim)
+    assert model.policy.world_model.decoder(features).shape == observations.shape
+    assert encoder(observations).shape == (2, TINY_POLICY["embedding_dim"])
+
+
+@pytest.mark.parametrize("n_envs", [1, 4])
+def test_multi_env(n_envs):
+    env = make_vec_env("Breakout-MinAtar", n_envs=n_envs, seed=0)
+    model = tiny_model(env).learn(200)
+    assert model.num_timesteps >= 200
+    assert model._n_updates > 0
+    assert model._acting_state.deter.shape == (n_envs, TINY_POLICY["deter_size"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(actor_grad="dynamics"),
+        dict(actor_grad="both", image_likelihood="bernoulli", free_nats=1.0),
+        dict(policy_kwargs={**TINY_POLICY, "latent_type": "gaussian"}, tau=0.05),
+    ],
+)
+def test_algorithm_variants(kwargs):
+    model = tiny_model(**kwargs).learn(100)
+    assert model._n_updates > 0
+    for parameter in model.policy.parameters():
+        assert th.isfinite(parameter).all()
+
+
+def test_dynamics_gradients_reach_actor_only():
+    model = tiny_model(actor_grad="dynamics").learn(60)
+    world_model_before = [p.detach().clone() for p in model.policy.world_model.parameters()]
+    actor_before = [p.detach().clone() for p in model.policy.actor.parameters()]
+    samples = model.replay_buffer.sample(4)
+    _, posterior = model._train_world_model(samples)
+    world_model_after = [p.detach().clone() for p in model.policy.world_model.parameters()]
+    model._train_actor_critic(posterior, samples.terminated)
+    # The actor-critic step moves the actor and leaves the world model where its own step put it.
+    assert all(th.equal(a, b) for a, b in zip(world_model_after, model.policy.world_model.parameters()))
+    assert not all(th.equal(a, b) for a, b in zip(world_model_before, world_model_after))
+    assert not all(th.equal(a, b) for a, b in zip(actor_before, model.policy.actor.parameters()))
+
+
+def test_predict_shapes_and_state():
+    model = tiny_model()
+    env = gym.make("Breakout-MinAtar")
+    obs, _ = env.reset(seed=0)
+    action, state = model.predict(obs)
+    assert np.shape(action) == () and env.action_space.contains(int(action))
+    deter, stoch, prev_action = state
+    assert deter.shape == (1, 16) and stoch.shape == (1, 16) and prev_action.shape == (1, env.action_space.n)
+    assert prev_action[0, int(action)] == 1.0
+
+    vec_obs = np.stack([obs] * 3)
+    actions, state = model.predict(vec_obs, state=None, episode_start=np.ones(3, dtype=bool))
+    assert actions.shape == (3,)
+    actions, state = model.predict(vec_obs, state=state, episode_start=np.zeros(3, dtype=bool))
+    assert actions.shape == (3,) and state[0].shape == (3, 16)
+
+
+def test_deterministic_predict_is_deterministic():
+    model = tiny_model().learn(60)
+    obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=s)[0] for s in range(5)])
+    state = None
+    for step in range(4):
+        actions_a, state_a = model.predict(obs, state=state, episode_start=np.full(5, step == 0), deterministic=True)
+        actions_b, state_b = model.predict(obs, state=state, episode_start=np.full(5, step == 0), deterministic=True)
+        np.testing.assert_array_equal(actions_a, actions_b)
+        for a, b in zip(state_a, state_b):
+            np.testing.assert_array_equal(a, b)
+        state = state_a
+
+
+def test_episode_start_resets_state():
+    model = tiny_model()
+    obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=0)[0]] * 2)
+    _, state = model.predict(obs, deterministic=True)
+    _, state = model.predict(obs, state=state, deterministic=True)
+    _, fresh = model.predict(obs, deterministic=True)
+    _, reset = model.predict(obs, state=state, episode_start=np.ones(2, dtype=bool), deterministic=True)
+    for a, b in zip(fresh, reset):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_identical_predictions_and_continue(tmp_path):
+    model = tiny_model().learn(100)
+    model.save(tmp_path / "model.zip")
+    loaded = DreamerV2.load(tmp_path / "model.zip", env=make_vec_env("Breakout-MinAtar", n_envs=1))
+    # The replay buffer is not saved with the model and a loaded model does not allocate one.
+    assert loaded.replay_buffer.observations is None
+    for name in ("world_model_optimizer", "actor_optimizer", "critic_optimizer"):
+        saved = getattr(model.policy, name).state_dict()["state"]
+        restored = getattr(loaded.policy, name).state_dict()["state"]
+        assert saved.keys() == restored.keys()
+        for key in saved:
+            assert th.equal(saved[key]["exp_avg"], restored[key]["exp_avg"])
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+        assert th.equal(a, b)
+    obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=s)[0] for s in range(3)])
+    state_a = state_b = None
+    for step in range(5):
+        starts = np.full(3, step == 0)
+        actions_a, state_a = model.predict(obs, state=state_a, episode_start=starts, deterministic=True)
+        actions_b, state_b = loaded.predict(obs, state=state_b, episode_start=starts, deterministic=True)
+        np.testing.assert_array_equal(actions_a, actions_b)
+        np.testing.assert_array_equal(state_a[0], state_b[0])
+    assert loaded.learning_starts == model.learning_starts
+    assert loaded.sequence_length == model.sequence_length
+    loaded.learn(100)
+    assert loaded._n_updates > 0
+
+
+def test_replay_buffer_save_load(tmp_path):
+    model = tiny_model().learn(100)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = tiny_model()
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size()
+    np.random.seed(0)
+    samples_a = model.replay_buffer.sample(4)
+    np.random.seed(0)
+    samples_b = loaded.replay_buffer.sample(4)
+    for a, b in zip(samples_a, samples_b):
+        assert th.equal(a, b)
+    loaded.learn(60, reset_num_timesteps=False)
+    assert loaded._n_updates > 0
+
+
+def test_callback_locals_and_stop():
+    class StopAfter(BaseCallback):
+        def __init__(self, n_calls: int) -> None:
+            super().__init__()
+            self.max_calls = n_calls
+            self.seen: set[str] = set()
+
+        def _on_step(self) -> bool:
+            self.seen |= {key for key in ("new_obs", "rewards", "dones", "infos", "actions") if key in self.locals}
+            return self.n_calls < self.max_calls
+
+    callback = StopAfter(70)
+    model = tiny_model().learn(1_000, callback=callback)
+    assert callback.seen == {"new_obs", "rewards", "dones", "infos", "actions"}
+    assert model.num_timesteps == 70
+
+
+def test_tensorboard_train_keys(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tiny_model(tensorboard_log=str(tmp_path), verbose=0)
+    model.learn(300, log_interval=1, tb_log_name="dreamer")
+    run_dirs = list(tmp_path.glob("dreamer_*"))
+    assert len(run_dirs) == 1
+    events = EventAccumulator(str(run_dirs[0]))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "train/world_model_loss",
+        "train/reconstruction_loss",
+        "train/reward_loss",
+        "train/discount_loss",
+        "train/kl",
+        "train/prior_entropy",
+        "train/posterior_entropy",
+        "train/actor_loss",
+        "train/critic_loss",
+        "train/actor_entropy",
+        "train/lambda_return_mean",
+        "train/lambda_return_std",
+        "train/world_model_grad_norm",
+        "train/actor_grad_norm",
+        "train/critic_grad_norm",
+        "train/world_model_learning_rate",
+        "rollout/ep_rew_mean",
+        "rollout/exploration_rate",
+    }
+    assert expected <= tags
+
+
+def test_training_mode_switching():
+    model = tiny_model()
+    modes = []
+    original_train = model._train_world_model
+
+    def recording_train(samples):
+        modes.append(model.policy.training)
+        return original_train(samples)
+
+    model._train_world_model = recording_train
+    model.learn(80)
+    assert modes and all(modes)
+    model.predict(gym.make("Breakout-MinAtar").reset(seed=0)[0])
+    assert not model.policy.training
+
+
+def test_evaluate_policy_and_progress_bar():
+    model = tiny_model().learn(60, progress_bar=True)
+    env = make_vec_env("Breakout-MinAtar", n_envs=2, seed=1)
+    mean_reward, std_reward = evaluate_policy(model, env, n_eval_episodes=4)
+    assert np.isfinite(mean_reward) and std_reward >= 0
+
+
+def test_schedules_and_exploration():
+    model = tiny_model(learning_rate=lambda progress: 1e-3 * progress, exploration_decay_steps=100).learn(100)
+    lr = model.policy.world_model_optimizer.param_groups[0]["lr"]
+    assert 0 < lr < 1e-3
+    assert model.exploration_rate == pytest.approx(model.exploration_final_eps)
+
+
+def test_target_critic_hard_update():
+    model = tiny_model(target_update_interval=1_000_000)
+    model.learn(100)
+    assert not all(
+        th.equal(a, b) for a, b in zip(model.policy.critic.parameters(), model.policy.critic_target.parameters())
+    )
+    model.target_update_interval = 1
+    model.learn(1, reset_num_timesteps=False)
+    assert all(th.equal(a, b) for a, b in zip(model.policy.critic.parameters(), model.policy.critic_target.parameters()))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(actor_grad="backprop"), "actor_grad"),
+        (dict(image_likelihood="laplace"), "image_likelihood"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(learning_starts=4, sequence_length=8), "learning_starts"),
+        (dict(kl_balance=1.5), "kl_balance"),
+        (dict(policy_kwargs={**TINY_POLICY, "latent_type": "beta"}), "latent_type"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(**kwargs)
+
+
+def test_cnn_policy_rejects_flat_observations():
+    with pytest.raises(ValueError, match="MlpPolicy"):
+        tiny_model("CartPole-v1", "CnnPolicy")
+
+
+def test_world_model_learns_breakout():
+    model = tiny_model(learning_starts=400, train_freq=8, gradient_steps=1, learning_rate=1e-3)
+    model.learn(400)
+    np.random.seed(0)
+    samples = model.replay_buffer.sample(16)
+    with th.no_grad():
+        loss_before = model._world_model_loss(samples)[0].item()
+    model.learn(1_200, reset_num_timesteps=False)
+    with th.no_grad():
+        loss_after = model._world_model_loss(samples)[0].item()
+    assert loss_after < 0.5 * loss_before
