@@ -50,8 +50,8 @@ def tiny_model(env="Breakout-MinAtar", policy="CnnPolicy", **kwargs) -> DreamerV
     ],
 )
 def test_learn_policies(env, policy):
-    model = tiny_model(env, policy).learn(120)
-    assert model.num_timesteps == 120
+    model = tiny_model(env, policy).learn(128)
+    assert model.num_timesteps == 128
     assert model._n_updates > 0
 
 
@@ -99,9 +99,9 @@ def test_dynamics_gradients_reach_actor_only():
     world_model_after = [p.detach().clone() for p in model.policy.world_model.parameters()]
     model._train_actor_critic(posterior, samples.terminated)
     # The actor-critic step moves the actor and leaves the world model where its own step put it.
-    assert all(th.equal(a, b) for a, b in zip(world_model_after, model.policy.world_model.parameters()))
-    assert not all(th.equal(a, b) for a, b in zip(world_model_before, world_model_after))
-    assert not all(th.equal(a, b) for a, b in zip(actor_before, model.policy.actor.parameters()))
+    assert all(th.equal(a, b) for a, b in zip(world_model_after, model.policy.world_model.parameters(), strict=True))
+    assert not all(th.equal(a, b) for a, b in zip(world_model_before, world_model_after, strict=True))
+    assert not all(th.equal(a, b) for a, b in zip(actor_before, model.policy.actor.parameters(), strict=True))
 
 
 def test_predict_shapes_and_state():
@@ -129,7 +129,7 @@ def test_deterministic_predict_is_deterministic():
         actions_a, state_a = model.predict(obs, state=state, episode_start=np.full(5, step == 0), deterministic=True)
         actions_b, state_b = model.predict(obs, state=state, episode_start=np.full(5, step == 0), deterministic=True)
         np.testing.assert_array_equal(actions_a, actions_b)
-        for a, b in zip(state_a, state_b):
+        for a, b in zip(state_a, state_b, strict=True):
             np.testing.assert_array_equal(a, b)
         state = state_a
 
@@ -141,7 +141,7 @@ def test_episode_start_resets_state():
     _, state = model.predict(obs, state=state, deterministic=True)
     _, fresh = model.predict(obs, deterministic=True)
     _, reset = model.predict(obs, state=state, episode_start=np.ones(2, dtype=bool), deterministic=True)
-    for a, b in zip(fresh, reset):
+    for a, b in zip(fresh, reset, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -157,7 +157,7 @@ def test_save_load_identical_predictions_and_continue(tmp_path):
         assert saved.keys() == restored.keys()
         for key in saved:
             assert th.equal(saved[key]["exp_avg"], restored[key]["exp_avg"])
-    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values()):
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
         assert th.equal(a, b)
     obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=s)[0] for s in range(3)])
     state_a = state_b = None
@@ -183,7 +183,7 @@ def test_replay_buffer_save_load(tmp_path):
     samples_a = model.replay_buffer.sample(4)
     np.random.seed(0)
     samples_b = loaded.replay_buffer.sample(4)
-    for a, b in zip(samples_a, samples_b):
+    for a, b in zip(samples_a, samples_b, strict=True):
         assert th.equal(a, b)
     loaded.learn(60, reset_num_timesteps=False)
     assert loaded._n_updates > 0
@@ -263,21 +263,23 @@ def test_evaluate_policy_and_progress_bar():
 
 
 def test_schedules_and_exploration():
-    model = tiny_model(learning_rate=lambda progress: 1e-3 * progress, exploration_decay_steps=100).learn(100)
-    lr = model.policy.world_model_optimizer.param_groups[0]["lr"]
-    assert 0 < lr < 1e-3
+    # Rollouts of 16 steps: the last update happens at step 96, where the remaining progress is 0.
+    model = tiny_model(learning_rate=lambda progress: 1e-5 + 1e-3 * progress, exploration_decay_steps=50)
+    assert model.policy.world_model_optimizer.param_groups[0]["lr"] == pytest.approx(1e-5 + 1e-3)
+    model.learn(96)
+    assert model.policy.world_model_optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert model.policy.actor_optimizer.param_groups[0]["lr"] == pytest.approx(model.actor_learning_rate)
     assert model.exploration_rate == pytest.approx(model.exploration_final_eps)
 
 
 def test_target_critic_hard_update():
     model = tiny_model(target_update_interval=1_000_000)
     model.learn(100)
-    assert not all(
-        th.equal(a, b) for a, b in zip(model.policy.critic.parameters(), model.policy.critic_target.parameters())
-    )
+    critic, target = model.policy.critic, model.policy.critic_target
+    assert not all(th.equal(a, b) for a, b in zip(critic.parameters(), target.parameters(), strict=True))
     model.target_update_interval = 1
-    model.learn(1, reset_num_timesteps=False)
-    assert all(th.equal(a, b) for a, b in zip(model.policy.critic.parameters(), model.policy.critic_target.parameters()))
+    model._on_step()
+    assert all(th.equal(a, b) for a, b in zip(critic.parameters(), target.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(

@@ -17,23 +17,29 @@ def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> 
     One-hot sample of categoricals along the last dim, with straight-through gradients.
 
     The value is an exact one-hot; the gradient is that of the probabilities
-    (``sample + probs - probs.detach()``, Bengio et al. 2013).
+    (``sample + (probs - probs.detach())``, Bengio et al. 2013).
 
     :param logits: unnormalised log-probabilities, (..., classes)
     :param deterministic: take the mode instead of a sample
     :return: one-hot tensor, (..., classes)
     """
-    if deterministic:
-        index = logits.argmax(dim=-1)
-    else:
-        # Gumbel-max: argmax(logits + Gumbel noise) is a sample of softmax(logits).
-        noise = th.rand_like(logits).clamp_(min=1e-20).log_().neg_().clamp_(min=1e-20).log_()
-        index = (logits.detach() - noise).argmax(dim=-1)
-    sample = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
-    if logits.requires_grad:
-        probs = logits.softmax(dim=-1)
-        sample = sample + probs - probs.detach()
-    return sample
+    if not logits.requires_grad:
+        index = logits.argmax(dim=-1) if deterministic else categorical_sample(logits.softmax(dim=-1))
+        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    probs = logits.softmax(dim=-1)
+    index = logits.argmax(dim=-1) if deterministic else categorical_sample(probs.detach())
+    return F.one_hot(index, logits.shape[-1]).to(logits.dtype) + (probs - probs.detach())
+
+
+def categorical_sample(probs: th.Tensor) -> th.Tensor:
+    """
+    Class indices sampled from categoricals over the last dim, (..., classes) -> int64 (...).
+
+    Inverse-CDF sampling: one uniform number per categorical; the index is the number of CDF entries <= u.
+    """
+    cdf = probs.cumsum(dim=-1)
+    uniform = th.rand(*cdf.shape[:-1], 1, device=cdf.device, dtype=cdf.dtype)
+    return (cdf <= uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
 
 
 def categorical_kl(logits_p: th.Tensor, logits_q: th.Tensor) -> th.Tensor:
@@ -91,6 +97,19 @@ class CategoricalLatent(LatentDistribution):
 
     def sample(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
         return straight_through_one_hot(self._split(stats), deterministic).flatten(-2)
+
+    def sample_index(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        """
+        The same sample as :meth:`sample` as the positions of its ones in the flat one-hot, without gradients.
+
+        :return: int64 (..., stoch), entry i in [i * classes, (i + 1) * classes)
+        """
+        logits = self._split(stats.detach())
+        if deterministic:
+            index = logits.argmax(dim=-1)
+        else:
+            index = categorical_sample(logits.softmax(dim=-1))
+        return index + th.arange(0, self.sample_dim, self.classes, device=stats.device)
 
     def kl(self, stats_p: th.Tensor, stats_q: th.Tensor) -> th.Tensor:
         return categorical_kl(self._split(stats_p), self._split(stats_q)).sum(-1)

@@ -5,6 +5,8 @@ import math
 import torch as th
 from torch import nn
 
+from sb3_dreamer.common.rssm import LatentState, stoch_linear
+
 
 def mlp(input_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]) -> nn.Sequential:
     """``n_layers`` hidden layers of ``hidden_dim`` units with ``activation_fn``, then a linear output layer."""
@@ -13,6 +15,37 @@ def mlp(input_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activat
         layers += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), activation_fn()]
     layers.append(nn.Linear(hidden_dim if n_layers > 0 else input_dim, output_dim))
     return nn.Sequential(*layers)
+
+
+class LatentMLP(nn.Module):
+    """
+    MLP on a model state (deter, stoch): the actor, critic, reward and discount heads.
+
+    Its first layer reads ``deter`` and ``stoch`` with two linear maps whose sum is one linear layer on their
+    concatenation, so that a state holding categorical indices is read by gathering (:func:`stoch_linear`).
+
+    :param deter_size: size of the deterministic state
+    :param stoch_dim: size of the flat stochastic state
+    :param output_dim: size of the output
+    :param hidden_dim: hidden units per layer
+    :param n_layers: number of hidden layers (at least 1)
+    :param activation_fn: activation of the hidden layers
+    """
+
+    def __init__(
+        self, deter_size: int, stoch_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"A head needs at least one hidden layer, got head_layers={n_layers}")
+        self.deter_in = nn.Linear(deter_size, hidden_dim)
+        self.stoch_in = nn.Linear(stoch_dim, hidden_dim, bias=False)
+        self.activation = activation_fn()
+        self.body = mlp(hidden_dim, output_dim, hidden_dim, n_layers - 1, activation_fn)
+
+    def forward(self, state: LatentState) -> th.Tensor:
+        """State (N, ...) -> (N, output_dim)"""
+        return self.body(self.activation(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state)))
 
 
 def conv_strides(image_side: int, n_layers: int, kernel_size: int, max_side: int) -> list[int]:

@@ -3,20 +3,38 @@
 from typing import NamedTuple
 
 import torch as th
+import torch.nn.functional as F
 from torch import nn
 
 from sb3_dreamer.common.distributions import CategoricalLatent, GaussianLatent, LatentDistribution
 
 
 class LatentState(NamedTuple):
-    """Model state of N trajectories: ``deter`` (N, deter_size), ``stoch`` (N, stoch_dim)."""
+    """
+    Model state of N trajectories: ``deter`` (N, deter_size) and ``stoch`` (N, stoch_dim).
+
+    A state that needs no gradients through its categorical latents may hold them as ``stoch_index``
+    (N, stoch), the positions of the ones of the flat one-hot ``stoch``, instead: a linear layer then reads
+    ``stoch`` by gathering weight columns (see :func:`stoch_linear`), a twentieth of the matmul's work for
+    20 x 20 latents.
+    """
 
     deter: th.Tensor
-    stoch: th.Tensor
+    stoch: th.Tensor | None
+    stoch_index: th.Tensor | None = None
 
     def features(self) -> th.Tensor:
-        """cat(deter, stoch), (N, deter_size + stoch_dim): the input of every head."""
+        """cat(deter, stoch), (N, deter_size + stoch_dim)."""
+        assert self.stoch is not None, "features() needs the dense stoch"
         return th.cat([self.deter, self.stoch], dim=-1)
+
+
+def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
+    """``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` when the state holds indices."""
+    if state.stoch_index is None:
+        return layer(state.stoch)
+    output = F.embedding_bag(state.stoch_index, layer.weight.t().contiguous(), mode="sum")
+    return output if layer.bias is None else output + layer.bias
 
 
 class ObservedSequence(NamedTuple):
@@ -99,11 +117,25 @@ class RSSM(nn.Module):
         return self.latent.stats_from_output(self.post_out(hidden))
 
     def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
-        return self.gru(self.activation(self.stoch_in(state.stoch) + action_in), state.deter)
+        return self.gru(self.activation(stoch_linear(self.stoch_in, state) + action_in), state.deter)
 
-    def imagine_step(self, state: LatentState, action: th.Tensor, deterministic: bool = False) -> LatentState:
-        """One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t."""
+    @property
+    def has_index_samples(self) -> bool:
+        """Whether :meth:`imagine_step` can return states holding ``stoch_index`` (categorical latents)."""
+        return isinstance(self.latent, CategoricalLatent)
+
+    def imagine_step(
+        self, state: LatentState, action: th.Tensor, deterministic: bool = False, index_sample: bool = False
+    ) -> LatentState:
+        """
+        One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t.
+
+        :param index_sample: return the sample as ``stoch_index`` (no gradients; categorical latents only)
+        """
         deter = self._recurrent(state, self.action_in(action))
+        if index_sample:
+            assert isinstance(self.latent, CategoricalLatent)
+            return LatentState(deter, None, self.latent.sample_index(self.prior(deter), deterministic))
         return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
 
     def observe_step(

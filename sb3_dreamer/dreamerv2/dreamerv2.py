@@ -176,10 +176,10 @@ class DreamerV2(OffPolicyAlgorithm):
         for name in ("batch_size", "sequence_length", "imagination_horizon", "buffer_size", "target_update_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.learning_starts < self.sequence_length:
+        if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
-                f"learning_starts={self.learning_starts} is smaller than sequence_length={self.sequence_length}: "
-                "the first update needs at least one full sequence in the replay buffer"
+                f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
+                f"{self.sequence_length} * {self.n_envs}: the first update needs a full sequence in each env's replay ring"
             )
         if self.sequence_length > self.buffer_size // self.n_envs:
             raise ValueError(
@@ -195,6 +195,8 @@ class DreamerV2(OffPolicyAlgorithm):
         self._check_hyperparameters()
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
+        # Env steps since the model was built, for the target critic update schedule (as DQN's).
+        self._n_calls = 0
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
 
@@ -304,7 +306,7 @@ class DreamerV2(OffPolicyAlgorithm):
         # One device-to-host transfer for all metrics of all gradient steps.
         names = list(metrics[0])
         means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
-        for name, value in zip(names, means):
+        for name, value in zip(names, means, strict=True):
             self.logger.record(f"train/{name}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
@@ -321,23 +323,23 @@ class DreamerV2(OffPolicyAlgorithm):
         :return: the loss, detached metrics, and the detached posterior states flattened to (N, ...) with N = T * B
         """
         world_model, rssm = self.policy.world_model, self.policy.rssm
-        n_steps, n_sequences = samples.rewards.shape
+        _n_steps, n_sequences = samples.rewards.shape
         observations = self.policy.preprocess(samples.observations)  # (T, B, *obs_shape)
         actions = F.one_hot(samples.actions, self.policy.n_actions).float()  # (T, B, A)
         embeds = self.policy.embed(observations)  # (T, B, E)
         sequence = rssm.observe(embeds, actions, samples.is_first, rssm.initial_state(n_sequences, self.device))
-        features = sequence.posterior.features().flatten(0, 1)  # (T * B, F)
+        posterior = LatentState(sequence.posterior.deter.flatten(0, 1), sequence.posterior.stoch.flatten(0, 1))  # (T * B, ...)
 
-        reconstruction = world_model.decoder(features)  # (T * B, *obs_shape)
+        reconstruction = world_model.decoder(posterior.features())  # (T * B, *obs_shape)
         targets = observations.flatten(0, 1)
         if self.image_likelihood == "normal":
             pixel_losses = 0.5 * (reconstruction - targets).pow(2)
         else:
             pixel_losses = F.binary_cross_entropy_with_logits(reconstruction, targets, reduction="none")
         reconstruction_loss = pixel_losses.flatten(1).sum(-1).mean()
-        reward_loss = 0.5 * (world_model.reward_head(features).squeeze(-1) - samples.rewards.flatten()).pow(2).mean()
+        reward_loss = 0.5 * (world_model.reward_head(posterior).squeeze(-1) - samples.rewards.flatten()).pow(2).mean()
         discount_loss = F.binary_cross_entropy_with_logits(
-            world_model.discount_head(features).squeeze(-1), 1.0 - samples.terminated.flatten()
+            world_model.discount_head(posterior).squeeze(-1), 1.0 - samples.terminated.flatten()
         )
         kl_loss, kl = balanced_kl_loss(
             rssm.latent, sequence.posterior_stats, sequence.prior_stats, self.kl_balance, self.free_nats
@@ -358,8 +360,7 @@ class DreamerV2(OffPolicyAlgorithm):
                 "prior_entropy": rssm.latent.entropy(sequence.prior_stats).mean(),
                 "posterior_entropy": rssm.latent.entropy(sequence.posterior_stats).mean(),
             }
-        posterior = LatentState(sequence.posterior.deter.detach().flatten(0, 1), sequence.posterior.stoch.detach().flatten(0, 1))
-        return loss, metrics, posterior
+        return loss, metrics, LatentState(posterior.deter.detach(), posterior.stoch.detach())
 
     def _train_actor_critic(self, start: LatentState, start_terminated: th.Tensor) -> dict[str, th.Tensor]:
         """
@@ -368,17 +369,12 @@ class DreamerV2(OffPolicyAlgorithm):
         :param start: posterior states, (N, ...) with N = T * B
         :param start_terminated: 1.0 where the start state is terminal, (T, B)
         """
-        policy, world_model = self.policy, self.policy.world_model
         dynamics_gradients = self.actor_grad != "reinforce"
-        trajectory = policy.imagine(start, self.imagination_horizon, dynamics_gradients)
-        features = trajectory.states.features()  # (H + 1, N, F)
-
-        with th.set_grad_enabled(dynamics_gradients):
-            rewards = world_model.reward_head(features[1:]).squeeze(-1)  # (H, N)
-            target_values = policy.critic_target(features).squeeze(-1)  # (H + 1, N)
-            # Imagined discount: gamma times the rounded continuation probability (logit > 0 <=> p > 0.5).
-            discounts = self.gamma * (world_model.discount_head(features[1:]).squeeze(-1) > 0).float()  # (H, N)
-            returns = lambda_return(rewards, target_values[1:], discounts, self.return_lambda)  # (H, N)
+        trajectory = self.policy.imagine(start, self.imagination_horizon, dynamics_gradients)
+        rewards, target_values = trajectory.rewards, trajectory.target_values  # (H, N), (H + 1, N)
+        # Imagined discount: gamma times the rounded continuation probability (logit > 0 <=> p > 0.5).
+        discounts = self.gamma * (trajectory.continue_logits > 0).float()  # (H, N)
+        returns = lambda_return(rewards, target_values[1:], discounts, self.return_lambda)  # (H, N)
         with th.no_grad():
             # Weight of each imagined step: the probability that the trajectory is still running, times gamma^t.
             start_continue = 1.0 - start_terminated.flatten()
@@ -394,12 +390,10 @@ class DreamerV2(OffPolicyAlgorithm):
             if self.actor_grad == "both":
                 objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns
         actor_loss = -(weights * (objective + self.actor_entropy_scale * entropy)).mean()
+        critic_loss = 0.5 * (weights * (trajectory.values - returns.detach()).pow(2)).mean()
 
-        values = policy.critic(features[:-1].detach()).squeeze(-1)  # (H, N)
-        critic_loss = 0.5 * (weights * (values - returns.detach()).pow(2)).mean()
-
-        actor_grad_norm = self._optimizer_step(actor_loss, policy.actor_optimizer)
-        critic_grad_norm = self._optimizer_step(critic_loss, policy.critic_optimizer)
+        actor_grad_norm = self._optimizer_step(actor_loss, self.policy.actor_optimizer)
+        critic_grad_norm = self._optimizer_step(critic_loss, self.policy.critic_optimizer)
         return {
             "actor_loss": actor_loss.detach(),
             "critic_loss": critic_loss.detach(),
@@ -407,7 +401,7 @@ class DreamerV2(OffPolicyAlgorithm):
             "imagined_reward_mean": rewards.detach().mean(),
             "lambda_return_mean": returns.detach().mean(),
             "lambda_return_std": returns.detach().std(),
-            "value_mean": values.detach().mean(),
+            "value_mean": trajectory.values.detach().mean(),
             "actor_grad_norm": actor_grad_norm,
             "critic_grad_norm": critic_grad_norm,
         }

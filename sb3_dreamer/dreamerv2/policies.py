@@ -4,7 +4,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
@@ -12,7 +11,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_dreamer.common.distributions import straight_through_one_hot
-from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, MlpDecoder, MlpEncoder, mlp
+from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, LatentMLP, MlpDecoder, MlpEncoder
 from sb3_dreamer.common.rssm import RSSM, LatentState
 
 
@@ -30,14 +29,24 @@ class ActingState(NamedTuple):
 
 
 class ImaginedTrajectory(NamedTuple):
-    """Output of :meth:`DreamerV2Policy.imagine` from N start states over a horizon H."""
+    """
+    What :meth:`DreamerV2Policy.imagine` predicts along trajectories s_0 .. s_H imagined from N start states.
 
-    #: s_0 .. s_H, deter (H + 1, N, deter_size) and stoch (H + 1, N, stoch_dim)
-    states: LatentState
+    Only these per-step predictions are kept, not the states: the heads are applied step by step.
+    """
+
+    #: actor logits at s_0 .. s_{H-1}, (H, N, n_actions), with gradients to the actor
+    action_logits: th.Tensor
     #: a_0 .. a_{H-1} as one-hot, (H, N, n_actions)
     actions: th.Tensor
-    #: actor logits at s_0 .. s_{H-1}, (H, N, n_actions)
-    action_logits: th.Tensor
+    #: predicted reward for arriving at s_1 .. s_H, (H, N)
+    rewards: th.Tensor
+    #: logit of the continuation (non-terminal) probability at s_1 .. s_H, (H, N)
+    continue_logits: th.Tensor
+    #: target critic at s_0 .. s_H, (H + 1, N)
+    target_values: th.Tensor
+    #: critic at s_0 .. s_{H-1}, (H, N), with gradients to the critic only
+    values: th.Tensor
 
 
 class WorldModel(nn.Module):
@@ -65,8 +74,8 @@ class WorldModel(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.rssm = rssm
-        self.reward_head = mlp(rssm.feature_dim, 1, head_units, head_layers, activation_fn)
-        self.discount_head = mlp(rssm.feature_dim, 1, head_units, head_layers, activation_fn)
+        self.reward_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
+        self.discount_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
 
 
 class DreamerV2Policy(BasePolicy):
@@ -185,9 +194,10 @@ class DreamerV2Policy(BasePolicy):
             encoder = MlpEncoder(obs_dim, self.embedding_dim, self.mlp_units, self.mlp_layers, self.activation_fn)
             decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
         self.world_model = WorldModel(encoder, decoder, rssm, self.head_units, self.head_layers, self.activation_fn)
-        self.actor = mlp(rssm.feature_dim, self.n_actions, self.head_units, self.head_layers, self.activation_fn)
-        self.critic = mlp(rssm.feature_dim, 1, self.head_units, self.head_layers, self.activation_fn)
-        self.critic_target = mlp(rssm.feature_dim, 1, self.head_units, self.head_layers, self.activation_fn)
+        head_sizes = (rssm.deter_size, rssm.stoch_dim)
+        self.actor = LatentMLP(*head_sizes, self.n_actions, self.head_units, self.head_layers, self.activation_fn)
+        self.critic = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
+        self.critic_target = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
 
@@ -255,7 +265,7 @@ class DreamerV2Policy(BasePolicy):
         """
         embeds = self.embed(self.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
-        logits = self.actor(latent.features())
+        logits = self.actor(latent)
         one_hot = straight_through_one_hot(logits, deterministic)
         return one_hot.argmax(dim=-1), ActingState(latent.deter, latent.stoch, one_hot)
 
@@ -301,25 +311,43 @@ class DreamerV2Policy(BasePolicy):
 
     def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
         """
-        Roll the prior forward from ``start`` with actions of the actor.
+        Roll the prior forward from ``start`` with actions of the actor and apply the heads along the way.
 
         :param start: start states, (N, ...); treated as constants
         :param horizon: number of imagined steps H
-        :param dynamics_gradients: keep the graph through the dynamics (for ``dynamics`` actor gradients);
-            otherwise only the actor's logits carry gradients and the rollout is a constant
+        :param dynamics_gradients: keep the graph through the dynamics and the reward, continuation and target
+            value heads (for ``dynamics`` actor gradients); otherwise the trajectory is a constant and only the
+            actor's logits and the critic's values carry gradients
         """
+        world_model = self.world_model
+        model_grad = dynamics_gradients and th.is_grad_enabled()
+        # Without gradients through the trajectory, categorical states are carried as indices (cheaper heads).
+        index_states = not dynamics_gradients and self.rssm.has_index_samples
         state = LatentState(start.deter.detach(), start.stoch.detach())
-        deters, stochs, actions, logits = [state.deter], [state.stoch], [], []
-        for _ in range(horizon):
-            action_logits = self.actor(state.features())
-            action = straight_through_one_hot(action_logits)
-            with th.set_grad_enabled(dynamics_gradients and th.is_grad_enabled()):
-                state = self.rssm.imagine_step(state, action if dynamics_gradients else action.detach())
-            deters.append(state.deter)
-            stochs.append(state.stoch)
-            actions.append(action)
-            logits.append(action_logits)
-        return ImaginedTrajectory(LatentState(th.stack(deters), th.stack(stochs)), th.stack(actions), th.stack(logits))
+        logits, actions, rewards, continue_logits, target_values, values = [], [], [], [], [], []
+        for t in range(horizon + 1):
+            with th.set_grad_enabled(model_grad):
+                target_values.append(self.critic_target(state).squeeze(-1))
+                if t > 0:
+                    rewards.append(world_model.reward_head(state).squeeze(-1))
+                    continue_logits.append(world_model.discount_head(state).squeeze(-1))
+            if t == horizon:
+                break
+            constant_state = LatentState(*(x if x is None else x.detach() for x in state))
+            values.append(self.critic(constant_state).squeeze(-1))
+            logits.append(self.actor(state))
+            actions.append(straight_through_one_hot(logits[-1]))
+            with th.set_grad_enabled(model_grad):
+                action = actions[-1] if dynamics_gradients else actions[-1].detach()
+                state = self.rssm.imagine_step(state, action, index_sample=index_states)
+        return ImaginedTrajectory(
+            th.stack(logits),
+            th.stack(actions),
+            th.stack(rewards),
+            th.stack(continue_logits),
+            th.stack(target_values),
+            th.stack(values),
+        )
 
 
 class CnnPolicy(DreamerV2Policy):

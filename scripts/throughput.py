@@ -1,0 +1,118 @@
+"""
+Throughput of DreamerV2 at its default sizes: one JSON line with
+
+- ``grad_step_ms``: one gradient step (world model, then actor and critic) on batch 50 x sequence 50, horizon 10,
+  and its parts ``world_model_ms`` and ``actor_critic_ms``,
+- ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
+- ``frames_per_s``: env frames per second of ``learn`` at the default schedule after the random warm-up,
+- ``replay_bytes_per_transition`` and ``replay_mb_at_capacity``,
+- ``peak_rss_mb``: peak resident memory of the process, with every row of the replay buffer touched.
+
+Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2]
+"""
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.utils import obs_as_tensor
+
+from sb3_dreamer import DreamerV2
+
+
+def _sync(device: th.device) -> None:
+    if device.type == "cuda":
+        th.cuda.synchronize(device)
+
+
+def time_gradient_steps(model: DreamerV2, n_steps: int) -> dict[str, float]:
+    """Mean ms of full gradient steps and of their world-model and actor-critic parts."""
+    model.policy.set_training_mode(True)
+    world_model_s = actor_critic_s = 0.0
+    for step in range(n_steps + 1):  # the first step warms up allocators and kernels
+        samples = model.replay_buffer.sample(model.batch_size)
+        _sync(model.device)
+        start = time.perf_counter()
+        _, posterior = model._train_world_model(samples)
+        _sync(model.device)
+        middle = time.perf_counter()
+        model._train_actor_critic(posterior, samples.terminated)
+        _sync(model.device)
+        if step > 0:
+            world_model_s += middle - start
+            actor_critic_s += time.perf_counter() - middle
+    return {
+        "grad_step_ms": 1000 * (world_model_s + actor_critic_s) / n_steps,
+        "world_model_ms": 1000 * world_model_s / n_steps,
+        "actor_critic_ms": 1000 * actor_critic_s / n_steps,
+    }
+
+
+def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
+    """Mean ms of one acting step for ``n_envs`` envs, from host observations to host actions."""
+    policy = model.policy
+    observations = np.stack([model.observation_space.sample() for _ in range(n_envs)])
+    state = policy.initial_state(n_envs)
+    episode_starts = th.zeros(n_envs, device=model.device)
+    policy.set_training_mode(False)
+    with th.no_grad():
+        for step in range(n_steps + 10):
+            if step == 10:
+                start = time.perf_counter()
+            actions, state = policy.act(obs_as_tensor(observations, model.device), state, episode_starts)
+            actions.cpu().numpy()
+    return 1000 * (time.perf_counter() - start) / n_steps
+
+
+def touch_replay(model: DreamerV2) -> None:
+    """Write zeros into the not yet used rows so that the peak RSS includes a replay buffer at capacity."""
+    buffer = model.replay_buffer
+    assert not buffer.env_full.any(), "the warm-up filled the replay buffer"
+    for name in ("observations", "actions", "rewards", "terminated", "is_first"):
+        getattr(buffer, name)[:, buffer.env_pos.max() :] = 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Breakout-MinAtar")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--grad-steps", type=int, default=10, help="gradient steps to time")
+    parser.add_argument("--act-steps", type=int, default=1000, help="acting steps to time per n_envs")
+    parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
+    args = parser.parse_args()
+    if args.threads is not None:
+        th.set_num_threads(args.threads)
+
+    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0)
+    # Random warm-up fills the replay buffer; learn() does not train before learning_starts.
+    model.learn(model.learning_starts)
+    result: dict[str, object] = {
+        "env": args.env,
+        "device": str(model.device),
+        "torch": th.__version__,
+        "threads": th.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+    result.update(time_gradient_steps(model, args.grad_steps))
+    result["act_ms_n1"] = time_acting(model, 1, args.act_steps)
+    result["act_ms_n8"] = time_acting(model, 8, args.act_steps)
+
+    start_frames, start = model.num_timesteps, time.perf_counter()
+    model.learn(args.learn_frames, reset_num_timesteps=False)
+    _sync(model.device)
+    result["frames_per_s"] = (model.num_timesteps - start_frames) / (time.perf_counter() - start)
+
+    result["replay_bytes_per_transition"] = model.replay_buffer.nbytes_per_row
+    result["replay_mb_at_capacity"] = model.replay_buffer.nbytes_per_row * model.buffer_size / 1e6
+    touch_replay(model)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({key: round(value, 2) if isinstance(value, float) else value for key, value in result.items()}))
+
+
+if __name__ == "__main__":
+    main()
