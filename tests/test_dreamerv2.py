@@ -8,36 +8,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
+from tiny import TINY_POLICY, tiny_model
 
 from sb3_dreamer import DreamerV2
-
-TINY_POLICY = dict(
-    embedding_dim=16,
-    deter_size=16,
-    stoch_size=4,
-    class_size=4,
-    rssm_hidden_size=16,
-    cnn_depth=4,
-    mlp_units=16,
-    mlp_layers=1,
-    head_units=16,
-    head_layers=1,
-)
-TINY = dict(
-    policy_kwargs=TINY_POLICY,
-    buffer_size=2_000,
-    learning_starts=40,
-    batch_size=4,
-    sequence_length=8,
-    train_freq=16,
-    gradient_steps=2,
-    imagination_horizon=3,
-    seed=0,
-)
-
-
-def tiny_model(env="Breakout-MinAtar", policy="CnnPolicy", **kwargs) -> DreamerV2:
-    return DreamerV2(policy, env, **{**TINY, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -301,16 +274,3 @@ def test_bad_hyperparameters(kwargs, match):
 def test_cnn_policy_rejects_flat_observations():
     with pytest.raises(ValueError, match="MlpPolicy"):
         tiny_model("CartPole-v1", "CnnPolicy")
-
-
-def test_world_model_learns_breakout():
-    model = tiny_model(learning_starts=400, train_freq=8, gradient_steps=1, learning_rate=1e-3)
-    model.learn(400)
-    np.random.seed(0)
-    samples = model.replay_buffer.sample(16)
-    with th.no_grad():
-        loss_before = model._world_model_loss(samples)[0].item()
-    model.learn(1_200, reset_num_timesteps=False)
-    with th.no_grad():
-        loss_after = model._world_model_loss(samples)[0].item()
-    assert loss_after < 0.5 * loss_before

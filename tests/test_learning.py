@@ -1,0 +1,62 @@
+"""Learning for real, on tiny configurations: a memory task and the world model of Breakout."""
+
+import numpy as np
+import pytest
+import torch as th
+from memory_task import CueMemoryEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+from tiny import tiny_model
+
+from sb3_dreamer import DreamerV2
+
+
+@pytest.mark.timeout(300)
+def test_memory_task_is_solved():
+    """The cue is seen three steps before the action it decides: only a model that remembers it scores above 0.5."""
+    model = DreamerV2(
+        "MlpPolicy",
+        CueMemoryEnv(delay=3),
+        policy_kwargs=dict(
+            embedding_dim=16,
+            deter_size=32,
+            stoch_size=4,
+            class_size=4,
+            rssm_hidden_size=32,
+            mlp_units=32,
+            mlp_layers=1,
+            head_units=32,
+            head_layers=2,
+        ),
+        learning_rate=1e-3,
+        actor_learning_rate=3e-4,
+        critic_learning_rate=1e-3,
+        buffer_size=20_000,
+        learning_starts=200,
+        batch_size=16,
+        sequence_length=16,
+        train_freq=4,
+        gradient_steps=2,
+        imagination_horizon=5,
+        gamma=0.9,
+        image_likelihood="bernoulli",
+        reward_scale=10.0,
+        actor_entropy_scale=3e-2,
+        exploration_decay_steps=1_000,
+        seed=0,
+    )
+    model.learn(3_000)
+    mean_return, _ = evaluate_policy(model, CueMemoryEnv(delay=3), n_eval_episodes=100, deterministic=True)
+    assert mean_return >= 0.9
+
+
+def test_world_model_learns_breakout():
+    model = tiny_model(learning_starts=400, train_freq=8, gradient_steps=1, learning_rate=1e-3)
+    model.learn(400)
+    np.random.seed(0)
+    samples = model.replay_buffer.sample(16)
+    with th.no_grad():
+        loss_before = model._world_model_loss(samples)[0].item()
+    model.learn(1_200, reset_num_timesteps=False)
+    with th.no_grad():
+        loss_after = model._world_model_loss(samples)[0].item()
+    assert loss_after < 0.5 * loss_before
