@@ -1,0 +1,71 @@
+"""Optuna search space of DreamerV2 for ``python -m rl_zoo3.train --algo dreamerv2 -optimize``."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+
+#: Sampled hyperparameters that are arguments of the policy
+POLICY_PARAMS = ("deter_size", "stoch_size", "class_size")
+
+_base = threading.local()
+
+
+@contextmanager
+def policy_kwargs_base(policy_kwargs: dict[str, Any]) -> Iterator[None]:
+    """
+    Within this block and in this thread, :func:`sample_dreamerv2_params` returns ``policy_kwargs`` updated with
+    the sampled latent sizes, instead of the sampled sizes alone (which would drop the other policy arguments).
+
+    :param policy_kwargs: policy arguments of the experiment (from the YAML file and ``--hyperparams``)
+    """
+    _base.policy_kwargs = policy_kwargs
+    try:
+        yield
+    finally:
+        del _base.policy_kwargs
+
+
+def convert_dreamerv2_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Sampled values (such as a trial's ``params``) -> DreamerV2 hyperparameters: the latent sizes go to ``policy_kwargs``.
+
+    :param sampled_params: values sampled by :func:`sample_dreamerv2_params`
+    :return: keyword arguments of :class:`sb3_dreamer.DreamerV2`
+    """
+    hyperparams = {name: value for name, value in sampled_params.items() if name not in POLICY_PARAMS}
+    hyperparams["policy_kwargs"] = {name: sampled_params[name] for name in POLICY_PARAMS if name in sampled_params}
+    return hyperparams
+
+
+def sample_dreamerv2_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Sampler for DreamerV2 hyperparameters: the three learning rates, the train ratio (``train_freq`` env steps
+    per ``gradient_steps`` updates), the imagination horizon, the KL and entropy scales and the latent sizes.
+    The ranges are centred on the reference MinAtar values (2e-4 / 4e-5 / 1e-4, 5 updates every 50 steps,
+    horizon 10, KL scale 0.1, entropy scale 1e-3, 20 x 20 categorical latents, GRU of 200).
+
+    :param trial: the Optuna trial
+    :param n_actions: unused (number of continuous actions, for the action noise of other algorithms)
+    :param n_envs: unused
+    :param additional_args: unused
+    :return: keyword arguments of :class:`sb3_dreamer.DreamerV2`
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 5e-5, 1e-3, log=True),
+        "actor_learning_rate": trial.suggest_float("actor_learning_rate", 1e-5, 3e-4, log=True),
+        "critic_learning_rate": trial.suggest_float("critic_learning_rate", 3e-5, 1e-3, log=True),
+        "train_freq": trial.suggest_categorical("train_freq", [10, 25, 50, 100]),
+        "gradient_steps": trial.suggest_categorical("gradient_steps", [1, 2, 5, 10]),
+        "imagination_horizon": trial.suggest_int("imagination_horizon", 5, 15),
+        "kl_scale": trial.suggest_float("kl_scale", 0.01, 1.0, log=True),
+        "actor_entropy_scale": trial.suggest_float("actor_entropy_scale", 1e-4, 1e-2, log=True),
+        "stoch_size": trial.suggest_categorical("stoch_size", [16, 20, 32]),
+        "class_size": trial.suggest_categorical("class_size", [16, 20, 32]),
+        "deter_size": trial.suggest_categorical("deter_size", [100, 200, 400]),
+    }
+    hyperparams = convert_dreamerv2_params(sampled)
+    hyperparams["policy_kwargs"] = {**getattr(_base, "policy_kwargs", {}), **hyperparams["policy_kwargs"]}
+    return hyperparams

@@ -1,0 +1,147 @@
+"""
+RL Zoo plug-in: make ``dreamerv2`` an ``rl_zoo3`` algorithm like the built-in ones.
+
+:func:`apply` registers DreamerV2 in ``rl_zoo3.utils.ALGOS``, its Optuna sampler and converter in
+``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
+strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for ``dreamerv2`` only, it reads the
+packaged ``hyperparams/dreamerv2.yml`` by default and rejects misspelt hyperparameters with a clear error.
+It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is imported, or by
+``python -m sb3_dreamer.zoo``. ``rl_zoo3`` is imported by :func:`apply` only, not by this module.
+"""
+
+import difflib
+import functools
+import inspect
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.policies import BasePolicy
+
+from sb3_dreamer import DreamerV2
+from sb3_dreamer.envs import register_minatar_envs
+from sb3_dreamer.zoo.hyperparams_opt import convert_dreamerv2_params, policy_kwargs_base, sample_dreamerv2_params
+from sb3_dreamer.zoo.torch_layers import MinAtarCNN
+
+ALGO = "dreamerv2"
+#: Hyperparameters read by ``rl_zoo3.train --algo dreamerv2`` when it is given no ``-conf``
+HYPERPARAMS_FILE = Path(__file__).parent / "hyperparams" / f"{ALGO}.yml"
+#: Constructor arguments that are not hyperparameters: the zoo sets them from its command line
+ZOO_ARGUMENTS = frozenset({"self", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
+#: Policy constructor arguments that the algorithm sets itself
+POLICY_ARGUMENTS = frozenset({"self", "observation_space", "action_space", "lr_schedule"})
+#: Hyperparameters that the zoo evaluates as Python expressions when they are strings
+EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs")
+
+
+def apply() -> None:
+    """Register DreamerV2 with the RL Zoo (importing ``rl_zoo3``); calling it again does nothing more."""
+    from rl_zoo3 import exp_manager, hyperparams_opt, utils
+
+    register_minatar_envs()
+    utils.ALGOS[ALGO] = DreamerV2
+    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO] = sample_dreamerv2_params
+    hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO] = convert_dreamerv2_params
+    # The zoo evaluates policy_kwargs strings in the globals of rl_zoo3.exp_manager
+    exp_manager.MinAtarCNN = MinAtarCNN  # type: ignore[attr-defined]
+    _patch_experiment_manager(exp_manager.ExperimentManager)
+
+
+def _patch_experiment_manager(manager_class: type) -> None:
+    """Wrap ``__init__``, ``_preprocess_hyperparams`` and ``objective``; the wrappers change nothing for other algos."""
+    if getattr(manager_class, "_sb3_dreamer_patched", False):
+        return
+    init, preprocess, objective = manager_class.__init__, manager_class._preprocess_hyperparams, manager_class.objective
+    init_signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def init_with_default_config(self, *args, **kwargs) -> None:
+        arguments = init_signature.bind(self, *args, **kwargs)
+        if arguments.arguments["algo"] == ALGO and arguments.arguments.get("config") is None:
+            arguments.arguments["config"] = str(HYPERPARAMS_FILE)
+        init(*arguments.args, **arguments.kwargs)
+
+    @functools.wraps(preprocess)
+    def preprocess_with_checks(self, hyperparams: dict[str, Any]) -> tuple:
+        if self.algo != ALGO:
+            return preprocess(self, hyperparams)
+        _evaluate_strings(self, hyperparams)
+        processed = preprocess(self, hyperparams)
+        _check_hyperparameters(self, processed[0])
+        return processed
+
+    @functools.wraps(objective)
+    def objective_with_base(self, trial: Any) -> float:
+        if self.algo != ALGO:
+            return objective(self, trial)
+        with policy_kwargs_base(self._hyperparams.get("policy_kwargs") or {}):
+            return objective(self, trial)
+
+    manager_class.__init__ = init_with_default_config
+    manager_class._preprocess_hyperparams = preprocess_with_checks
+    manager_class.objective = objective_with_base
+    manager_class._sb3_dreamer_patched = True
+
+
+def _origin(manager: Any, key: str) -> str:
+    """Where the experiment's value of ``key`` comes from, for error messages."""
+    source = "--hyperparams" if key in (manager.custom_hyperparams or {}) else manager.config
+    return f"{manager.env_name.gym_id} in {source}"
+
+
+def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
+    """Evaluate the ``EVALUATED_KEYS`` strings as the zoo would, with an error that names the culprit."""
+    from rl_zoo3 import exp_manager
+
+    for key in EVALUATED_KEYS:
+        if isinstance(hyperparams.get(key), str):
+            try:
+                hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
+            except Exception as error:
+                raise ValueError(
+                    f"Invalid {key} {hyperparams[key]!r} for {ALGO} ({_origin(manager, key)}): {type(error).__name__}: {error}"
+                ) from error
+
+
+def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
+    """Raise a ``ValueError`` naming each hyperparameter (and policy argument) that DreamerV2 does not accept."""
+    _check_names(hyperparams, _init_arguments(DreamerV2) - ZOO_ARGUMENTS, "hyperparameter {!r}", manager)
+    policy_kwargs = hyperparams.get("policy_kwargs")
+    if policy_kwargs is None:
+        return
+    if not isinstance(policy_kwargs, dict):
+        origin = _origin(manager, "policy_kwargs")
+        raise ValueError(f"{ALGO}: policy_kwargs must be a dict, got {policy_kwargs!r} for {origin}")
+    policy = hyperparams.get("policy")
+    policy_class = DreamerV2.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+    if isinstance(policy_class, type) and issubclass(policy_class, BasePolicy):
+        allowed = _init_arguments(policy_class) - POLICY_ARGUMENTS
+        kind = f"{policy_class.__name__} argument {{!r}} in policy_kwargs"
+        _check_names(policy_kwargs, allowed, kind, manager, "policy_kwargs")
+
+
+def _check_names(names: Iterable[str], allowed: frozenset[str], kind: str, manager: Any, key: str | None = None) -> None:
+    """
+    :param kind: what a name is, a format string such as ``"hyperparameter {!r}"``
+    :param key: the hyperparameter that holds the names, if not the names themselves
+    """
+    problems = []
+    for name in sorted(set(names) - allowed):
+        matches = difflib.get_close_matches(name, allowed, n=3)
+        hint = f" (did you mean {' or '.join(map(repr, matches))}?)" if matches else ""
+        problems.append(f"unknown {kind.format(name)}{hint} for {_origin(manager, key or name)}")
+    if problems:
+        raise ValueError(f"{ALGO}: {'; '.join(problems)}. Valid names: {', '.join(sorted(allowed))}")
+
+
+def _init_arguments(cls: type) -> frozenset[str]:
+    """Keyword arguments of ``cls(...)``, following ``**kwargs`` up the MRO (e.g. ``CnnPolicy`` -> ``DreamerV2Policy``)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        names.update(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return frozenset(names)
