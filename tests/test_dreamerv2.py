@@ -1,14 +1,17 @@
 """The SB3 algorithm contract for DreamerV2, on tiny configurations."""
 
+import io
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from PIL import Image
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
-from tiny import TINY_POLICY, tiny_model
+from tiny import TINY, TINY_POLICY, tiny_model
 
 from sb3_dreamer import DreamerV2
 
@@ -274,3 +277,30 @@ def test_bad_hyperparameters(kwargs, match):
 def test_cnn_policy_rejects_flat_observations():
     with pytest.raises(ValueError, match="MlpPolicy"):
         tiny_model("CartPole-v1", "CnnPolicy")
+
+
+def test_dream_diagnostics_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tiny_model(tensorboard_log=str(tmp_path), diagnostics_interval=2)
+    model.learn(200, log_interval=1, tb_log_name="dreams")
+    events = EventAccumulator(str(next(tmp_path.glob("dreams_*"))))
+    events.Reload()
+    assert {"diagnostics/open_loop_observation_mse", "diagnostics/open_loop_reward_error"} <= set(events.Tags()["scalars"])
+    dreams = events.Images("diagnostics/dream")
+    assert len(dreams) >= 2
+    # 4 sequences of 10x10 frames scaled x7, stacked vertically; truth, model and error side by side.
+    assert (dreams[-1].height, dreams[-1].width) == (4 * 70, 3 * 70)
+    gif = Image.open(io.BytesIO(dreams[-1].encoded_image_string))
+    assert gif.n_frames == TINY["sequence_length"]
+
+
+def test_diagnostics_can_be_switched_off(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tiny_model(tensorboard_log=str(tmp_path), diagnostics_interval=0)
+    model.learn(200, log_interval=1, tb_log_name="quiet")
+    events = EventAccumulator(str(next(tmp_path.glob("quiet_*"))))
+    events.Reload()
+    assert events.Tags()["images"] == []
+    assert not any(tag.startswith("diagnostics/") for tag in events.Tags()["scalars"])

@@ -11,6 +11,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, polyak_update, update_learning_rate
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_dreamer.common.diagnostics import dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.returns import lambda_return
 from sb3_dreamer.common.rssm import LatentState
@@ -59,6 +60,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param exploration_initial_eps: initial probability of a random action while training
     :param exploration_final_eps: final probability of a random action while training
     :param exploration_decay_steps: env steps over which that probability decays linearly
+    :param diagnostics_interval: every this many gradient steps, log world-model diagnostics under ``diagnostics/``:
+        open-loop predictions of replayed sequences (a "dream" video for image observations), their error and
+        their reward error; 0 disables them
     :param replay_buffer_class: replay buffer class (a :class:`SequenceReplayBuffer` subclass)
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param stats_window_size: window size of the rollout logging (episodes)
@@ -108,6 +112,7 @@ class DreamerV2(OffPolicyAlgorithm):
         exploration_initial_eps: float = 0.4,
         exploration_final_eps: float = 0.05,
         exploration_decay_steps: int = 2450,
+        diagnostics_interval: int = 2000,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -162,6 +167,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.exploration_final_eps = exploration_final_eps
         self.exploration_decay_steps = exploration_decay_steps
         self.exploration_rate = exploration_initial_eps
+        self.diagnostics_interval = diagnostics_interval
         self._acting_state: ActingState | None = None
         self._episode_starts: th.Tensor | None = None
 
@@ -173,6 +179,10 @@ class DreamerV2(OffPolicyAlgorithm):
             raise ValueError(f"Unknown actor_grad={self.actor_grad!r}: use one of {ACTOR_GRADIENTS}")
         if self.image_likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"Unknown image_likelihood={self.image_likelihood!r}: use one of {IMAGE_LIKELIHOODS}")
+        if self.diagnostics_interval < 0:
+            raise ValueError(
+                f"diagnostics_interval must be >= 0 (0 disables the diagnostics), got {self.diagnostics_interval}"
+            )
         for name in ("batch_size", "sequence_length", "imagination_horizon", "buffer_size", "target_update_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -302,6 +312,8 @@ class DreamerV2(OffPolicyAlgorithm):
             world_model_metrics, posterior = self._train_world_model(samples)
             metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
         self._n_updates += gradient_steps
+        if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
+            self._log_diagnostics(samples)
 
         # One device-to-host transfer for all metrics of all gradient steps.
         names = list(metrics[0])
@@ -309,6 +321,22 @@ class DreamerV2(OffPolicyAlgorithm):
         for name, value in zip(names, means, strict=True):
             self.logger.record(f"train/{name}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _log_diagnostics(self, samples: SequenceSamples, n_sequences: int = 4, context: int = 5) -> None:
+        """Open-loop predictions of ``n_sequences`` replayed windows after ``context`` observed steps."""
+        context = min(context, samples.rewards.shape[0] - 1)
+        prediction = open_loop_prediction(
+            self.policy, samples, min(n_sequences, samples.rewards.shape[1]), context, self.image_likelihood == "bernoulli"
+        )
+        squared_error = (prediction.predictions - prediction.observations)[context:].pow(2)
+        reward_error = (prediction.predicted_rewards - prediction.rewards)[context:].abs()
+        self.logger.record("diagnostics/open_loop_observation_mse", squared_error.flatten(2).sum(-1).mean().item())
+        self.logger.record("diagnostics/open_loop_reward_error", reward_error.mean().item())
+        self.logger.record("diagnostics/open_loop_reward_sum", prediction.predicted_rewards[context:].sum(0).mean().item())
+        self.logger.record("diagnostics/replayed_reward_sum", prediction.rewards[context:].sum(0).mean().item())
+        if len(self.observation_space.shape) == 3:
+            frames = dream_video(prediction).cpu().numpy()
+            write_gif_summary(self.logger, "diagnostics/dream", frames, fps=4, step=self.num_timesteps)
 
     def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
         """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""

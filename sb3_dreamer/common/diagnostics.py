@@ -1,0 +1,126 @@
+"""World-model diagnostics: open-loop predictions ("dreams") beside the truth."""
+
+import io
+from typing import NamedTuple
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from PIL import Image
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+from sb3_dreamer.common.buffers import SequenceSamples
+from sb3_dreamer.common.rssm import LatentState
+from sb3_dreamer.envs.minatar import PALETTE
+
+
+class OpenLoopPrediction(NamedTuple):
+    """Observed for ``context`` steps, then imagined with the replayed actions, all time-major."""
+
+    #: replayed observations, (T, N, *obs_shape) float
+    observations: th.Tensor
+    #: decoded model states (posterior in the context, prior after), (T, N, *obs_shape) float
+    predictions: th.Tensor
+    #: replayed rewards, (T, N)
+    rewards: th.Tensor
+    #: predicted rewards, (T, N)
+    predicted_rewards: th.Tensor
+
+
+@th.no_grad()
+def open_loop_prediction(
+    policy, samples: SequenceSamples, n_sequences: int, context: int, bernoulli: bool
+) -> OpenLoopPrediction:
+    """
+    Filter the first ``context`` observations of ``n_sequences`` replayed windows, then roll the prior forward
+    with the replayed actions (mode of the latents) and decode every state.
+
+    :param policy: a ``DreamerV2Policy``
+    :param samples: replayed windows, (T, B, ...)
+    :param n_sequences: how many windows to use (the first N of the batch)
+    :param context: observed steps before the model predicts open loop
+    :param bernoulli: the decoder outputs logits (Bernoulli likelihood) rather than means
+    """
+    rssm, world_model = policy.rssm, policy.world_model
+    observations = policy.preprocess(samples.observations[:, :n_sequences])  # (T, N, *obs_shape)
+    actions = F.one_hot(samples.actions[:, :n_sequences], policy.n_actions).float()  # (T, N, A)
+    is_first = samples.is_first[:, :n_sequences]  # (T, N)
+    observed = rssm.observe(
+        policy.embed(observations[:context]),
+        actions[:context],
+        is_first[:context],
+        rssm.initial_state(n_sequences, observations.device),
+    ).posterior
+    deters, stochs = list(observed.deter), list(observed.stoch)
+    state = LatentState(deters[-1], stochs[-1])
+    for t in range(context, observations.shape[0]):
+        keep = (1.0 - is_first[t]).unsqueeze(-1)
+        state = rssm.imagine_step(LatentState(state.deter * keep, state.stoch * keep), actions[t] * keep, deterministic=True)
+        deters.append(state.deter)
+        stochs.append(state.stoch)
+    states = LatentState(th.stack(deters).flatten(0, 1), th.stack(stochs).flatten(0, 1))  # (T * N, ...)
+    predictions = world_model.decoder(states.features())
+    predictions = predictions.sigmoid() if bernoulli else predictions.clamp(0.0, 1.0)
+    return OpenLoopPrediction(
+        observations,
+        predictions.view_as(observations),
+        samples.rewards[:, :n_sequences],
+        world_model.reward_head(states).view_as(is_first),
+    )
+
+
+def to_rgb(frames: th.Tensor, min_side: int = 64) -> th.Tensor:
+    """
+    Channels-first frames in [0, 1] -> RGB uint8, scaled up (nearest) so the shorter side is at least ``min_side``.
+
+    One channel is shown in grey, three as RGB, any other count as the sum of one colour per channel
+    (the palette of the MinAtar renderer).
+
+    :param frames: (..., C, H, W) float
+    :return: (..., 3, H * k, W * k) uint8
+    """
+    channels = frames.shape[-3]
+    if channels == 1:
+        rgb = frames.expand(*frames.shape[:-3], 3, *frames.shape[-2:])
+    elif channels == 3:
+        rgb = frames
+    else:
+        palette = th.as_tensor(PALETTE[1:], dtype=frames.dtype, device=frames.device) / 255.0  # (10, 3)
+        colours = palette[th.arange(channels, device=frames.device) % len(palette)]  # (C, 3)
+        rgb = th.einsum("...chw,cr->...rhw", frames, colours)
+    scale = max(1, -(-min_side // min(frames.shape[-2:])))
+    rgb = rgb.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    return (rgb.clamp(0.0, 1.0) * 255).to(th.uint8)
+
+
+def dream_video(prediction: OpenLoopPrediction) -> th.Tensor:
+    """
+    Truth, model and absolute error side by side, sequences stacked vertically.
+
+    :return: frames (T, N * H', 3 * W', 3) uint8
+    """
+    error = (prediction.predictions - prediction.observations).abs()
+    panels = [to_rgb(x) for x in (prediction.observations, prediction.predictions, error)]  # (T, N, 3, H', W')
+    frames = th.cat(panels, dim=-1)  # (T, N, 3, H', 3 * W')
+    return frames.permute(0, 1, 3, 4, 2).flatten(1, 2)  # (T, N * H', 3 * W', 3)
+
+
+def write_gif_summary(logger: Logger, tag: str, frames: np.ndarray, fps: float, step: int) -> None:
+    """
+    Write an animated GIF to the TensorBoard outputs of ``logger`` (shown under Images).
+
+    SB3's ``Video`` goes through ``SummaryWriter.add_video``, which needs moviepy 1.x; this encodes the GIF
+    with Pillow instead.
+
+    :param frames: (T, H, W, 3) uint8
+    """
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    height, width = frames.shape[1:3]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            output.writer._get_file_writer().add_summary(summary, step)
