@@ -304,3 +304,11 @@ def test_diagnostics_can_be_switched_off(tmp_path):
     events.Reload()
     assert events.Tags()["images"] == []
     assert not any(tag.startswith("diagnostics/") for tag in events.Tags()["scalars"])
+
+
+def test_set_env_and_continue():
+    model = tiny_model().learn(64)
+    model.set_env(make_vec_env("Breakout-MinAtar", n_envs=1, seed=3))
+    model.learn(64, reset_num_timesteps=False)
+    assert model.num_timesteps == 128
+    assert model._n_updates > 0
