@@ -30,9 +30,17 @@ class LatentState(NamedTuple):
 
 
 def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
-    """``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` when the state holds indices."""
+    """
+    ``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` when the state holds indices.
+
+    A layer being trained multiplies a one-hot rebuilt from the indices: the backward pass of the gather
+    (``embedding_bag``) is slower than the matmul's on the CPU.
+    """
     if state.stoch_index is None:
         return layer(state.stoch)
+    if layer.weight.requires_grad and th.is_grad_enabled():
+        stoch = th.zeros(*state.stoch_index.shape[:-1], layer.in_features, device=state.stoch_index.device)
+        return layer(stoch.scatter_(-1, state.stoch_index, 1.0))
     output = F.embedding_bag(state.stoch_index, layer.weight.t().contiguous(), mode="sum")
     return output if layer.bias is None else output + layer.bias
 
