@@ -1,8 +1,8 @@
 """
 Interpreter-startup hook of sb3-dreamer: apply the RL Zoo plug-in as soon as ``rl_zoo3`` is imported, and not before.
 
-``sb3_dreamer_zoo.pth``, installed next to this module in site-packages, calls :func:`install` at interpreter
-start-up unless ``SB3_DREAMER_NO_ZOO_HOOK`` is set to a non-empty value. :func:`install` only puts a finder
+``sb3_dreamer_zoo.pth``, which ``pip install .`` and ``pip install -e .`` put in site-packages, calls :func:`install`
+at interpreter start-up unless ``SB3_DREAMER_NO_ZOO_HOOK`` is set to a non-empty value. :func:`install` only puts a finder
 on ``sys.meta_path``: nothing heavy (torch, numpy, gymnasium, ``sb3_dreamer``) is imported until a program
 imports ``rl_zoo3``. Right after ``rl_zoo3`` has been executed, :func:`sb3_dreamer.zoo.plugin.apply` registers
 ``dreamerv2``; if that fails, the failure is reported with a warning and ``rl_zoo3`` works as without the plug-in.

@@ -164,6 +164,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.env_full[:] = False
         self._needs_first_row[:] = True
 
+    def start_new_episodes(self) -> None:
+        """The envs were reset: the next add writes the observations it gets as first rows of new episodes."""
+        self._needs_first_row[:] = True
+
     def _encode_obs(self, obs: np.ndarray) -> np.ndarray:
         """:return: observations (n, *obs_shape) in their storage format"""
         if self.pack_observations:

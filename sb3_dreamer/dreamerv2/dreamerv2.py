@@ -1,4 +1,11 @@
-from typing import Any, ClassVar, TypeVar
+import io
+import math
+import os
+import pathlib
+import pickle
+from collections.abc import Iterable
+from numbers import Integral
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import numpy as np
 import torch as th
@@ -9,18 +16,46 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, polyak_update, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_dreamer.common.checks import (
+    check_learning_rates,
+    check_non_negative,
+    check_non_negative_integers,
+    check_positive,
+    check_positive_integers,
+    check_probabilities,
+    check_spaces,
+    check_train_freq,
+)
 from sb3_dreamer.common.diagnostics import dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
+from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
 from sb3_dreamer.common.returns import lambda_return
 from sb3_dreamer.common.rssm import LatentState
+from sb3_dreamer.common.save_util import (
+    CORRUPTED_FILE_ERRORS,
+    atomic_open,
+    check_model_file,
+    corrupted_file_error,
+    file_digest,
+    get_rng_states,
+    load_pickle,
+    make_vec_env_from_state,
+    set_rng_states,
+    vec_env_state,
+)
 from sb3_dreamer.dreamerv2.policies import ActingState, CnnPolicy, DreamerV2Policy, MlpPolicy
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
 
 ACTOR_GRADIENTS = ("reinforce", "dynamics", "both")
 IMAGE_LIKELIHOODS = ("normal", "bernoulli")
+#: Metrics checked for NaN and infinity after each train() call: the losses and gradient norms
+GUARDED_METRICS = ("_loss", "_grad_norm")
+#: Files of a checkpoint directory (see DreamerV2.save_checkpoint)
+CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE = "model.zip", "replay_buffer.pkl", "checkpoint.pkl"
 
 
 class DreamerV2(OffPolicyAlgorithm):
@@ -63,6 +98,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param diagnostics_interval: every this many gradient steps, log world-model diagnostics under ``diagnostics/``:
         open-loop predictions of replayed sequences (a "dream" video for image observations), their error and
         their reward error; 0 disables them
+    :param recovery_dir: where to save a recovery checkpoint (see :meth:`save_checkpoint`, without the env state)
+        when a NaN or infinity stops training: in the data from the env, or in a loss or gradient norm, in which case
+        it holds the weights and optimizer states of before the ``train()`` call that produced it; None saves none
     :param replay_buffer_class: replay buffer class (a :class:`SequenceReplayBuffer` subclass)
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param stats_window_size: window size of the rollout logging (episodes)
@@ -113,6 +151,7 @@ class DreamerV2(OffPolicyAlgorithm):
         exploration_final_eps: float = 0.05,
         exploration_decay_steps: int = 2450,
         diagnostics_interval: int = 2000,
+        recovery_dir: str | None = "dreamerv2_recovery",
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -168,11 +207,20 @@ class DreamerV2(OffPolicyAlgorithm):
         self.exploration_decay_steps = exploration_decay_steps
         self.exploration_rate = exploration_initial_eps
         self.diagnostics_interval = diagnostics_interval
+        self.recovery_dir = recovery_dir
+        # Env steps since the model was built, for the target critic update schedule (as DQN's).
+        self._n_calls = 0
         self._acting_state: ActingState | None = None
         self._episode_starts: th.Tensor | None = None
 
         if _init_setup_model:
             self._setup_model()
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """Check the spaces (before SB3 asserts on them), then wrap the env as SB3 does."""
+        check_spaces(env.observation_space, env.action_space)
+        return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _check_hyperparameters(self) -> None:
         if self.actor_grad not in ACTOR_GRADIENTS:
@@ -183,9 +231,14 @@ class DreamerV2(OffPolicyAlgorithm):
             raise ValueError(
                 f"diagnostics_interval must be >= 0 (0 disables the diagnostics), got {self.diagnostics_interval}"
             )
-        for name in ("batch_size", "sequence_length", "imagination_horizon", "buffer_size", "target_update_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        check_positive_integers(
+            batch_size=self.batch_size,
+            sequence_length=self.sequence_length,
+            imagination_horizon=self.imagination_horizon,
+            buffer_size=self.buffer_size,
+            target_update_interval=self.target_update_interval,
+        )
+        check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -196,26 +249,195 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"sequence_length={self.sequence_length} does not fit in a replay ring of "
                 f"buffer_size // n_envs = {self.buffer_size // self.n_envs} rows"
             )
-        for name in ("gamma", "return_lambda", "kl_balance", "actor_grad_mix", "tau", "exploration_initial_eps",
-                     "exploration_final_eps"):  # fmt: skip
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        n_windows = self.n_envs * (self.buffer_size // self.n_envs - self.sequence_length + 1)
+        if self.batch_size > n_windows:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the number of distinct sequences the replay buffer can "
+                f"hold, n_envs * (buffer_size // n_envs - sequence_length + 1) = {n_windows}"
+            )
+        check_train_freq(self.train_freq, self.n_envs)
+        if not isinstance(self.gradient_steps, Integral) or self.gradient_steps < -1:
+            raise ValueError(
+                f"gradient_steps must be an integer >= 0, or -1 for as many as env steps collected, "
+                f"got {self.gradient_steps!r}"
+            )
+        check_probabilities(
+            gamma=self.gamma,
+            return_lambda=self.return_lambda,
+            kl_balance=self.kl_balance,
+            actor_grad_mix=self.actor_grad_mix,
+            tau=self.tau,
+            exploration_initial_eps=self.exploration_initial_eps,
+            exploration_final_eps=self.exploration_final_eps,
+        )
+        check_non_negative(
+            kl_scale=self.kl_scale,
+            free_nats=self.free_nats,
+            reward_scale=self.reward_scale,
+            discount_scale=self.discount_scale,
+            actor_entropy_scale=self.actor_entropy_scale,
+        )
+        check_positive(max_grad_norm=self.max_grad_norm)
+        check_learning_rates(
+            learning_rate=self.learning_rate,
+            actor_learning_rate=self.actor_learning_rate,
+            critic_learning_rate=self.critic_learning_rate,
+        )
 
     def _setup_model(self) -> None:
         self._check_hyperparameters()
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
-        # Env steps since the model was built, for the target critic update schedule (as DQN's).
-        self._n_calls = 0
+        self._update_snapshot = UpdateSnapshot(
+            self.policy, (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer)
+        )
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts"]
+        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_update_snapshot"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
         return state_dicts, []
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model, its optimizers and counters in a zip file (see SB3's ``save``). A path is written atomically:
+        to a temporary file in the same folder, flushed to disk, then renamed onto the path, so that an interrupted
+        save leaves the previous file intact.
+        """
+        if isinstance(path, io.IOBase):
+            super().save(path, exclude, include)
+            return
+        with atomic_open(path, "zip") as file:
+            super().save(file, exclude, include)
+
+    @classmethod
+    def load(
+        cls: type[SelfDreamerV2],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs,
+    ) -> SelfDreamerV2:
+        """
+        Load a model saved by :meth:`save` (see SB3's ``load``) once its zip file is checked to be complete.
+        Only load files you trust: the model's attributes are unpickled, which can run code.
+
+        :raises ValueError: naming the file, when it is truncated or corrupted
+        """
+        check_model_file(path, "DreamerV2 model")
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except CORRUPTED_FILE_ERRORS as exc:
+            raise corrupted_file_error("DreamerV2 model", path, exc) from exc
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the replay buffer in a pickle file, atomically for a path (as :meth:`save`)."""
+        if isinstance(path, io.IOBase):
+            super().save_replay_buffer(path)
+            return
+        with atomic_open(path, "pkl") as file:
+            super().save_replay_buffer(file)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer saved by :meth:`save_replay_buffer`. Only load files you trust: it is unpickled.
+
+        :param path: the pickle file
+        :param truncate_last_traj: unused (``HerReplayBuffer`` only)
+        :raises ValueError: naming the file, when it is truncated or corrupted or holds a buffer this model cannot use
+        """
+        buffer = load_pickle(path, "pkl", "replay buffer")
+        if not isinstance(buffer, SequenceReplayBuffer):
+            raise ValueError(
+                f"Cannot load a replay buffer from {path}: it holds a {type(buffer).__name__}, not a SequenceReplayBuffer"
+            )
+        found = (buffer.observation_space.shape, buffer.n_envs, buffer.sequence_length)
+        expected = (self.observation_space.shape, self.n_envs, self.sequence_length)
+        if found != expected:
+            raise ValueError(
+                f"Cannot load the replay buffer in {path}: its (observation shape, n_envs, sequence_length) = {found} "
+                f"differ from the model's {expected}"
+            )
+        buffer.device = self.device
+        self.replay_buffer = buffer
+
+    def save_checkpoint(self, path: str | os.PathLike, save_env: bool = True) -> None:
+        """
+        Save all that training needs to continue exactly as if uninterrupted into the directory ``path``:
+        ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and ``checkpoint.pkl``
+        (random generator states, the acting model state, the envs and the SHA-256 of the two other files).
+        Every file is replaced atomically and ``checkpoint.pkl`` comes last, so :meth:`load_checkpoint` detects a
+        checkpoint that an interrupted save left half-overwritten.
+
+        :param path: the checkpoint directory, created if needed
+        :param save_env: save the gym envs, when the env is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``)
+            whose envs can be pickled
+        """
+        directory = pathlib.Path(path)
+        self.save(directory / CHECKPOINT_MODEL)
+        self.save_replay_buffer(directory / CHECKPOINT_BUFFER)
+        state = {
+            "digests": {name: file_digest(directory / name) for name in (CHECKPOINT_MODEL, CHECKPOINT_BUFFER)},
+            "rng_states": get_rng_states(self.action_space),
+            "acting_state": None if self._acting_state is None else tuple(x.cpu() for x in self._acting_state),
+            "episode_starts": None if self._episode_starts is None else self._episode_starts.cpu(),
+            "envs": vec_env_state(self.env) if save_env else None,
+        }
+        with atomic_open(directory / CHECKPOINT_STATE, "pkl") as file:
+            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load_checkpoint(
+        cls: type[SelfDreamerV2],
+        path: str | os.PathLike,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        **kwargs,
+    ) -> SelfDreamerV2:
+        """
+        Load a checkpoint saved by :meth:`save_checkpoint`. Only load checkpoints you trust: they are unpickled.
+
+        With ``env=None`` and envs in the checkpoint, training continues in those envs, mid-episode, with every random
+        generator as it was: ``learn(n, reset_num_timesteps=False)`` then gives the weights of an uninterrupted run
+        (same device and PyTorch build). Given an ``env``, or with no envs in the checkpoint, the envs are reset at
+        the next ``learn``: the weights, optimizers, replay buffer and generators are restored, the episodes restart.
+
+        :param path: the checkpoint directory
+        :param env: the env to continue in, None for the envs of the checkpoint
+        :param device: the device of the model
+        :param kwargs: passed to :meth:`load`
+        :raises ValueError: when a file of the checkpoint is truncated, corrupted, or from another save
+        """
+        directory = pathlib.Path(path)
+        state = load_pickle(directory / CHECKPOINT_STATE, "pkl", "checkpoint state")
+        for name, digest in state["digests"].items():
+            if file_digest(directory / name) != digest:
+                raise ValueError(
+                    f"Cannot load the checkpoint in {directory}: {name} is not the file its {CHECKPOINT_STATE} was saved "
+                    "with (a save was interrupted while overwriting the checkpoint, or the file is corrupted)"
+                )
+        saved_env = make_vec_env_from_state(state["envs"]) if env is None and state["envs"] is not None else None
+        if saved_env is not None:
+            env = saved_env
+        model = cls.load(directory / CHECKPOINT_MODEL, env=env, device=device, force_reset=saved_env is None, **kwargs)
+        model.load_replay_buffer(directory / CHECKPOINT_BUFFER)
+        if saved_env is not None and state["acting_state"] is not None:
+            saved_env._reset_seeds()  # load() seeded the envs for a reset that does not come: they continue their episodes
+            model._acting_state = ActingState(*(x.to(model.device) for x in state["acting_state"]))
+            model._episode_starts = state["episode_starts"].to(model.device)
+        set_rng_states(state["rng_states"], model.action_space)
+        return model
 
     def _setup_learn(
         self,
@@ -229,6 +451,9 @@ class DreamerV2(OffPolicyAlgorithm):
         total_timesteps, callback = super()._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        if env_is_reset:
+            # Episodes cut by the reset must not continue into the new ones in the replay buffer
+            self.replay_buffer.start_new_episodes()
         if env_is_reset or self._acting_state is None:
             self._acting_state = self.policy.initial_state(self.n_envs)
             self._episode_starts = th.ones(self.n_envs, device=self.device)
@@ -278,8 +503,70 @@ class DreamerV2(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
+        self._check_env_data(new_obs, reward, dones, infos)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._episode_starts = th.as_tensor(dones, dtype=th.float32, device=self.device)
+
+    def _check_env_data(self, new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        """Stop training on a NaN or infinity in the rewards, or in float observations, before they are stored."""
+        quantity, finite = "reward", np.isfinite(reward)
+        if finite.all() and np.issubdtype(self.observation_space.dtype, np.floating):
+            quantity, finite = "observation", np.isfinite(new_obs).reshape(self.n_envs, -1).all(axis=1)
+            for i in np.flatnonzero(dones):
+                if infos[i].get("terminal_observation") is not None:
+                    finite[i] &= bool(np.isfinite(infos[i]["terminal_observation"]).all())
+        if not finite.all():
+            bad_envs = np.flatnonzero(~finite).tolist()
+            self._raise_non_finite(f"Non-finite {quantity} from env(s) {bad_envs}", [quantity], "before storing it")
+
+    def _check_update(self, metrics: list[dict[str, th.Tensor]], means: dict[str, float]) -> None:
+        """
+        After the gradient steps of a ``train()`` call: if a loss or gradient norm was not finite, restore the weights
+        and optimizer states of before the call and stop training.
+
+        :param metrics: the metrics of each gradient step, on the device
+        :param means: their means over the gradient steps, on the host
+        """
+        quantities = [name for name, value in means.items() if name.endswith(GUARDED_METRICS) and not math.isfinite(value)]
+        if not quantities:
+            return
+        # On the way out only (syncs do not matter here): the first gradient step with a non-finite value, and its values
+        step = next((i for i, values in enumerate(metrics) if not all(values[name].isfinite() for name in quantities)), 0)
+        quantities = [name for name in quantities if not metrics[step][name].isfinite()] or quantities
+        self._update_snapshot.restore()
+        self._raise_non_finite(
+            f"Non-finite {', '.join(quantities)} in gradient step {self._n_updates + step + 1} "
+            f"(step {step + 1} of {len(metrics)} of a train() call)",
+            quantities,
+            f"with the weights and optimizer states restored to before that train() call (n_updates={self._n_updates})",
+        )
+
+    def _raise_non_finite(self, what: str, quantities: list[str], stopped: str) -> NoReturn:
+        """
+        Save a recovery checkpoint (without the env state) to ``recovery_dir`` and raise :class:`NonFiniteError`.
+
+        :param what: what was not finite, and where
+        :param quantities: the names of the non-finite quantities
+        :param stopped: where training stopped, for the message
+        """
+        checkpoint = None
+        if self.recovery_dir is None:
+            saved = "no recovery checkpoint was saved (recovery_dir=None)"
+        else:
+            try:
+                self.save_checkpoint(self.recovery_dir, save_env=False)
+            except Exception as exc:  # the error to report is the non-finite value
+                saved = f"saving a recovery checkpoint to {self.recovery_dir} failed ({exc!r})"
+            else:
+                checkpoint = str(self.recovery_dir)
+                saved = f"a recovery checkpoint was saved to {checkpoint} (DreamerV2.load_checkpoint({checkpoint!r}, env))"
+        raise NonFiniteError(
+            f"{what} at num_timesteps={self.num_timesteps}: training stopped {stopped}; {saved}",
+            quantities,
+            self.num_timesteps,
+            self._n_updates,
+            checkpoint,
+        )
 
     def _on_step(self) -> None:
         """After each env step: decay exploration, update the target critic every ``target_update_interval`` steps."""
@@ -306,18 +593,21 @@ class DreamerV2(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rates()
+        # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
+        self._update_snapshot.take()
         metrics: list[dict[str, th.Tensor]] = []
         for _ in range(gradient_steps):
             samples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             world_model_metrics, posterior = self._train_world_model(samples)
             metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
-        self._n_updates += gradient_steps
-        if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
-            self._log_diagnostics(samples)
 
         # One device-to-host transfer for all metrics of all gradient steps.
         names = list(metrics[0])
         means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
+        self._check_update(metrics, dict(zip(names, means, strict=True)))
+        self._n_updates += gradient_steps
+        if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
+            self._log_diagnostics(samples)
         for name, value in zip(names, means, strict=True):
             self.logger.record(f"train/{name}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -10,6 +10,13 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_dreamer.common.checks import (
+    check_image_space,
+    check_non_negative,
+    check_non_negative_integers,
+    check_positive_integers,
+    check_spaces,
+)
 from sb3_dreamer.common.distributions import straight_through_one_hot
 from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, LatentMLP, MlpDecoder, MlpEncoder
 from sb3_dreamer.common.rssm import RSSM, LatentState
@@ -139,17 +146,24 @@ class DreamerV2Policy(BasePolicy):
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
         )
-        if not isinstance(observation_space, spaces.Box):
-            raise ValueError(f"DreamerV2 needs a Box observation space, got {observation_space}")
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"DreamerV2 supports Discrete action spaces, got {action_space}")
-        if encoder_type == "cnn" and len(observation_space.shape) != 3:
-            raise ValueError(
-                f"CnnPolicy needs channels-first image observations (C, H, W), got shape {observation_space.shape}: "
-                "use MlpPolicy for flat observations"
-            )
+        check_spaces(observation_space, action_space)
         if encoder_type not in ("cnn", "mlp"):
             raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
+        if encoder_type == "cnn":
+            check_image_space(observation_space)
+        check_positive_integers(
+            embedding_dim=embedding_dim,
+            deter_size=deter_size,
+            stoch_size=stoch_size,
+            class_size=class_size,
+            rssm_hidden_size=rssm_hidden_size,
+            cnn_depth=cnn_depth,
+            cnn_kernel_size=cnn_kernel_size,
+            mlp_units=mlp_units,
+            head_units=head_units,
+        )
+        check_non_negative_integers(cnn_layers=cnn_layers, mlp_layers=mlp_layers)
+        check_non_negative(min_std=min_std)
         self.encoder_type = encoder_type
         self.embedding_dim = embedding_dim
         self.deter_size = deter_size

@@ -26,8 +26,8 @@ from sb3_dreamer.zoo.torch_layers import MinAtarCNN
 ALGO = "dreamerv2"
 #: Hyperparameters read by ``rl_zoo3.train --algo dreamerv2`` when it is given no ``-conf``
 HYPERPARAMS_FILE = Path(__file__).parent / "hyperparams" / f"{ALGO}.yml"
-#: Constructor arguments that are not hyperparameters: the zoo sets them from its command line
-ZOO_ARGUMENTS = frozenset({"self", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
+#: Constructor arguments that are not hyperparameters (the zoo sets env, tensorboard_log, seed, verbose and device)
+NOT_HYPERPARAMETERS = frozenset({"self", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
 #: Policy constructor arguments that the algorithm sets itself
 POLICY_ARGUMENTS = frozenset({"self", "observation_space", "action_space", "lr_schedule"})
 #: Hyperparameters that the zoo evaluates as Python expressions when they are strings
@@ -99,13 +99,13 @@ def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
                 hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
             except Exception as error:
                 raise ValueError(
-                    f"Invalid {key} {hyperparams[key]!r} for {ALGO} ({_origin(manager, key)}): {type(error).__name__}: {error}"
+                    f"{ALGO}: invalid {key} {hyperparams[key]!r} for {_origin(manager, key)}: {type(error).__name__}: {error}"
                 ) from error
 
 
 def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
     """Raise a ``ValueError`` naming each hyperparameter (and policy argument) that DreamerV2 does not accept."""
-    _check_names(hyperparams, _init_arguments(DreamerV2) - ZOO_ARGUMENTS, "hyperparameter {!r}", manager)
+    _check_names(hyperparams, _init_arguments(DreamerV2) - NOT_HYPERPARAMETERS, "hyperparameter {!r}", manager)
     policy_kwargs = hyperparams.get("policy_kwargs")
     if policy_kwargs is None:
         return
@@ -122,6 +122,8 @@ def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
 
 def _check_names(names: Iterable[str], allowed: frozenset[str], kind: str, manager: Any, key: str | None = None) -> None:
     """
+    Raise a ``ValueError`` naming each of ``names`` that is not ``allowed``, with the close matches.
+
     :param kind: what a name is, a format string such as ``"hyperparameter {!r}"``
     :param key: the hyperparameter that holds the names, if not the names themselves
     """

@@ -1,0 +1,114 @@
+"""Validation of spaces and hyperparameters, with messages that name the argument, its value and what is allowed."""
+
+import math
+from collections.abc import Callable
+from numbers import Integral, Real
+
+import numpy as np
+from gymnasium import spaces
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """
+    :raises ValueError: unless observations are a ``Box`` and actions ``Discrete``
+    """
+    if not isinstance(observation_space, spaces.Box):
+        raise ValueError(
+            f"DreamerV2 supports Box observation spaces only, got observation space {observation_space}: "
+            "turn the observations into a Box with a wrapper, e.g. gymnasium.wrappers.FlattenObservation"
+        )
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(f"DreamerV2 supports Discrete action spaces only, got action space {action_space}")
+
+
+def is_channels_last(shape: tuple[int, ...]) -> bool:
+    """:return: whether a 3-d image shape looks like (H, W, C): its last side is the smallest and smaller than the first"""
+    return len(shape) == 3 and int(np.argmin(shape)) == 2 and shape[2] < shape[0]
+
+
+def check_image_space(observation_space: spaces.Box) -> None:
+    """
+    :raises ValueError: unless the observations are channels-first images (C, H, W), as the CNN encoder needs
+    """
+    shape = tuple(observation_space.shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"CnnPolicy needs channels-first image observations (C, H, W), got shape {shape}: "
+            "use MlpPolicy for flat observations"
+        )
+    if is_channels_last(shape):
+        raise ValueError(
+            f"CnnPolicy needs channels-first image observations (C, H, W), got shape {shape}, which looks channels-last "
+            "(H, W, C): wrap the VecEnv in VecTransposeImage for uint8 images in [0, 255] (SB3 does it by itself), "
+            "otherwise transpose each observation, e.g. with gymnasium.wrappers.TransformObservation"
+            "(env, lambda obs: obs.transpose(2, 0, 1), transposed_space)"
+        )
+
+
+def check_positive_integers(**values: int) -> None:
+    """:raises ValueError: for the first value that is not an integer >= 1"""
+    for name, value in values.items():
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_non_negative_integers(**values: int) -> None:
+    """:raises ValueError: for the first value that is not an integer >= 0"""
+    for name, value in values.items():
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def check_non_negative(**values: float) -> None:
+    """:raises ValueError: for the first value that is not a finite number >= 0"""
+    for name, value in values.items():
+        if not isinstance(value, Real) or not 0.0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_positive(**values: float) -> None:
+    """:raises ValueError: for the first value that is not a finite number > 0"""
+    for name, value in values.items():
+        if not isinstance(value, Real) or not 0.0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_probabilities(**values: float) -> None:
+    """:raises ValueError: for the first value outside [0, 1]"""
+    for name, value in values.items():
+        if not isinstance(value, Real) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def check_learning_rates(**values: float | Callable[[float], float]) -> None:
+    """:raises ValueError: for the first constant, or schedule at the start or end of training, that is negative"""
+    for name, value in values.items():
+        if callable(value):
+            for progress_remaining in (1.0, 0.0):
+                check_non_negative(**{f"{name}({progress_remaining})": value(progress_remaining)})
+        else:
+            check_non_negative(**{name: value})
+
+
+def check_train_freq(train_freq: int | tuple[int, str], n_envs: int) -> None:
+    """
+    :param train_freq: an int (env steps), or ``(frequency, unit)`` with unit ``"step"`` or ``"episode"``
+    :param n_envs: number of envs
+    :raises ValueError: for a non-positive frequency, an unknown unit, or episodes with several envs (SB3 counts
+        episodes of one env only)
+    """
+    if isinstance(train_freq, Integral):
+        frequency, unit = train_freq, "step"
+    elif isinstance(train_freq, tuple) and len(train_freq) == 2:
+        frequency, unit = train_freq
+        unit = getattr(unit, "value", unit)  # a TrainFrequencyUnit once SB3 converted it
+    else:
+        raise ValueError(f"train_freq must be an int or a tuple (frequency, 'step' | 'episode'), got {train_freq!r}")
+    if unit not in ("step", "episode"):
+        raise ValueError(f"train_freq={train_freq!r} has an unknown unit {unit!r}: use 'step' or 'episode'")
+    check_positive_integers(train_freq=frequency)
+    if unit == "episode" and n_envs > 1:
+        raise ValueError(
+            f"train_freq={train_freq!r} counts episodes, which SB3 supports with one env only, got n_envs={n_envs}: "
+            "count env steps instead, e.g. train_freq=50"
+        )

@@ -1,0 +1,179 @@
+"""Atomic saving, checked loading and the random number generator states of a checkpoint."""
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+import pathlib
+import pickle
+import random
+import uuid
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import cloudpickle
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecTransposeImage
+
+#: What a truncated or corrupted zip file or pickle can raise while it is read
+CORRUPTED_FILE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, pickle.UnpicklingError, UnicodeDecodeError)
+
+
+def corrupted_file_error(what: str, path: Any, exc: BaseException) -> ValueError:
+    """:return: the error raised for a file that cannot be read back, naming the file"""
+    return ValueError(f"Cannot load {what} from {path}: the file is truncated or corrupted ({type(exc).__name__}: {exc})")
+
+
+def resolve_save_path(path: str | os.PathLike, suffix: str) -> pathlib.Path:
+    """:return: the path SB3 saves to: ``path``, with ``.suffix`` appended when it has no suffix"""
+    target = pathlib.Path(path)
+    return target if target.suffix else pathlib.Path(f"{target}.{suffix}")
+
+
+def resolve_load_path(path: str | os.PathLike, suffix: str) -> pathlib.Path:
+    """:return: the path SB3 loads from: ``path`` if it exists, else ``path`` with ``.suffix`` appended"""
+    source, with_suffix = pathlib.Path(path), pathlib.Path(f"{path}.{suffix}")
+    return with_suffix if not source.exists() and with_suffix.exists() else source
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, suffix: str) -> Iterator[io.BufferedWriter]:
+    """
+    Open a temporary file beside the target for writing; on success, flush it to disk and rename it onto the
+    target (atomic on POSIX), on failure delete it. The target is never left half-written.
+
+    :param path: the target, completed with ``.suffix`` when it has none (as SB3 does)
+    :param suffix: the suffix of the file type, without the dot
+    """
+    target = resolve_save_path(path, suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with temporary.open("xb") as file:
+            yield file  # type: ignore[misc]
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """:return: the SHA-256 of a file, in hex"""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_file(path: str | os.PathLike | io.BufferedIOBase, what: str) -> None:
+    """
+    Read a model zip file through, checking every member's CRC and the JSON of its ``data``.
+
+    :param path: the file (completed with ``.zip`` when missing, as SB3 does) or a file object, rewound afterwards
+    :param what: what the file holds, for the error message
+    :raises ValueError: naming the file, if it is truncated, corrupted or not a model
+    """
+    source: Any = path if isinstance(path, io.IOBase) else resolve_load_path(path, "zip")
+    start = source.tell() if isinstance(source, io.IOBase) else 0
+    try:
+        with zipfile.ZipFile(source) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise zipfile.BadZipFile(f"member {damaged} fails its CRC check")
+            names = set(archive.namelist())
+            missing = {"data", "policy.pth"} - names
+            if missing:
+                raise zipfile.BadZipFile(f"members {sorted(missing)} are missing")
+            json.loads(archive.read("data"))
+    except (*CORRUPTED_FILE_ERRORS, json.JSONDecodeError) as exc:
+        raise corrupted_file_error(what, path, exc) from exc
+    finally:
+        if isinstance(source, io.IOBase):
+            source.seek(start)
+
+
+def load_pickle(path: str | os.PathLike | io.BufferedIOBase, suffix: str, what: str) -> Any:
+    """
+    Unpickle a file (only load files you trust: unpickling can run code).
+
+    :param path: the file (completed with ``.suffix`` when missing, as SB3 does) or a file object
+    :param suffix: the suffix of the file type, without the dot
+    :param what: what the file holds, for the error message
+    :raises ValueError: naming the file, if it cannot be unpickled
+    """
+    with contextlib.ExitStack() as stack:
+        if isinstance(path, io.IOBase):
+            file: Any = path
+        else:
+            file = stack.enter_context(resolve_load_path(path, suffix).open("rb"))
+        try:
+            return pickle.load(file)
+        except Exception as exc:  # unpickling garbage can raise nearly any exception
+            raise corrupted_file_error(what, path, exc) from exc
+
+
+def get_rng_states(action_space: spaces.Space) -> dict[str, Any]:
+    """:return: the states of Python's, NumPy's and PyTorch's global generators and of the action space's generator"""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": th.get_rng_state(),
+        "cuda": th.cuda.get_rng_state_all() if th.cuda.is_available() and th.cuda.is_initialized() else None,
+        "action_space": action_space.np_random.bit_generator.state,
+    }
+
+
+def set_rng_states(states: dict[str, Any], action_space: spaces.Space) -> None:
+    """Restore the generator states returned by :func:`get_rng_states`."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    th.set_rng_state(states["torch"])
+    if states["cuda"] is not None and th.cuda.is_available() and th.cuda.device_count() == len(states["cuda"]):
+        th.cuda.set_rng_state_all(states["cuda"])
+    action_space.np_random.bit_generator.state = states["action_space"]
+
+
+def vec_env_state(env: VecEnv | None) -> bytes | None:
+    """
+    :return: the gym envs of ``env`` pickled with cloudpickle, when ``env`` is a ``DummyVecEnv``, possibly in a
+        ``VecTransposeImage`` (other VecEnv wrappers have state of their own), and its envs can be pickled; else None
+    """
+    inner = env.venv if isinstance(env, VecTransposeImage) else env
+    if not isinstance(inner, DummyVecEnv):
+        return None
+    try:
+        return cloudpickle.dumps(inner.envs)
+    except Exception as exc:  # what fails to pickle raises PicklingError, TypeError, AttributeError...
+        warnings.warn(f"The envs cannot be pickled ({exc!r}): the checkpoint does not hold their state")
+        return None
+
+
+def _identity(env: gym.Env) -> gym.Env:
+    return env
+
+
+def make_vec_env_from_state(state: bytes) -> DummyVecEnv:
+    """:return: a ``DummyVecEnv`` of the envs pickled by :func:`vec_env_state`, in the state they were saved in"""
+    return DummyVecEnv([functools.partial(_identity, env) for env in cloudpickle.loads(state)])

@@ -1,0 +1,395 @@
+"""
+Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by the RL Zoo
+(``python -m sb3_dreamer.zoo train``), in parallel subprocesses, then summarised in ROOT:
+
+- ``results.csv``: one row per evaluation point (algo, env, seed, timesteps = env frames, mean_return, std_return,
+  wall_clock_s of the run),
+- ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return, frames, seeds,
+  mean wall-clock time per run and frames per second,
+- ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
+  one panel per env and one line per algo.
+
+Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
+(its output) and, once it has finished, ``run.json`` (its settings and wall-clock time). The grid is resumable:
+runs with a ``run.json`` of at least ``--frames`` frames are skipped; an unfinished run is restarted from scratch
+(the zoo's ``-i`` would restart the timestep count, the evaluations and, for off-policy algorithms, the replay
+buffer). Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
+The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2).
+
+``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
+Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
+
+Usage:
+  python scripts/benchmark.py --algos dreamerv2 ppo dqn qrdqn --envs Breakout-MinAtar BreakoutPOMDP-MinAtar \\
+      --seeds 0 1 2 --frames 100000 --eval-freq 10000 --eval-episodes 10 --processes 2 --root benchmarks/minatar-100k
+  python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
+  python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "hyperparams"
+RUN_FILE = "run.json"
+LOG_FILE = "train.log"
+COLUMNS = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s"]
+#: (frames, eval_freq, eval_episodes) of the full grid and of ``--quick``
+FULL_BUDGET = (100_000, 10_000, 10)
+QUICK_BUDGET = (300, 100, 2)
+#: Tiny settings of ``--quick``, before ``--hyperparams`` and ``--algo-hyperparams``
+QUICK_HYPERPARAMS = {
+    "dreamerv2": [
+        "learning_starts:100",
+        "batch_size:4",
+        "sequence_length:8",
+        "train_freq:16",
+        "gradient_steps:1",
+        "imagination_horizon:3",
+        "buffer_size:2000",
+        "policy_kwargs:dict(embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,"
+        "cnn_depth=4,mlp_units=16,mlp_layers=1,head_units=16,head_layers=1)",
+    ],
+    "dqn": ["learning_starts:50", "buffer_size:2000"],
+    "qrdqn": ["learning_starts:50", "buffer_size:2000"],
+    "ppo": ["n_envs:2", "n_steps:64", "batch_size:32"],
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid."""
+
+    algo: str
+    env: str
+    seed: int
+
+    def directory(self, root: Path) -> Path:
+        """Deterministic folder of the run."""
+        return root / "runs" / self.algo / self.env / f"seed_{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.algo} {self.env} seed {self.seed}"
+
+
+def find_evaluations(run_dir: Path) -> Path | None:
+    """The zoo's ``evaluations.npz`` of a run (the zoo writes it to ``-f``/ALGO/ENV_ID/), if any."""
+    return next(iter(sorted(run_dir.glob("*/*/evaluations.npz"))), None)
+
+
+def is_finished(run_dir: Path, frames: int) -> bool:
+    """Whether the run has finished successfully with at least ``frames`` frames."""
+    run_file = run_dir / RUN_FILE
+    if not run_file.is_file() or find_evaluations(run_dir) is None:
+        return False
+    return json.loads(run_file.read_text())["frames"] >= frames
+
+
+def merge_hyperparams(*groups: list[str]) -> list[str]:
+    """``key:value`` strings of several groups, a later value of a key replacing an earlier one."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        for item in group:
+            merged[item.split(":", 1)[0]] = item
+    return list(merged.values())
+
+
+class Launcher:
+    """Starts the zoo subprocesses and stops them all on interruption."""
+
+    def __init__(self, args: argparse.Namespace, threads: int) -> None:
+        self.args = args
+        self.threads = threads
+        self.lock = threading.Lock()
+        self.processes: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def command(self, run: Run, run_dir: Path) -> list[str]:
+        """Command line of the zoo for ``run``."""
+        args = self.args
+        command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.algo, "--env", run.env]
+        if run.algo != "dreamerv2":
+            command += ["-conf", str(CONF_DIR / f"{run.algo}.yml")]
+        command += [
+            "--seed", str(run.seed),
+            "-n", str(args.frames),
+            "--eval-freq", str(args.eval_freq),
+            "--eval-episodes", str(args.eval_episodes),
+            "--n-eval-envs", "1",
+            "--num-threads", str(self.threads),
+            "--device", args.device,
+            "--verbose", "0",
+            "-f", str(run_dir),
+        ]  # fmt: skip
+        hyperparams = self.hyperparams(run.algo)
+        if hyperparams:
+            command += ["--hyperparams", *hyperparams]
+        return command
+
+    def hyperparams(self, algo: str) -> list[str]:
+        """``--hyperparams`` of the zoo for ``algo``: quick settings, then common ones, then the algo's own."""
+        quick = QUICK_HYPERPARAMS.get(algo, []) if self.args.quick else []
+        own = [item for group in self.args.algo_hyperparams if group[0] == algo for item in group[1:]]
+        return merge_hyperparams(quick, self.args.hyperparams, own)
+
+    def train(self, run: Run) -> str | None:
+        """Train ``run`` from scratch; ``None`` on success, else why it failed."""
+        run_dir = run.directory(self.args.root)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        command = self.command(run, run_dir)
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        start = time.monotonic()
+        with open(run_dir / LOG_FILE, "w") as log:
+            with self.lock:
+                if self.stopped:
+                    return "interrupted"
+                # Own session: Ctrl-C reaches the benchmark only, which stops the runs (the zoo would save and exit 0)
+                process = subprocess.Popen(
+                    command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+                self.processes.add(process)
+            returncode = process.wait()
+        wall_clock_s = time.monotonic() - start
+        with self.lock:
+            self.processes.discard(process)
+            if self.stopped:
+                return "interrupted"
+        if returncode != 0:
+            return f"exit code {returncode}, see {run_dir / LOG_FILE}"
+        if find_evaluations(run_dir) is None:
+            return f"no evaluations.npz, see {run_dir / LOG_FILE}"
+        info = {
+            "algo": run.algo,
+            "env": run.env,
+            "seed": run.seed,
+            "frames": self.args.frames,
+            "eval_freq": self.args.eval_freq,
+            "eval_episodes": self.args.eval_episodes,
+            "hyperparams": self.hyperparams(run.algo),
+            "threads": self.threads,
+            "processes": self.args.processes,
+            "wall_clock_s": round(wall_clock_s, 3),
+            "command": command,
+        }
+        # Written then renamed, so that a run.json is always whole
+        (run_dir / f"{RUN_FILE}.tmp").write_text(json.dumps(info, indent=2) + "\n")
+        (run_dir / f"{RUN_FILE}.tmp").replace(run_dir / RUN_FILE)
+        return None
+
+    def stop(self) -> None:
+        """Terminate the running trainings; runs not started yet will not start."""
+        with self.lock:
+            self.stopped = True
+            for process in self.processes:
+                process.terminate()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    """Signal handler: stop the grid as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
+    """Train the unfinished ``runs``, ``args.processes`` at a time; return the failed ones."""
+    pending = [run for run in runs if not is_finished(run.directory(args.root), args.frames)]
+    print(f"{len(runs)} runs: skipped {len(runs) - len(pending)} finished, {len(pending)} to train", flush=True)
+    if not pending:
+        return []
+    threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
+    launcher = Launcher(args, threads)
+    failed = []
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with ThreadPoolExecutor(args.processes) as pool, tqdm(total=len(pending), unit="run") as progress:
+        futures = {pool.submit(launcher.train, run): run for run in pending}
+        try:
+            for future in as_completed(futures):
+                error = future.result()
+                if error is not None:
+                    failed.append(futures[future])
+                    tqdm.write(f"FAILED {futures[future]}: {error}")
+                progress.update()
+        except KeyboardInterrupt:
+            launcher.stop()
+            pool.shutdown(cancel_futures=True)
+            raise
+    return failed
+
+
+def collect(root: Path) -> pd.DataFrame:
+    """Evaluation points of every finished run under ``root``: :data:`COLUMNS`, ``frames`` and ``eval_episodes``."""
+    rows = []
+    for run_file in sorted(root.glob(f"runs/*/*/seed_*/{RUN_FILE}")):
+        evaluations = find_evaluations(run_file.parent)
+        if evaluations is None:
+            continue
+        info = json.loads(run_file.read_text())
+        with np.load(evaluations) as data:
+            for timesteps, returns in zip(data["timesteps"], data["results"], strict=True):
+                rows.append(
+                    {
+                        "algo": info["algo"],
+                        "env": info["env"],
+                        "seed": info["seed"],
+                        "timesteps": int(timesteps),
+                        "mean_return": float(np.mean(returns)),
+                        "std_return": float(np.std(returns)),
+                        "wall_clock_s": info["wall_clock_s"],
+                        "frames": info["frames"],
+                        "eval_episodes": info["eval_episodes"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=[*COLUMNS, "frames", "eval_episodes"])
+
+
+def _duration(seconds: float) -> str:
+    """Human-readable duration."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def markdown_table(results: pd.DataFrame) -> str:
+    """Per algo x env x frame budget: final evaluation return over seeds, seeds, wall-clock and frames/s."""
+    final = results.sort_values("timesteps").groupby(["algo", "env", "frames", "seed"]).tail(1)
+    lines = [
+        "| algo | env | final return (mean ± std over seeds) | frames | seeds | wall-clock per run | frames/s |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for (algo, env, frames), group in final.groupby(["algo", "env", "frames"]):
+        returns = group["mean_return"].to_numpy()
+        wall_clock = group["wall_clock_s"].to_numpy()
+        lines.append(
+            f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {frames:,} | {len(group)} "
+            f"| {_duration(wall_clock.mean())} | {np.mean(frames / wall_clock):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
+    """Evaluation return against env frames: mean over seeds and min-max band, a panel per env, a line per algo."""
+    envs = sorted(results["env"].unique())
+    algos = sorted(results["algo"].unique())
+    colors = dict(zip(algos, plt.get_cmap("tab10").colors, strict=False))
+    figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
+    for axis, env in zip(axes[0], envs, strict=True):
+        for algo, runs in results[results["env"] == env].groupby("algo"):
+            curve = runs.groupby("timesteps")["mean_return"].agg(["mean", "min", "max"])
+            n_seeds = runs["seed"].nunique()
+            label = f"{algo} ({n_seeds} seed{'s' if n_seeds > 1 else ''})"
+            axis.plot(curve.index, curve["mean"], color=colors[algo], label=label)
+            axis.fill_between(curve.index, curve["min"], curve["max"], color=colors[algo], alpha=0.2, linewidth=0)
+        axis.set(title=env, xlabel="env frames", ylabel="evaluation return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(root: Path) -> None:
+    """Write ``results.csv``, ``results.md`` and ``learning_curves.png`` of the finished runs under ``root``."""
+    results = collect(root)
+    if results.empty:
+        print(f"no finished runs under {root}")
+        return
+    results[COLUMNS].to_csv(root / "results.csv", index=False)
+    episodes = sorted(results["eval_episodes"].unique())
+    header = (
+        "# Benchmark results\n\n"
+        f"Final return: each run's last evaluation (mean over {'/'.join(map(str, episodes))} episodes of the "
+        "deterministic policy), then mean ± std (population) over seeds. Frames: training budget in env frames "
+        "(MinAtar has no frame skip). Wall-clock: whole zoo process, evaluations included; frames/s = frames / "
+        f"wall-clock. Machine: {os.cpu_count()} CPU cores.\n\n"
+    )
+    (root / "results.md").write_text(header + markdown_table(results))
+    plot_learning_curves(results, root / "learning_curves.png")
+    print(f"wrote {root / 'results.csv'}, {root / 'results.md'} and {root / 'learning_curves.png'}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line; ``--quick`` changes the defaults of the budget options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=["dreamerv2", "ppo", "dqn", "qrdqn"])
+    parser.add_argument("--envs", nargs="+", default=["Breakout-MinAtar", "BreakoutPOMDP-MinAtar"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds-per-algo", nargs="+", default=[], metavar="ALGO=N", help="run only the first N of --seeds for ALGO"
+    )
+    parser.add_argument("--frames", type=int, help=f"env frames per run (default {FULL_BUDGET[0]}, quick {QUICK_BUDGET[0]})")
+    parser.add_argument("--eval-freq", type=int, help=f"env frames between evaluations (default {FULL_BUDGET[1]})")
+    parser.add_argument("--eval-episodes", type=int, help=f"episodes per evaluation (default {FULL_BUDGET[2]})")
+    parser.add_argument("--processes", type=int, default=2, help="runs in parallel; torch threads = cores // processes")
+    parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
+    parser.add_argument("--device", default="auto", help="--device of the zoo")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY:VALUE", help="zoo --hyperparams, all algos")
+    parser.add_argument(
+        "--algo-hyperparams",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="ALGO KEY:VALUE",
+        help="zoo --hyperparams for one algo (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny budgets and models, for tests")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the finished runs")
+    args = parser.parse_args(argv)
+    budget = QUICK_BUDGET if args.quick else FULL_BUDGET
+    for name, default in zip(("frames", "eval_freq", "eval_episodes"), budget, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    args.root = args.root.resolve()
+    try:
+        args.seeds_per_algo = {algo: int(count) for algo, count in (item.split("=") for item in args.seeds_per_algo)}
+    except ValueError:
+        parser.error("--seeds-per-algo takes ALGO=N items")
+    missing = [algo for algo in args.algos if algo != "dreamerv2" and not (CONF_DIR / f"{algo}.yml").is_file()]
+    if missing and not args.report_only:
+        parser.error(f"no hyperparameter file {', '.join(str(CONF_DIR / f'{algo}.yml') for algo in missing)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train the grid (unless ``--report-only``), then write the report."""
+    args = parse_args(argv)
+    failed = []
+    if not args.report_only:
+        runs = [
+            Run(algo, env, seed)
+            for algo in args.algos
+            for env in args.envs
+            for seed in args.seeds[: args.seeds_per_algo.get(algo, len(args.seeds))]
+        ]
+        try:
+            failed = run_grid(args, runs)
+        except KeyboardInterrupt:
+            print("interrupted: the running trainings were stopped; run the same command again to resume", flush=True)
+            raise SystemExit(130) from None
+    write_report(args.root)
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
+
+
+if __name__ == "__main__":
+    main()

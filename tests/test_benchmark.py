@@ -1,0 +1,63 @@
+"""End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, its report, and resuming."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+ALGOS = ("dreamerv2", "dqn")
+GRID = ["--quick", "--algos", *ALGOS, "--envs", "Breakout-MinAtar", "--seeds", "0", "--processes", "2"]
+REPORT = ("results.csv", "results.md", "learning_curves.png")
+
+
+def benchmark(root: Path, *args: str) -> str:
+    """Run the benchmark script into ``root``; return its output, failing on a non-zero exit code."""
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--root", str(root)], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def modification_times(root: Path) -> dict[Path, int]:
+    """``st_mtime_ns`` of every file of the runs."""
+    return {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("*") if path.is_file()}
+
+
+@pytest.mark.timeout(300)
+def test_quick_grid_reports_and_resumes(tmp_path: Path):
+    output = benchmark(tmp_path, *GRID)
+    assert "skipped 0 finished, 2 to train" in output
+
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert list(results.columns) == ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s"]
+    assert set(results["algo"]) == set(ALGOS)
+    assert set(results["env"]) == {"Breakout-MinAtar"}
+    for algo in ALGOS:
+        runs = results[results["algo"] == algo]
+        assert runs["timesteps"].tolist() == [100, 200, 300]
+        assert (runs["mean_return"] >= 0).all() and (runs["wall_clock_s"] > 0).all()
+        assert (tmp_path / "runs" / algo / "Breakout-MinAtar" / "seed_0" / "run.json").is_file()
+
+    table = (tmp_path / "results.md").read_text()
+    for algo in ALGOS:
+        assert f"| {algo} | Breakout-MinAtar | " in table
+    image = plt.imread(tmp_path / "learning_curves.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+    # Re-running the grid trains nothing and touches no file of the runs
+    before = modification_times(tmp_path)
+    output = benchmark(tmp_path, *GRID)
+    assert "skipped 2 finished, 0 to train" in output
+    assert modification_times(tmp_path) == before
+
+    # The report is rebuilt from the runs alone
+    for name in REPORT:
+        (tmp_path / name).unlink()
+    benchmark(tmp_path, "--report-only")
+    assert all((tmp_path / name).is_file() for name in REPORT)
+    assert pd.read_csv(tmp_path / "results.csv").equals(results)

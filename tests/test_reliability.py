@@ -1,0 +1,392 @@
+"""Reliability: validation at construction, non-finite guards, exact resume, atomic saves and checked loads."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
+from tiny import TINY_POLICY, tiny_model
+
+from sb3_dreamer import DreamerV2, NonFiniteError
+from sb3_dreamer.common.guards import UpdateSnapshot
+
+N_STEPS, M_STEPS = 64, 64  # steps before and after the checkpoint of the resume test (2 envs)
+
+
+class SpacesEnv(gym.Env):
+    """An env with the given spaces, for the construction checks."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+class NonFiniteAt(gym.Wrapper):
+    """Replaces the reward, or the observation, of the ``at_step``-th step (counted over episodes) by NaN."""
+
+    def __init__(self, env: gym.Env, at_step: int, what: str) -> None:
+        super().__init__(env)
+        self.at_step, self.what, self.n_steps = at_step, what, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.n_steps += 1
+        if self.n_steps == self.at_step:
+            if self.what == "reward":
+                reward = float("nan")
+            else:
+                obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def state_of(model: DreamerV2) -> dict[str, th.Tensor]:
+    """Clones of the policy's parameters and buffers and of the optimizers' state tensors."""
+    state = {f"policy.{name}": tensor.clone() for name, tensor in model.policy.state_dict().items()}
+    for name in ("world_model_optimizer", "actor_optimizer", "critic_optimizer"):
+        for index, values in getattr(model.policy, name).state_dict()["state"].items():
+            state.update({f"{name}.{index}.{key}": value.clone() for key, value in values.items()})
+    return state
+
+
+def assert_same_state(a: dict[str, th.Tensor], b: dict[str, th.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [name for name in a if not th.equal(a[name], b[name])]
+    assert not different, f"differ: {different}"
+
+
+@pytest.fixture
+def deterministic():
+    previous = th.are_deterministic_algorithms_enabled()
+    th.use_deterministic_algorithms(True)
+    yield
+    th.use_deterministic_algorithms(previous)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint after N_STEPS steps of a 2-env tiny model, mid-episode, saved in deterministic mode."""
+    previous = th.are_deterministic_algorithms_enabled()
+    th.use_deterministic_algorithms(True)
+    try:
+        model = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2, seed=0)).learn(N_STEPS)
+        path = tmp_path_factory.mktemp("checkpoint") / "run"
+        model.save_checkpoint(path)
+    finally:
+        th.use_deterministic_algorithms(previous)
+    # The envs are mid-episode: resuming needs their state
+    assert all(len(monitor.rewards) > 0 for monitor in model.env.envs)
+    return path
+
+
+# Validation at construction
+
+
+@pytest.mark.parametrize(
+    "env, policy, match",
+    [
+        (SimpleMultiObsEnv(), "CnnPolicy", r"Box observation spaces only, got observation space Dict"),
+        (SpacesEnv(spaces.Box(0, 1, (3,)), spaces.MultiDiscrete([2, 3])), "MlpPolicy", r"Discrete action.*MultiDiscrete"),
+        (SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Box(-1, 1, (2,))), "MlpPolicy", r"Discrete action spaces only.*Box"),
+        (SpacesEnv(spaces.Box(0, 1, (10, 10, 4), np.uint8), spaces.Discrete(3)), "CnnPolicy", r"\(10, 10, 4\).*channels-last"),
+        (SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Discrete(2)), "CnnPolicy", r"got shape \(3,\).*MlpPolicy"),
+    ],
+)
+def test_rejected_spaces(env, policy, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(env, policy)
+
+
+def test_channels_last_uint8_images_are_transposed():
+    model = tiny_model(FakeImageEnv(screen_height=12, screen_width=12, n_channels=1, discrete=True, channel_first=False))
+    assert model.observation_space.shape == (1, 12, 12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(batch_size=0), r"batch_size must be a positive integer, got 0"),
+        (dict(sequence_length=-1), r"sequence_length must be a positive integer, got -1"),
+        (dict(buffer_size=0), r"buffer_size must be a positive integer, got 0"),
+        (dict(buffer_size=1e5), r"buffer_size must be a positive integer, got 100000.0"),
+        (dict(imagination_horizon=0), r"imagination_horizon must be a positive integer, got 0"),
+        (dict(target_update_interval=0), r"target_update_interval must be a positive integer, got 0"),
+        (dict(exploration_decay_steps=-5), r"exploration_decay_steps must be a non-negative integer, got -5"),
+        (dict(buffer_size=60, learning_starts=80, sequence_length=64), r"sequence_length=64 does not fit .* 60 rows"),
+        (dict(buffer_size=20, batch_size=16), r"batch_size=16 is larger than .* = 13"),
+        (dict(learning_starts=4, sequence_length=8), r"learning_starts=4 is smaller than sequence_length \* n_envs"),
+        (dict(train_freq=0), r"train_freq must be a positive integer, got 0"),
+        (dict(train_freq=(4, "epoch")), r"train_freq=\(4, 'epoch'\) has an unknown unit 'epoch'"),
+        (dict(gradient_steps=-2), r"gradient_steps must be an integer >= 0, or -1 .* got -2"),
+        (dict(gamma=1.5), r"gamma must be in \[0, 1\], got 1.5"),
+        (dict(return_lambda=-0.1), r"return_lambda must be in \[0, 1\], got -0.1"),
+        (dict(kl_balance=float("nan")), r"kl_balance must be in \[0, 1\], got nan"),
+        (dict(actor_grad_mix=2.0), r"actor_grad_mix must be in \[0, 1\]"),
+        (dict(tau=1.1), r"tau must be in \[0, 1\]"),
+        (dict(exploration_initial_eps=-0.4), r"exploration_initial_eps must be in \[0, 1\]"),
+        (dict(exploration_final_eps=1.05), r"exploration_final_eps must be in \[0, 1\]"),
+        (dict(kl_scale=-0.1), r"kl_scale must be a finite number >= 0, got -0.1"),
+        (dict(free_nats=-1.0), r"free_nats must be a finite number >= 0"),
+        (dict(reward_scale=float("inf")), r"reward_scale must be a finite number >= 0, got inf"),
+        (dict(discount_scale=-5.0), r"discount_scale must be a finite number >= 0"),
+        (dict(actor_entropy_scale=-1e-3), r"actor_entropy_scale must be a finite number >= 0"),
+        (dict(max_grad_norm=0.0), r"max_grad_norm must be a finite number > 0, got 0.0"),
+        (dict(learning_rate=-2e-4), r"learning_rate must be a finite number >= 0, got -0.0002"),
+        (dict(actor_learning_rate=lambda progress: progress - 0.5), r"actor_learning_rate\(0.0\) must be .* got -0.5"),
+        (dict(critic_learning_rate=-1.0), r"critic_learning_rate must be a finite number >= 0"),
+        (dict(actor_grad="backprop"), r"Unknown actor_grad='backprop'"),
+        (dict(image_likelihood="laplace"), r"Unknown image_likelihood='laplace'"),
+    ],
+)
+def test_rejected_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(**kwargs)
+
+
+def test_rejected_episodic_train_freq_with_several_envs():
+    with pytest.raises(ValueError, match=r"train_freq=\(1, 'episode'\) counts episodes.*n_envs=2"):
+        tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2), train_freq=(1, "episode"), learning_starts=16)
+
+
+@pytest.mark.parametrize(
+    "policy_kwargs, match",
+    [
+        (dict(deter_size=0), r"deter_size must be a positive integer, got 0"),
+        (dict(stoch_size=0), r"stoch_size must be a positive integer, got 0"),
+        (dict(class_size=-1), r"class_size must be a positive integer, got -1"),
+        (dict(embedding_dim=0), r"embedding_dim must be a positive integer, got 0"),
+        (dict(rssm_hidden_size=0), r"rssm_hidden_size must be a positive integer"),
+        (dict(cnn_depth=0), r"cnn_depth must be a positive integer"),
+        (dict(cnn_kernel_size=0), r"cnn_kernel_size must be a positive integer"),
+        (dict(mlp_units=8.5), r"mlp_units must be a positive integer, got 8.5"),
+        (dict(head_units=0), r"head_units must be a positive integer"),
+        (dict(cnn_layers=-1), r"cnn_layers must be a non-negative integer, got -1"),
+        (dict(mlp_layers=-1), r"mlp_layers must be a non-negative integer, got -1"),
+        (dict(head_layers=0), r"head_layers=0"),
+        (dict(min_std=-0.1), r"min_std must be a finite number >= 0"),
+        (dict(latent_type="beta"), r"Unknown latent_type 'beta'"),
+        (dict(encoder_type="transformer"), r"Unknown encoder_type 'transformer'"),
+    ],
+)
+def test_rejected_policy_kwargs(policy_kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(policy_kwargs={**TINY_POLICY, **policy_kwargs})
+
+
+# Non-finite guards
+
+
+@pytest.mark.parametrize("recovery", [True, False])
+def test_nan_observation_stops_training(tmp_path, recovery):
+    env = NonFiniteAt(gym.make("CartPole-v1"), at_step=5, what="observation")
+    model = tiny_model(env, "MlpPolicy", recovery_dir=str(tmp_path / "recovery") if recovery else None)
+    match = r"Non-finite observation from env\(s\) \[0\] at num_timesteps=5: training stopped before storing it; "
+    match += "a recovery checkpoint was saved" if recovery else r"no recovery checkpoint was saved \(recovery_dir=None\)"
+    with pytest.raises(NonFiniteError, match=match) as error:
+        model.learn(100)
+    assert error.value.quantities == ("observation",) and error.value.num_timesteps == 5
+    assert (tmp_path / "recovery" / "model.zip").exists() == recovery
+    assert np.isfinite(model.replay_buffer.observations[0, : model.replay_buffer.size()]).all()
+
+
+def test_nan_reward_stops_training_with_recovery_checkpoint(tmp_path):
+    recovery = tmp_path / "recovery"
+    model = tiny_model(NonFiniteAt(gym.make("Breakout-MinAtar"), at_step=70, what="reward"), recovery_dir=str(recovery))
+    with pytest.raises(NonFiniteError, match=r"Non-finite reward from env\(s\) \[0\] at num_timesteps=70") as error:
+        model.learn(200)
+    assert error.value.checkpoint == str(recovery) and error.value.n_updates == model._n_updates > 0
+    # The weights were not touched by the bad value: the checkpoint holds them, and the replay buffer its finite rewards
+    restored = DreamerV2.load_checkpoint(recovery, env=gym.make("Breakout-MinAtar"))
+    assert_same_state(state_of(model), state_of(restored))
+    assert all(th.isfinite(tensor).all() for tensor in state_of(restored).values())
+    assert np.isfinite(restored.replay_buffer.rewards).all()
+    assert restored.num_timesteps == 70 and restored._n_updates == model._n_updates
+    restored.learn(32, reset_num_timesteps=False)
+
+
+def test_nan_loss_restores_weights_and_saves_them(tmp_path):
+    recovery = tmp_path / "recovery"
+    model = tiny_model(recovery_dir=str(recovery))
+    reward_head = model.policy.world_model.reward_head
+    forward = reward_head.forward
+    reward_head.forward = lambda state: forward(state) * (float("nan") if model._n_updates >= 4 else 1.0)
+    # The state before each train() call
+    before: dict[str, th.Tensor] = {}
+    train = model.train
+
+    def recording_train(*args, **kwargs):
+        before.update(state_of(model))
+        return train(*args, **kwargs)
+
+    model.train = recording_train
+    match = r"Non-finite world_model_loss, reward_loss, .*world_model_grad_norm.* in gradient step 5"
+    with pytest.raises(NonFiniteError, match=match) as error:
+        model.learn(200)
+    assert "reward_loss" in error.value.quantities and error.value.n_updates == 4
+    assert "restored to before that train() call (n_updates=4)" in str(error.value)
+    assert_same_state(before, state_of(model))
+    restored = DreamerV2.load_checkpoint(recovery)
+    assert_same_state(before, state_of(restored))
+    assert restored._n_updates == 4
+
+
+def test_non_finite_gradient_names_the_gradient_norm(tmp_path):
+    model = tiny_model(recovery_dir=str(tmp_path / "recovery"))
+    first_layer = model.policy.actor.deter_in.weight
+    first_layer.register_hook(lambda grad: grad * float("inf") if model._n_updates >= 2 else grad)
+    with pytest.raises(NonFiniteError, match=r"Non-finite actor_grad_norm in gradient step 3 \(step 1 of 2") as error:
+        model.learn(200)
+    assert error.value.quantities == ("actor_grad_norm",)
+    assert all(th.isfinite(tensor).all() for tensor in state_of(model).values())
+
+
+def test_update_snapshot_restores_weights_and_optimizer_states():
+    module = th.nn.Linear(3, 2)
+    optimizer = th.optim.Adam(module.parameters())
+    snapshot = UpdateSnapshot(module, [optimizer])
+
+    def step() -> None:
+        optimizer.zero_grad()
+        module(th.randn(4, 3)).sum().backward()
+        optimizer.step()
+
+    snapshot.take()  # before the first step: Adam has no state yet
+    step()
+    snapshot.restore()
+    assert not optimizer.state
+    step()
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    moments = [state["exp_avg"].clone() for state in optimizer.state.values()]
+    snapshot.take()
+    step()
+    step()
+    snapshot.restore()
+    assert all(th.equal(before[name], tensor) for name, tensor in module.state_dict().items())
+    assert all(th.equal(m, state["exp_avg"]) for m, state in zip(moments, optimizer.state.values(), strict=True))
+    assert all(state["step"] == 1 for state in optimizer.state.values())
+
+
+# Exact resume
+
+
+RESUME = """
+import sys
+import torch as th
+from sb3_dreamer import DreamerV2
+th.use_deterministic_algorithms(True)
+model = DreamerV2.load_checkpoint(sys.argv[1])
+model.learn(int(sys.argv[2]), reset_num_timesteps=False)
+th.save(model.policy.state_dict(), sys.argv[3])
+"""
+
+
+def test_resume_in_a_new_process_is_bit_exact(checkpoint, tmp_path, deterministic):
+    output = tmp_path / "resumed.pth"
+    subprocess.run([sys.executable, "-c", RESUME, str(checkpoint), str(M_STEPS), str(output)], check=True, timeout=300)
+    resumed = th.load(output)
+    uninterrupted = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2, seed=0)).learn(N_STEPS + M_STEPS)
+    expected = uninterrupted.policy.state_dict()
+    assert expected.keys() == resumed.keys()
+    assert all(th.equal(expected[name], resumed[name]) for name in expected)
+
+
+def test_resume_with_a_new_env_starts_new_episodes(checkpoint):
+    model = DreamerV2.load_checkpoint(checkpoint, env=make_vec_env("Breakout-MinAtar", n_envs=2, seed=1))
+    heads = model.replay_buffer.env_pos.copy()
+    model.learn(32, reset_num_timesteps=False)
+    assert model.num_timesteps == N_STEPS + 32
+    # The reset observations were stored as first rows, not as continuations of the cut episodes
+    assert model.replay_buffer.is_first[np.arange(2), heads].all()
+
+
+# Checked loads and atomic saves
+
+
+def damage(path: os.PathLike, how: str) -> None:
+    data = open(path, "rb").read()
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "garbage":
+        data = np.random.default_rng(0).bytes(len(data))
+    else:  # a few bytes changed in the middle
+        middle = len(data) // 2
+        data = data[:middle] + bytes(255 - b for b in data[middle : middle + 8]) + data[middle + 8 :]
+    open(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "flipped"])
+def test_damaged_model_file(checkpoint, tmp_path, how):
+    path = tmp_path / "model.zip"
+    shutil.copy(checkpoint / "model.zip", path)
+    damage(path, how)
+    with pytest.raises(ValueError, match=r"Cannot load DreamerV2 model from .*model.zip: the file is truncated or corrupted"):
+        DreamerV2.load(path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_damaged_replay_buffer_file(checkpoint, tmp_path, how):
+    path = tmp_path / "buffer.pkl"
+    shutil.copy(checkpoint / "replay_buffer.pkl", path)
+    damage(path, how)
+    model = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2))
+    with pytest.raises(ValueError, match=r"Cannot load replay buffer from .*buffer.pkl: the file is truncated or corrupted"):
+        model.load_replay_buffer(path)
+
+
+def test_replay_buffer_of_another_model(checkpoint):
+    with pytest.raises(ValueError, match=r"\(observation shape, n_envs, sequence_length\) = \(\(4, 10, 10\), 2, 8\) differ"):
+        tiny_model().load_replay_buffer(checkpoint / "replay_buffer.pkl")
+
+
+def test_torn_checkpoint(checkpoint, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(checkpoint, path)
+    model = DreamerV2.load_checkpoint(path)
+    model.learn(16, reset_num_timesteps=False)
+    model.save_replay_buffer(path / "replay_buffer.pkl")  # as if the save stopped after the buffer
+    with pytest.raises(ValueError, match=r"replay_buffer.pkl is not the file its checkpoint.pkl was saved with"):
+        DreamerV2.load_checkpoint(path)
+
+
+def test_interrupted_model_save_keeps_previous_file(checkpoint, tmp_path, monkeypatch):
+    model = DreamerV2.load(checkpoint / "model.zip")
+    path = tmp_path / "model.zip"
+    model.save(path)
+    previous = path.read_bytes()
+
+    def failing_save(obj, file, *args, **kwargs):
+        file.write(b"half a tensor")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(th, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(tmp_path / "model")  # SB3 adds the .zip suffix
+    assert path.read_bytes() == previous
+    assert sorted(os.listdir(tmp_path)) == ["model.zip"]
+
+
+def test_interrupted_replay_buffer_save_keeps_previous_file(checkpoint, tmp_path):
+    model = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2))
+    model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    path = tmp_path / "buffer.pkl"
+    model.save_replay_buffer(path)
+    previous = path.read_bytes()
+    model.replay_buffer.unpicklable = lambda: None  # pickled after the storage arrays: fails mid-write
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):
+        model.save_replay_buffer(path)
+    assert path.read_bytes() == previous
+    assert sorted(os.listdir(tmp_path)) == ["buffer.pkl"]

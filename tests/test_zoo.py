@@ -1,0 +1,247 @@
+"""
+RL Zoo plug-in: the unmodified ``rl_zoo3`` scripts with ``--algo dreamerv2``, each run in a fresh interpreter.
+
+These tests need the package installed with its start-up hook (``pip install -e .`` or ``pip install .``).
+"""
+
+import inspect
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import optuna
+import pytest
+import torch as th
+import yaml
+
+from sb3_dreamer import DreamerV2
+from sb3_dreamer.dreamerv2 import DreamerV2Policy
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_ID = "Breakout-MinAtar"
+# A few hundred steps of a tiny model, a few seconds on a CPU core
+TINY_MODEL = (
+    "policy_kwargs:dict(embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,cnn_depth=4,"
+    "head_units=16,head_layers=1)"
+)
+TINY = (
+    "learning_starts:100",
+    "batch_size:4",
+    "sequence_length:8",
+    "train_freq:16",
+    "gradient_steps:1",
+    "imagination_horizon:3",
+    "buffer_size:2000",
+    TINY_MODEL,
+)
+# Evaluation episodes of an untrained deterministic agent may otherwise last up to the 10,000-step time limit
+SHORT_EPISODES = ("--env-kwargs", "max_episode_steps:200")
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a fresh interpreter without GPU; fail the test with its output if ``check`` and it fails."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        # One torch thread: tiny networks gain nothing from more, and a busy machine makes threads spin
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if check and result.returncode != 0:
+        output = f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        pytest.fail(f"python {' '.join(args)} exited with {result.returncode}:\n{output}")
+    return result
+
+
+def zoo(script: str, cwd: Path, *args: str, env_id: str = ENV_ID, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m rl_zoo3.<script> --algo dreamerv2 --env <env_id> <args>``"""
+    return run(["-m", f"rl_zoo3.{script}", "--algo", "dreamerv2", "--env", env_id, *args], cwd, **kwargs)
+
+
+class Experiment(NamedTuple):
+    """A zoo experiment: the working directory of ``rl_zoo3.train`` and its output."""
+
+    cwd: Path
+    stdout: str
+
+    @property
+    def path(self) -> Path:
+        return self.cwd / "logs" / "dreamerv2" / f"{ENV_ID}_1"
+
+
+def test_hyperparams_files() -> None:
+    games = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+    env_ids = {f"{game}{variant}-MinAtar" for game in games for variant in ("", "POMDP")}
+    packaged = REPO / "sb3_dreamer" / "zoo" / "hyperparams" / "dreamerv2.yml"
+    assert (REPO / "hyperparams" / "dreamerv2.yml").resolve() == packaged.resolve()
+    for algo in ("dreamerv2", "ppo", "dqn", "qrdqn"):
+        with open(REPO / "hyperparams" / f"{algo}.yml") as file:
+            entries = yaml.safe_load(file)
+        assert set(entries) == env_ids, algo
+        assert all(entry["n_timesteps"] == 5e6 and entry["policy"] == "CnnPolicy" for entry in entries.values()), algo
+    # DreamerV2's entries spell out the reference settings, which are the defaults of DreamerV2 and its policy
+    with open(packaged) as file:
+        entry = yaml.safe_load(file)[ENV_ID]
+    policy_kwargs = eval(entry.pop("policy_kwargs"))
+    assert {"learning_rate", "actor_learning_rate", "critic_learning_rate", "imagination_horizon", "kl_scale"} <= set(entry)
+    assert {"deter_size", "stoch_size", "class_size"} <= set(policy_kwargs)
+    hyperparams = {name: value for name, value in entry.items() if name not in ("n_timesteps", "policy", "n_envs")}
+    for cls, values in ((DreamerV2, hyperparams), (DreamerV2Policy, policy_kwargs)):
+        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
+        assert {name: defaults.get(name) for name in values} == values, cls.__name__
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
+    """The README's ``python -m rl_zoo3.train --algo dreamerv2 --env Breakout-MinAtar``, tiny, with every zoo output."""
+    cwd = tmp_path_factory.mktemp("zoo")
+    args = ["-n", "300", "--seed", "1", "--eval-freq", "150", "--eval-episodes", "2", "--save-freq", "150", *SHORT_EPISODES]
+    result = zoo("train", cwd, *args, "--tensorboard-log", "tb", "--save-replay-buffer", "--hyperparams", *TINY)
+    return Experiment(cwd, result.stdout)
+
+
+@pytest.mark.timeout(300)
+def test_train(experiment: Experiment) -> None:
+    packaged_yaml = Path("sb3_dreamer", "zoo", "hyperparams", "dreamerv2.yml")
+    assert "Loading hyperparameters from: " in experiment.stdout and str(packaged_yaml) in experiment.stdout
+    path = experiment.path
+    for name in (f"{ENV_ID}.zip", "best_model.zip", "rl_model_150_steps.zip", "rl_model_300_steps.zip", "replay_buffer.pkl"):
+        assert (path / name).is_file(), name
+    with open(path / ENV_ID / "config.yml") as file:
+        config = yaml.load(file, Loader=yaml.UnsafeLoader)
+    # Defaults from the packaged YAML, overridden by --hyperparams
+    assert config["learning_rate"] == 2e-4 and config["kl_scale"] == 0.1 and config["policy"] == "CnnPolicy"
+    assert config["batch_size"] == 4 and config["policy_kwargs"]["deter_size"] == 16
+    evaluations = np.load(path / "evaluations.npz")
+    assert evaluations["timesteps"].tolist() == [150, 300] and evaluations["results"].shape == (2, 2)
+    assert list((experiment.cwd / "tb" / ENV_ID / "DreamerV2_1").glob("events.out.tfevents.*"))
+    model = DreamerV2.load(path / f"{ENV_ID}.zip")
+    assert model.policy.deter_size == 16 and model.num_timesteps >= 300
+
+
+@pytest.mark.timeout(300)
+def test_enjoy_and_record_video(experiment: Experiment) -> None:
+    result = zoo("enjoy", experiment.cwd, "-f", "logs", "--exp-id", "1", "--no-render", "-n", "50")
+    assert f"Loading logs/dreamerv2/{ENV_ID}_1/{ENV_ID}.zip" in result.stdout and "Episode Length" in result.stdout
+    zoo("record_video", experiment.cwd, "-f", "logs", "--exp-id", "1", "-n", "30")
+    assert list((experiment.path / "videos").glob("*.mp4"))
+
+
+@pytest.mark.timeout(300)
+def test_resume_with_replay_buffer(experiment: Experiment) -> None:
+    trained = experiment.path / f"{ENV_ID}.zip"
+    # Fewer steps than learning_starts: the resumed run only collects data, so the model must come out unchanged
+    args = ["-n", "50", "--seed", "2", "-i", str(trained.relative_to(experiment.cwd)), "--save-replay-buffer"]
+    result = zoo("train", experiment.cwd, *args, "--hyperparams", *TINY)
+    assert "Loading pretrained agent" in result.stdout and "Loading replay buffer" in result.stdout
+    resumed_path = experiment.cwd / "logs" / "dreamerv2" / f"{ENV_ID}_2"
+    resumed = DreamerV2.load(resumed_path / f"{ENV_ID}.zip")
+    original = DreamerV2.load(trained)
+    assert resumed.policy.deter_size == 16
+    for name, tensor in original.policy.state_dict().items():
+        assert th.equal(tensor, resumed.policy.state_dict()[name]), name
+    buffers = []
+    for path in (experiment.path, resumed_path):
+        with open(path / "replay_buffer.pkl", "rb") as file:
+            buffers.append(pickle.load(file))
+    assert buffers[1].size() >= buffers[0].size() + 50
+
+
+@pytest.mark.timeout(300)
+def test_optimize_shared_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'dreamer.db'}"
+    args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]
+    args += ["--n-jobs", "1", "--storage", storage, "--study-name", "dreamer", *SHORT_EPISODES]
+    # Tune the latent sizes of an otherwise tiny model: the sampled sizes are merged into these policy_kwargs
+    tiny = [hyperparameter for hyperparameter in TINY if not hyperparameter.startswith("policy_kwargs")]
+    tiny.append("policy_kwargs:dict(embedding_dim=16,rssm_hidden_size=16,cnn_depth=4,head_units=16,head_layers=1)")
+    # A few updates at most, whatever the sampled train ratio and latent sizes
+    tiny.append("learning_starts:150")
+    # Two processes, one after the other, fill the same study
+    pomdp = "BreakoutPOMDP-MinAtar"
+    zoo("train", tmp_path, *args, "--n-trials", "2", "--optimization-log-path", "trials", "--hyperparams", *tiny, env_id=pomdp)
+    zoo("train", tmp_path, *args, "--n-trials", "1", "--seed", "1", "--hyperparams", *tiny, env_id=pomdp)
+    study = optuna.load_study(study_name="dreamer", storage=storage)
+    trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(trials) == 3
+    assert {"learning_rate", "train_freq", "gradient_steps", "imagination_horizon", "deter_size"} <= set(trials[0].params)
+    model = DreamerV2.load(tmp_path / "trials" / "trial_0" / "best_model.zip")
+    assert model.policy.cnn_depth == 4 and model.policy.deter_size == trials[0].params["deter_size"]
+    assert model.gradient_steps == trials[0].params["gradient_steps"]
+
+
+@pytest.mark.timeout(300)
+def test_explicit_entry_point(tmp_path: Path) -> None:
+    args = ["train", "--algo", "dreamerv2", "--env", ENV_ID, "-n", "200", "--eval-freq", "100", "--eval-episodes", "1"]
+    args += [*SHORT_EPISODES, "--hyperparams", *TINY]
+    # The explicit entry point needs no start-up hook
+    run(["-m", "sb3_dreamer.zoo", *args], tmp_path, env={"SB3_DREAMER_NO_ZOO_HOOK": "1"})
+    path = tmp_path / "logs" / "dreamerv2" / f"{ENV_ID}_1"
+    assert (path / f"{ENV_ID}.zip").is_file() and (path / ENV_ID / "config.yml").is_file()
+    assert np.load(path / "evaluations.npz")["timesteps"].tolist() == [100, 200]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "algo, env_id, hyperparams",
+    [
+        ("ppo", "Breakout-MinAtar", ["n_envs:2", "n_steps:64", "batch_size:64"]),
+        ("dqn", "SpaceInvadersPOMDP-MinAtar", ["learning_starts:100", "buffer_size:1000", "train_freq:4"]),
+        ("qrdqn", "Asterix-MinAtar", ["learning_starts:100", "buffer_size:1000", "train_freq:4"]),
+    ],
+)
+def test_baselines(tmp_path: Path, algo: str, env_id: str, hyperparams: list[str]) -> None:
+    config = str(REPO / "hyperparams" / f"{algo}.yml")
+    args = ["--algo", algo, "--env", env_id, "-conf", config, "-n", "200", "--hyperparams", *hyperparams]
+    run(["-m", "rl_zoo3.train", *args], tmp_path)
+    model_path = tmp_path / "logs" / algo / f"{env_id}_1" / f"{env_id}.zip"
+    assert model_path.is_file()
+
+
+def test_startup_hook(tmp_path: Path) -> None:
+    light = "import sys; assert not {'torch', 'numpy', 'gymnasium', 'sb3_dreamer'} & set(sys.modules), sorted(sys.modules)"
+    run(["-c", light], tmp_path)
+    has_dreamer = "import rl_zoo3; print('dreamerv2' in rl_zoo3.ALGOS)"
+    assert run(["-c", has_dreamer], tmp_path).stdout.strip() == "True"
+    assert run(["-c", has_dreamer], tmp_path, env={"SB3_DREAMER_NO_ZOO_HOOK": "1"}).stdout.strip() == "False"
+
+    def start_up_time(env: dict[str, str]) -> float:
+        start = time.perf_counter()
+        run(["-c", "pass"], tmp_path, env=env)
+        return time.perf_counter() - start
+
+    with_hook, without_hook = [], []
+    for _ in range(10):
+        with_hook.append(start_up_time({}))
+        without_hook.append(start_up_time({"SB3_DREAMER_NO_ZOO_HOOK": "1"}))
+    assert min(with_hook) - min(without_hook) < 0.05
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("learnin_rate: !!float 1e-3", "unknown hyperparameter 'learnin_rate' (did you mean 'learning_rate'"),
+        ("policy_kwargs: 'dict(deter_size=16'", "invalid policy_kwargs 'dict(deter_size=16' for Breakout-MinAtar in bad.yml"),
+        ("policy_kwargs: 'dict(deter_sise=16)'", "argument 'deter_sise' in policy_kwargs (did you mean 'deter_size'"),
+    ],
+    ids=["misspelt-hyperparameter", "policy-kwargs-syntax-error", "misspelt-policy-argument"],
+)
+def test_clear_errors(tmp_path: Path, entry: str, message: str) -> None:
+    (tmp_path / "bad.yml").write_text(f"{ENV_ID}:\n  n_timesteps: 100\n  policy: 'CnnPolicy'\n  {entry}\n")
+    result = zoo("train", tmp_path, "-conf", "bad.yml", check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.timeout(300)
+def test_unknown_env_id(tmp_path: Path) -> None:
+    result = zoo("train", tmp_path, env_id="Breakout-MinAtr", check=False)
+    message = "Breakout-MinAtr not found in gym registry, you maybe meant Breakout-MinAtar?"
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-3000:]
