@@ -19,9 +19,15 @@ The report covers every finished run under ROOT, so a grid can be run in parts (
 ``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
 Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
 
+A variant ``ALGO@NAME`` in ``--algos`` is ALGO with the hyperparameters given by ``--algo-hyperparams ALGO@NAME ...``
+on top of ALGO's own: it has its own runs folder and its own rows in the report, e.g. a smaller batch or a
+DreamerV3-style option compared with the defaults.
+
 Usage:
   python scripts/benchmark.py --algos dreamerv2 ppo dqn qrdqn --envs Breakout-MinAtar BreakoutPOMDP-MinAtar \\
       --seeds 0 1 2 --frames 100000 --eval-freq 10000 --eval-episodes 10 --processes 2 --root benchmarks/minatar-100k
+  python scripts/benchmark.py --algos dreamerv2 dreamerv2@batch16 --algo-hyperparams dreamerv2@batch16 batch_size:16 \\
+      --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
 """
@@ -79,9 +85,15 @@ QUICK_HYPERPARAMS = {
 class Run:
     """One training run of the grid."""
 
+    #: ``ALGO`` or a variant ``ALGO@NAME``
     algo: str
     env: str
     seed: int
+
+    @property
+    def zoo_algo(self) -> str:
+        """The zoo's ``--algo``: the algorithm without the variant name."""
+        return base_algo(self.algo)
 
     def directory(self, root: Path) -> Path:
         """Deterministic folder of the run."""
@@ -89,6 +101,11 @@ class Run:
 
     def __str__(self) -> str:
         return f"{self.algo} {self.env} seed {self.seed}"
+
+
+def base_algo(algo: str) -> str:
+    """The algorithm of ``ALGO`` or of a variant ``ALGO@NAME``."""
+    return algo.split("@", 1)[0]
 
 
 def find_evaluations(run_dir: Path) -> Path | None:
@@ -126,9 +143,9 @@ class Launcher:
     def command(self, run: Run, run_dir: Path) -> list[str]:
         """Command line of the zoo for ``run``."""
         args = self.args
-        command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.algo, "--env", run.env]
-        if run.algo != "dreamerv2":
-            command += ["-conf", str(CONF_DIR / f"{run.algo}.yml")]
+        command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.zoo_algo, "--env", run.env]
+        if run.zoo_algo != "dreamerv2":
+            command += ["-conf", str(CONF_DIR / f"{run.zoo_algo}.yml")]
         command += [
             "--seed", str(run.seed),
             "-n", str(args.frames),
@@ -146,9 +163,14 @@ class Launcher:
         return command
 
     def hyperparams(self, algo: str) -> list[str]:
-        """``--hyperparams`` of the zoo for ``algo``: quick settings, then common ones, then the algo's own."""
-        quick = QUICK_HYPERPARAMS.get(algo, []) if self.args.quick else []
-        own = [item for group in self.args.algo_hyperparams if group[0] == algo for item in group[1:]]
+        """
+        ``--hyperparams`` of the zoo for ``algo`` (or a variant ``ALGO@NAME``): quick settings, then common ones,
+        then the algorithm's own, then the variant's own.
+        """
+        base = base_algo(algo)
+        quick = QUICK_HYPERPARAMS.get(base, []) if self.args.quick else []
+        groups = self.args.algo_hyperparams
+        own = [item for name in dict.fromkeys((base, algo)) for group in groups if group[0] == name for item in group[1:]]
         return merge_hyperparams(quick, self.args.hyperparams, own)
 
     def train(self, run: Run) -> str | None:
@@ -350,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="ALGO KEY:VALUE",
-        help="zoo --hyperparams for one algo (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
+        help="zoo --hyperparams for one algo or variant ALGO@NAME (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
     )
     parser.add_argument("--quick", action="store_true", help="tiny budgets and models, for tests")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the finished runs")
@@ -364,7 +386,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds_per_algo = {algo: int(count) for algo, count in (item.split("=") for item in args.seeds_per_algo)}
     except ValueError:
         parser.error("--seeds-per-algo takes ALGO=N items")
-    missing = [algo for algo in args.algos if algo != "dreamerv2" and not (CONF_DIR / f"{algo}.yml").is_file()]
+    missing = sorted({base_algo(algo) for algo in args.algos} - {"dreamerv2"})
+    missing = [algo for algo in missing if not (CONF_DIR / f"{algo}.yml").is_file()]
     if missing and not args.report_only:
         parser.error(f"no hyperparameter file {', '.join(str(CONF_DIR / f'{algo}.yml') for algo in missing)}")
     return args
