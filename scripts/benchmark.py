@@ -3,9 +3,9 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
 (``python -m sb3_dreamer.zoo train``), in parallel subprocesses, then summarised in ROOT:
 
 - ``results.csv``: one row per evaluation point (algo, env, seed, timesteps = env frames, mean_return, std_return,
-  wall_clock_s of the run),
+  wall_clock_s and cpu_s of the run: elapsed time and CPU time, user plus system, of its zoo process),
 - ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return, frames, seeds,
-  mean wall-clock time per run and frames per second,
+  mean wall-clock and CPU time per run and frames per second of wall-clock time,
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
   one panel per env and one line per algo.
 
@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "hyperparams"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
-COLUMNS = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s"]
+COLUMNS = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
 #: (frames, eval_freq, eval_episodes) of the full grid and of ``--quick``
 FULL_BUDGET = (100_000, 10_000, 10)
 QUICK_BUDGET = (300, 100, 2)
@@ -190,7 +190,9 @@ class Launcher:
                     command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
                 self.processes.add(process)
-            returncode = process.wait()
+            # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = returncode = os.waitstatus_to_exitcode(status)
         wall_clock_s = time.monotonic() - start
         with self.lock:
             self.processes.discard(process)
@@ -211,6 +213,7 @@ class Launcher:
             "threads": self.threads,
             "processes": self.args.processes,
             "wall_clock_s": round(wall_clock_s, 3),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "command": command,
         }
         # Written then renamed, so that a run.json is always whole
@@ -276,6 +279,7 @@ def collect(root: Path) -> pd.DataFrame:
                         "mean_return": float(np.mean(returns)),
                         "std_return": float(np.std(returns)),
                         "wall_clock_s": info["wall_clock_s"],
+                        "cpu_s": info["cpu_s"],
                         "frames": info["frames"],
                         "eval_episodes": info["eval_episodes"],
                     }
@@ -293,18 +297,19 @@ def _duration(seconds: float) -> str:
 
 
 def markdown_table(results: pd.DataFrame) -> str:
-    """Per algo x env x frame budget: final evaluation return over seeds, seeds, wall-clock and frames/s."""
+    """Per algo x env x frame budget: final evaluation return over seeds, seeds, wall-clock, CPU time and frames/s."""
     final = results.sort_values("timesteps").groupby(["algo", "env", "frames", "seed"]).tail(1)
     lines = [
-        "| algo | env | final return (mean ± std over seeds) | frames | seeds | wall-clock per run | frames/s |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| algo | env | final return (mean ± std over seeds) | frames | seeds | wall-clock per run | CPU time per run "
+        "| frames/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for (algo, env, frames), group in final.groupby(["algo", "env", "frames"]):
         returns = group["mean_return"].to_numpy()
         wall_clock = group["wall_clock_s"].to_numpy()
         lines.append(
             f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {frames:,} | {len(group)} "
-            f"| {_duration(wall_clock.mean())} | {np.mean(frames / wall_clock):.0f} |"
+            f"| {_duration(wall_clock.mean())} | {_duration(group['cpu_s'].mean())} | {np.mean(frames / wall_clock):.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -342,8 +347,8 @@ def write_report(root: Path) -> None:
         "# Benchmark results\n\n"
         f"Final return: each run's last evaluation (mean over {'/'.join(map(str, episodes))} episodes of the "
         "deterministic policy), then mean ± std (population) over seeds. Frames: training budget in env frames "
-        "(MinAtar has no frame skip). Wall-clock: whole zoo process, evaluations included; frames/s = frames / "
-        f"wall-clock. Machine: {os.cpu_count()} CPU cores.\n\n"
+        "(MinAtar has no frame skip). Wall-clock and CPU time (user + system, all threads): whole zoo process, "
+        f"evaluations included; frames/s = frames / wall-clock. Machine: {os.cpu_count()} CPU cores.\n\n"
     )
     (root / "results.md").write_text(header + markdown_table(results))
     plot_learning_curves(results, root / "learning_curves.png")

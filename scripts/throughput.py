@@ -6,7 +6,10 @@ Throughput of DreamerV2 at its default sizes: one JSON line with
 - ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
 - ``frames_per_s``: env frames per second of ``learn`` at the default schedule after the random warm-up,
 - ``replay_bytes_per_transition`` and ``replay_mb_at_capacity``,
-- ``peak_rss_mb``: peak resident memory of the process, with every row of the replay buffer touched.
+- ``peak_rss_mb``: peak resident memory of the process, with every row of the replay buffer touched,
+- ``grad_step_gflop``: floating-point operations of one gradient step (torch's FLOP counter), and
+  ``matmul_gflops``: the machine's fp32 speed on a 1024 x 1024 x 1024 matmul with the same threads, so that figures
+  from different machines can be compared (``grad_step_gflop / grad_step_ms`` is the achieved speed).
 
 Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2]
 """
@@ -20,6 +23,7 @@ import time
 import numpy as np
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer import DreamerV2
 
@@ -50,6 +54,28 @@ def time_gradient_steps(model: DreamerV2, n_steps: int) -> dict[str, float]:
         "world_model_ms": 1000 * world_model_s / n_steps,
         "actor_critic_ms": 1000 * actor_critic_s / n_steps,
     }
+
+
+def gradient_step_gflop(model: DreamerV2) -> float:
+    """GFLOP of one gradient step, forward and backward, counted by torch."""
+    samples = model.replay_buffer.sample(model.batch_size)
+    with FlopCounterMode(display=False) as counter:
+        _, posterior = model._train_world_model(samples)
+        model._train_actor_critic(posterior, samples.terminated)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(device: th.device, size: int = 1024, n_steps: int = 20) -> float:
+    """fp32 GFLOP/s of a ``size``-cubed matmul on ``device``."""
+    a, b = th.randn(size, size, device=device), th.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * n_steps / (time.perf_counter() - start) / 1e9
 
 
 def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
@@ -98,7 +124,9 @@ def main() -> None:
         "threads": th.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
     }
+    result["matmul_gflops"] = matmul_gflops(model.device)
     result.update(time_gradient_steps(model, args.grad_steps))
+    result["grad_step_gflop"] = gradient_step_gflop(model)
     result["act_ms_n1"] = time_acting(model, 1, args.act_steps)
     result["act_ms_n8"] = time_acting(model, 8, args.act_steps)
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import yaml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-ALGOS = ("dreamerv2", "dqn")
-GRID = ["--quick", "--algos", *ALGOS, "--envs", "Breakout-MinAtar", "--seeds", "0", "--processes", "2"]
+# DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
+ALGOS = ("dreamerv2", "dqn@batch16")
+VARIANT = ["--algo-hyperparams", "dqn@batch16", "batch_size:16"]
+GRID = ["--quick", "--algos", *ALGOS, *VARIANT, "--envs", "Breakout-MinAtar", "--seeds", "0", "--processes", "2"]
 REPORT = ("results.csv", "results.md", "learning_curves.png")
 
 
@@ -34,14 +37,17 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert "skipped 0 finished, 2 to train" in output
 
     results = pd.read_csv(tmp_path / "results.csv")
-    assert list(results.columns) == ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s"]
+    columns = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
+    assert list(results.columns) == columns
     assert set(results["algo"]) == set(ALGOS)
     assert set(results["env"]) == {"Breakout-MinAtar"}
     for algo in ALGOS:
         runs = results[results["algo"] == algo]
         assert runs["timesteps"].tolist() == [100, 200, 300]
-        assert (runs["mean_return"] >= 0).all() and (runs["wall_clock_s"] > 0).all()
+        assert (runs["mean_return"] >= 0).all() and (runs["wall_clock_s"] > 0).all() and (runs["cpu_s"] > 0).all()
         assert (tmp_path / "runs" / algo / "Breakout-MinAtar" / "seed_0" / "run.json").is_file()
+    config = next((tmp_path / "runs" / "dqn@batch16").glob("*/seed_0/dqn/Breakout-MinAtar_1/Breakout-MinAtar/config.yml"))
+    assert dict(yaml.unsafe_load(config.read_text()))["batch_size"] == 16
 
     table = (tmp_path / "results.md").read_text()
     for algo in ALGOS:
