@@ -2,8 +2,9 @@
 Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by the RL Zoo
 (``python -m sb3_dreamer.zoo train``), in parallel subprocesses, then summarised in ROOT:
 
-- ``results.csv``: one row per evaluation point (algo, env, seed, timesteps = env frames, mean_return, std_return,
-  wall_clock_s and cpu_s of the run: elapsed time and CPU time, user plus system, of its zoo process),
+- ``results.csv``: one row per evaluation point (algo, env, seed, frames and eval_episodes of the run, timesteps =
+  env frames, mean_return, std_return, wall_clock_s and cpu_s of the run: elapsed time and CPU time, user plus
+  system, of its zoo process),
 - ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return, frames, seeds,
   mean wall-clock and CPU time per run and frames per second of wall-clock time,
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
@@ -14,7 +15,9 @@ Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log 
 runs with a ``run.json`` of at least ``--frames`` frames are skipped; an unfinished run is restarted from scratch
 (the zoo's ``-i`` would restart the timestep count, the evaluations and, for off-policy algorithms, the replay
 buffer). Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
-The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2).
+The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
+and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
+its rows to drop a run from the report.
 
 ``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
 Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
@@ -58,7 +61,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "hyperparams"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
-COLUMNS = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
+COLUMNS = ["algo", "env", "seed", "frames", "eval_episodes", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
+#: Columns that identify a run in ``results.csv``
+RUN_KEY = ["algo", "env", "seed", "frames"]
 #: (frames, eval_freq, eval_episodes) of the full grid and of ``--quick``
 FULL_BUDGET = (100_000, 10_000, 10)
 QUICK_BUDGET = (300, 100, 2)
@@ -261,7 +266,10 @@ def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
 
 
 def collect(root: Path) -> pd.DataFrame:
-    """Evaluation points of every finished run under ``root``: :data:`COLUMNS`, ``frames`` and ``eval_episodes``."""
+    """
+    Evaluation points (:data:`COLUMNS`) of every finished run under ``root``, and those of ``root/results.csv`` for
+    the runs whose folder is gone: the CSV is the lasting record of a grid, its runs folders may be partial.
+    """
     rows = []
     for run_file in sorted(root.glob(f"runs/*/*/seed_*/{RUN_FILE}")):
         evaluations = find_evaluations(run_file.parent)
@@ -284,11 +292,21 @@ def collect(root: Path) -> pd.DataFrame:
                         "eval_episodes": info["eval_episodes"],
                     }
                 )
-    return pd.DataFrame(rows, columns=[*COLUMNS, "frames", "eval_episodes"])
+    results = pd.DataFrame(rows, columns=COLUMNS)
+    if not (root / "results.csv").is_file():
+        return results
+    recorded = pd.read_csv(root / "results.csv")
+    if list(recorded.columns) != COLUMNS:
+        raise SystemExit(f"{root / 'results.csv'} has the columns {list(recorded.columns)}, expected {COLUMNS}")
+    on_disk = recorded.set_index(RUN_KEY).index.isin(results.set_index(RUN_KEY).index)
+    # infer_objects: the columns of runs are untyped when no run is on disk
+    return pd.concat([results, recorded[~on_disk]], ignore_index=True).infer_objects()
 
 
 def _duration(seconds: float) -> str:
-    """Human-readable duration."""
+    """Human-readable duration; "n/a" for NaN (not recorded)."""
+    if np.isnan(seconds):
+        return "n/a"
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:
@@ -341,7 +359,7 @@ def write_report(root: Path) -> None:
     if results.empty:
         print(f"no finished runs under {root}")
         return
-    results[COLUMNS].to_csv(root / "results.csv", index=False)
+    results.sort_values([*RUN_KEY, "timesteps"]).to_csv(root / "results.csv", index=False)
     episodes = sorted(results["eval_episodes"].unique())
     header = (
         "# Benchmark results\n\n"

@@ -1,5 +1,6 @@
 """End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, its report, and resuming."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,8 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert "skipped 0 finished, 2 to train" in output
 
     results = pd.read_csv(tmp_path / "results.csv")
-    columns = ["algo", "env", "seed", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
-    assert list(results.columns) == columns
+    run_columns = ["algo", "env", "seed", "frames", "eval_episodes"]
+    assert list(results.columns) == [*run_columns, "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
     assert set(results["algo"]) == set(ALGOS)
     assert set(results["env"]) == {"Breakout-MinAtar"}
     for algo in ALGOS:
@@ -67,3 +68,9 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     benchmark(tmp_path, "--report-only")
     assert all((tmp_path / name).is_file() for name in REPORT)
     assert pd.read_csv(tmp_path / "results.csv").equals(results)
+
+    # results.csv keeps the record of a run whose folder is gone
+    shutil.rmtree(tmp_path / "runs" / "dqn@batch16")
+    benchmark(tmp_path, "--report-only")
+    assert pd.read_csv(tmp_path / "results.csv").equals(results)
+    assert "| dqn@batch16 | Breakout-MinAtar | " in (tmp_path / "results.md").read_text()
