@@ -11,10 +11,12 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
   one panel per env and one line per algo.
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
-(its output) and, once it has finished, ``run.json`` (its settings and wall-clock time). The grid is resumable:
-runs with a ``run.json`` of at least ``--frames`` frames are skipped; an unfinished run is restarted from scratch
-(the zoo's ``-i`` would restart the timestep count, the evaluations and, for off-policy algorithms, the replay
-buffer). Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
+(its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
+actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time).
+The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped; an unfinished run is
+restarted from scratch (the zoo's ``-i`` would restart the timestep count, the evaluations and, for off-policy
+algorithms, the replay buffer). Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where
+the grid stopped.
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
 and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
 its rows to drop a run from the report.
@@ -162,6 +164,8 @@ class Launcher:
             "--verbose", "0",
             "-f", str(run_dir),
         ]  # fmt: skip
+        if args.tensorboard:
+            command += ["--tensorboard-log", str(run_dir / "tensorboard")]
         hyperparams = self.hyperparams(run.algo)
         if hyperparams:
             command += ["--hyperparams", *hyperparams]
@@ -388,6 +392,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="runs in parallel; torch threads = cores // processes")
     parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
     parser.add_argument("--device", default="auto", help="--device of the zoo")
+    parser.add_argument("--tensorboard", action="store_true", help="TensorBoard logs of each run in RUN/tensorboard")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY:VALUE", help="zoo --hyperparams, all algos")
     parser.add_argument(
         "--algo-hyperparams",
