@@ -5,7 +5,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from PIL import Image
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -44,7 +43,7 @@ def open_loop_prediction(
     """
     rssm, world_model = policy.rssm, policy.world_model
     observations = policy.preprocess(samples.observations[:, :n_sequences])  # (T, N, *obs_shape)
-    actions = F.one_hot(samples.actions[:, :n_sequences], policy.n_actions).float()  # (T, N, A)
+    actions = policy.action_dist.to_vector(samples.actions[:, :n_sequences])  # (T, N, action_dim)
     is_first = samples.is_first[:, :n_sequences]  # (T, N)
     observed = rssm.observe(
         policy.embed(observations[:context]),
@@ -61,7 +60,13 @@ def open_loop_prediction(
         stochs.append(state.stoch)
     states = LatentState(th.stack(deters).flatten(0, 1), th.stack(stochs).flatten(0, 1))  # (T * N, ...)
     predictions = world_model.decoder(states.features())
-    predictions = predictions.sigmoid() if bernoulli else predictions.clamp(0.0, 1.0)
+    if bernoulli:
+        predictions = predictions.sigmoid()
+    else:
+        # Within the observation space's bounds, as the network sees them ([0, 1] for images)
+        space = policy.observation_space
+        low, high = (policy.preprocess(th.as_tensor(bound, device=predictions.device)) for bound in (space.low, space.high))
+        predictions = predictions.clamp(low, high)
     return OpenLoopPrediction(
         observations,
         predictions.view_as(observations),

@@ -3,9 +3,11 @@ Latent and action distributions as plain functions of their parameters ("stats")
 
 The RSSM keeps distributions as flat tensors so that a whole sequence of them can be stacked,
 masked and sliced like any other tensor: categorical latents as logits ``(..., stoch * classes)``,
-Gaussian latents as ``cat(mean, std)`` ``(..., 2 * stoch)``.
+Gaussian latents as ``cat(mean, std)`` ``(..., 2 * stoch)``. The actor's distributions read the flat output
+of the actor head likewise: logits ``(..., n_actions)`` or ``cat(raw_mean, raw_std)`` ``(..., 2 * action_dim)``.
 """
 
+import math
 from abc import ABC, abstractmethod
 
 import torch as th
@@ -172,3 +174,148 @@ def balanced_kl_loss(
     else:
         loss = balance * kl_prior + (1.0 - balance) * kl_posterior
     return loss, kl_prior.detach()
+
+
+class ActionDistribution(ABC):
+    """
+    The actor's distribution family, acting on the flat parameters that the actor head outputs (..., param_dim).
+
+    An action has two forms: the *policy action*, which the actor hands to the env and the replay buffer stores
+    (a class index (...), or a vector in [-1, 1] of the action space's shape (..., *action_shape)), and the
+    *action vector*, which the world model reads (..., action_dim): a one-hot, or the flattened vector in [-1, 1].
+    """
+
+    #: size of the actor head's output (..., param_dim)
+    param_dim: int
+    #: size of the action vector (..., action_dim)
+    action_dim: int
+
+    @abstractmethod
+    def sample(self, params: th.Tensor) -> th.Tensor:
+        """Sampled action vectors with gradients to ``params`` (straight-through or reparameterised), (..., action_dim)."""
+
+    @abstractmethod
+    def mode(self, params: th.Tensor) -> th.Tensor:
+        """The most likely action vectors, (..., param_dim) -> (..., action_dim)."""
+
+    @abstractmethod
+    def log_prob(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Log-probability of action vectors, (..., param_dim) and (..., action_dim) -> (...)."""
+
+    @abstractmethod
+    def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """
+        Entropy, (..., param_dim) -> (...), or where it has no closed form its one-sample estimate
+        ``-log_prob(actions)``, with gradients through the sample as well.
+
+        :param actions: action vectors sampled from ``params`` by :meth:`sample`, (..., action_dim)
+        """
+
+    @abstractmethod
+    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
+        """Policy actions (N, ...) perturbed for exploration; ``amount`` is the size of the perturbation."""
+
+    @abstractmethod
+    def to_vector(self, actions: th.Tensor) -> th.Tensor:
+        """Policy actions (*batch) or (*batch, *action_shape) -> action vectors (*batch, action_dim)."""
+
+    @abstractmethod
+    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
+        """Action vectors (*batch, action_dim) -> policy actions (*batch) or (*batch, *action_shape)."""
+
+
+class CategoricalAction(ActionDistribution):
+    """
+    A categorical over ``n`` actions (``Discrete`` action spaces): the actor outputs logits, the policy action is
+    the class index (int64) and the action vector its one-hot.
+
+    :param n: number of actions
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.param_dim = self.action_dim = n
+
+    def sample(self, params: th.Tensor) -> th.Tensor:
+        return straight_through_one_hot(params)
+
+    def mode(self, params: th.Tensor) -> th.Tensor:
+        return F.one_hot(params.argmax(dim=-1), self.n).to(params.dtype)
+
+    def log_prob(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return (params.log_softmax(dim=-1) * actions).sum(-1)
+
+    def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return categorical_entropy(params)
+
+    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
+        """Epsilon-greedy: each index (N,) is replaced by a uniformly random one with probability ``amount``."""
+        explore = th.rand(actions.shape, device=actions.device) < amount
+        return th.where(explore, th.randint_like(actions, self.n), actions)
+
+    def to_vector(self, actions: th.Tensor) -> th.Tensor:
+        return F.one_hot(actions, self.n).float()
+
+    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
+        return vectors.argmax(dim=-1)
+
+
+class TanhNormalAction(ActionDistribution):
+    """
+    Independent Normals squashed by tanh into (-1, 1) (``Box`` action spaces; DreamerV1, DreamerV2's ``tanh_normal``).
+
+    The actor outputs ``cat(raw_mean, raw_std)``; the Normal's mean is ``mean_scale * tanh(raw_mean / mean_scale)``,
+    its std ``softplus(raw_std + init_std) + min_std``. Samples are reparameterised through the tanh, the
+    log-probability includes the tanh's Jacobian, the entropy is estimated from the sample (no closed form) and the
+    mode is ``tanh(mean)``. Policy actions have the action space's shape, action vectors are them flattened.
+
+    :param action_shape: shape of the action space
+    :param min_std: lower bound of the Normal's std
+    :param init_std: offset of the raw std before the softplus (larger values start with wider Normals)
+    :param mean_scale: bound of the Normal's mean
+    """
+
+    #: Actions are clipped to [-1 + eps, 1 - eps] before the tanh is inverted: in float32, tanh(x) is 1 beyond x = 9.
+    eps = 1e-6
+
+    def __init__(self, action_shape: tuple[int, ...], min_std: float, init_std: float, mean_scale: float = 5.0) -> None:
+        self.action_shape = tuple(action_shape)
+        self.action_dim = math.prod(self.action_shape)
+        self.param_dim = 2 * self.action_dim
+        self.min_std, self.init_std, self.mean_scale = min_std, init_std, mean_scale
+
+    def normal(self, params: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Mean and std of the Normal before the tanh, (..., 2 * action_dim) -> 2 x (..., action_dim)."""
+        raw_mean, raw_std = params.chunk(2, dim=-1)
+        mean = self.mean_scale * th.tanh(raw_mean / self.mean_scale)
+        return mean, F.softplus(raw_std + self.init_std) + self.min_std
+
+    def sample(self, params: th.Tensor) -> th.Tensor:
+        mean, std = self.normal(params)
+        return th.tanh(mean + std * th.randn_like(std))
+
+    def mode(self, params: th.Tensor) -> th.Tensor:
+        return th.tanh(self.normal(params)[0])
+
+    def log_prob(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        mean, std = self.normal(params)
+        pre_tanh = th.atanh(actions.clamp(-1.0 + self.eps, 1.0 - self.eps))
+        normal_log_prob = -0.5 * ((pre_tanh - mean) / std).pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
+        # log(1 - tanh(x)^2), written to stay finite for large |x|
+        log_det_jacobian = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        return (normal_log_prob - log_det_jacobian).sum(-1)
+
+    def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return -self.log_prob(params, actions)
+
+    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
+        """Gaussian noise of std ``amount`` added to actions in [-1, 1] (N, *action_shape), clipped to [-1, 1]."""
+        if amount == 0.0:
+            return actions
+        return (actions + amount * th.randn_like(actions)).clamp(-1.0, 1.0)
+
+    def to_vector(self, actions: th.Tensor) -> th.Tensor:
+        return actions.reshape(*actions.shape[: actions.dim() - len(self.action_shape)], self.action_dim)
+
+    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
+        return vectors.reshape(*vectors.shape[:-1], *self.action_shape)

@@ -63,7 +63,7 @@ class RSSM(nn.Module):
     ``deter_t = GRU(deter_{t-1}, MLP(stoch_{t-1}, action_{t-1}))``; the prior of ``stoch_t`` is a function of
     ``deter_t``, its posterior of ``deter_t`` and the observation embedding.
 
-    :param action_dim: size of the (one-hot) action
+    :param action_dim: size of the action vector (a one-hot, or continuous actions in [-1, 1])
     :param embedding_dim: size of the observation embedding
     :param deter_size: size of the GRU state
     :param stoch_size: number of stochastic variables (categoricals or Gaussians)

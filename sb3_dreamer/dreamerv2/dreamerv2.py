@@ -66,13 +66,17 @@ class DreamerV2(OffPolicyAlgorithm):
     Paper: "Mastering Atari with Discrete World Models", Hafner et al. 2020, https://arxiv.org/abs/2010.02193
     Defaults are those of the PyTorch DreamerV2 for MinAtar this package replaces.
 
+    ``Discrete`` action spaces get a categorical actor with epsilon-greedy exploration; bounded ``Box`` action spaces
+    a tanh-Normal actor whose actions in [-1, 1] are stored in the replay buffer and rescaled to the bounds for the env
+    (as SB3 does), with optional Gaussian exploration noise (the paper's continuous-control setting).
+
     :param policy: the policy model to use (CnnPolicy, MlpPolicy, ...)
     :param env: the environment to learn from (if registered in Gym, can be str)
     :param learning_rate: learning rate of the world model, a constant or a schedule of the remaining progress
     :param actor_learning_rate: learning rate of the actor, a constant or a schedule
     :param critic_learning_rate: learning rate of the critic, a constant or a schedule
     :param buffer_size: replay capacity in observations (rows), split evenly between envs
-    :param learning_starts: env steps of uniformly random actions before learning starts
+    :param learning_starts: env steps of uniformly random actions (``action_space.sample()``) before learning starts
     :param batch_size: number of sequences per gradient step
     :param sequence_length: length of each replayed sequence
     :param train_freq: update the model every ``train_freq`` env steps (per env)
@@ -86,15 +90,18 @@ class DreamerV2(OffPolicyAlgorithm):
     :param reward_scale: weight of the reward prediction loss
     :param discount_scale: weight of the discount (continuation) prediction loss
     :param image_likelihood: ``"normal"`` (unit-variance Gaussian per entry) or ``"bernoulli"`` (binary frames)
-    :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``
+    :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``; None picks
+        the paper's choice for the action space: ``"reinforce"`` for ``Discrete`` actions, ``"dynamics"`` for ``Box`` ones
     :param actor_grad_mix: weight of the reinforce gradient when ``actor_grad="both"``
     :param actor_entropy_scale: weight of the actor's entropy bonus
     :param target_update_interval: update the target critic every this many env steps
     :param tau: target critic update coefficient (1 = hard copy)
     :param max_grad_norm: global gradient norm clip of each optimizer
-    :param exploration_initial_eps: initial probability of a random action while training
-    :param exploration_final_eps: final probability of a random action while training
+    :param exploration_initial_eps: initial probability of a random action while training (``Discrete`` actions)
+    :param exploration_final_eps: final probability of a random action while training (``Discrete`` actions)
     :param exploration_decay_steps: env steps over which that probability decays linearly
+    :param exploration_noise: standard deviation of the Gaussian noise added to the actor's actions in [-1, 1] while
+        training, then clipped to [-1, 1] (``Box`` actions); 0 as in DreamerV2, where the actor's own samples explore
     :param diagnostics_interval: every this many gradient steps, log world-model diagnostics under ``diagnostics/``:
         open-loop predictions of replayed sequences (a "dream" video for image observations), their error and
         their reward error; 0 disables them
@@ -141,7 +148,7 @@ class DreamerV2(OffPolicyAlgorithm):
         reward_scale: float = 1.0,
         discount_scale: float = 5.0,
         image_likelihood: str = "normal",
-        actor_grad: str = "reinforce",
+        actor_grad: str | None = None,
         actor_grad_mix: float = 0.1,
         actor_entropy_scale: float = 1e-3,
         target_update_interval: int = 100,
@@ -150,6 +157,7 @@ class DreamerV2(OffPolicyAlgorithm):
         exploration_initial_eps: float = 0.4,
         exploration_final_eps: float = 0.05,
         exploration_decay_steps: int = 2450,
+        exploration_noise: float = 0.0,
         diagnostics_interval: int = 2000,
         recovery_dir: str | None = "dreamerv2_recovery",
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
@@ -183,7 +191,7 @@ class DreamerV2(OffPolicyAlgorithm):
             device=device,
             seed=seed,
             sde_support=False,
-            supported_action_spaces=(spaces.Discrete,),
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
             support_multi_env=True,
         )
         self.actor_learning_rate = actor_learning_rate
@@ -205,6 +213,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.exploration_initial_eps = exploration_initial_eps
         self.exploration_final_eps = exploration_final_eps
         self.exploration_decay_steps = exploration_decay_steps
+        self.exploration_noise = exploration_noise
         self.exploration_rate = exploration_initial_eps
         self.diagnostics_interval = diagnostics_interval
         self.recovery_dir = recovery_dir
@@ -276,6 +285,7 @@ class DreamerV2(OffPolicyAlgorithm):
             reward_scale=self.reward_scale,
             discount_scale=self.discount_scale,
             actor_entropy_scale=self.actor_entropy_scale,
+            exploration_noise=self.exploration_noise,
         )
         check_positive(max_grad_norm=self.max_grad_norm)
         check_learning_rates(
@@ -285,6 +295,8 @@ class DreamerV2(OffPolicyAlgorithm):
         )
 
     def _setup_model(self) -> None:
+        if self.actor_grad is None:
+            self.actor_grad = "dynamics" if isinstance(self.action_space, spaces.Box) else "reinforce"
         self._check_hyperparameters()
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
@@ -480,19 +492,28 @@ class DreamerV2(OffPolicyAlgorithm):
     def _sample_action(
         self, learning_starts: int, action_noise: None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Random actions during warm-up, then the actor with epsilon-greedy exploration; updates the model state."""
+        """
+        Uniformly random actions during warm-up, then the actor's with exploration (epsilon-greedy for ``Discrete``
+        actions, Gaussian noise for ``Box`` ones); updates the model state.
+
+        :return: the actions for the env, and for the replay buffer: the same for ``Discrete`` actions, the actions
+            in [-1, 1] before their rescaling to the bounds for ``Box`` ones
+        """
         if self.num_timesteps < learning_starts:
-            actions = np.array([self.action_space.sample() for _ in range(n_envs)])
-            return actions, actions
+            env_actions = np.array([self.action_space.sample() for _ in range(n_envs)])
+            if isinstance(self.action_space, spaces.Box):
+                return env_actions, self.policy.scale_action(env_actions)
+            return env_actions, env_actions
         assert self._acting_state is not None and self._episode_starts is not None
+        action_dist = self.policy.action_dist
+        exploration = self.exploration_noise if isinstance(self.action_space, spaces.Box) else self.exploration_rate
         with th.no_grad():
             observations = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
             actions, state = self.policy.act(observations, self._acting_state, self._episode_starts)
-            explore = th.rand(n_envs, device=self.device) < self.exploration_rate
-            actions = th.where(explore, th.randint_like(actions, self.policy.n_actions), actions)
-            self._acting_state = state._replace(action=F.one_hot(actions, self.policy.n_actions).float())
-        actions_np = actions.cpu().numpy()
-        return actions_np, actions_np
+            actions = action_dist.explore(actions, exploration)
+            self._acting_state = state._replace(action=action_dist.to_vector(actions))
+        buffer_actions = actions.cpu().numpy()
+        return self.policy.to_env(buffer_actions), buffer_actions
 
     def _store_transition(
         self,
@@ -569,7 +590,7 @@ class DreamerV2(OffPolicyAlgorithm):
         )
 
     def _on_step(self) -> None:
-        """After each env step: decay exploration, update the target critic every ``target_update_interval`` steps."""
+        """After each env step: decay epsilon, update the target critic every ``target_update_interval`` steps."""
         self._n_calls += 1
         progress = min(self.num_timesteps / max(self.exploration_decay_steps, 1), 1.0)
         self.exploration_rate = self.exploration_initial_eps + progress * (
@@ -577,7 +598,8 @@ class DreamerV2(OffPolicyAlgorithm):
         )
         if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
             polyak_update(self.policy.critic.parameters(), self.policy.critic_target.parameters(), self.tau)
-        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+        if isinstance(self.action_space, spaces.Discrete):
+            self.logger.record("rollout/exploration_rate", self.exploration_rate)
 
     def _update_learning_rates(self) -> None:
         schedules = (
@@ -643,7 +665,7 @@ class DreamerV2(OffPolicyAlgorithm):
         world_model, rssm = self.policy.world_model, self.policy.rssm
         _n_steps, n_sequences = samples.rewards.shape
         observations = self.policy.preprocess(samples.observations)  # (T, B, *obs_shape)
-        actions = F.one_hot(samples.actions, self.policy.n_actions).float()  # (T, B, A)
+        actions = self.policy.action_dist.to_vector(samples.actions)  # (T, B, action_dim)
         embeds = self.policy.embed(observations)  # (T, B, E)
         sequence = rssm.observe(embeds, actions, samples.is_first, rssm.initial_state(n_sequences, self.device))
         posterior = LatentState(sequence.posterior.deter.flatten(0, 1), sequence.posterior.stoch.flatten(0, 1))  # (T * B, ...)
@@ -698,12 +720,12 @@ class DreamerV2(OffPolicyAlgorithm):
             start_continue = 1.0 - start_terminated.flatten()
             weights = th.cumprod(th.cat([start_continue.unsqueeze(0), discounts[:-1]]), dim=0)  # (H, N)
 
-        log_probs = trajectory.action_logits.log_softmax(dim=-1)  # (H, N, A)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)  # (H, N)
+        action_dist, action_params = self.policy.action_dist, trajectory.action_params  # (H, N, param_dim)
+        entropy = action_dist.entropy(action_params, trajectory.actions)  # (H, N)
         if self.actor_grad == "dynamics":
             objective = returns
         else:
-            action_log_probs = (log_probs * trajectory.actions.detach()).sum(-1)  # (H, N)
+            action_log_probs = action_dist.log_prob(action_params, trajectory.actions.detach())  # (H, N)
             objective = action_log_probs * (returns - target_values[:-1]).detach()
             if self.actor_grad == "both":
                 objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns

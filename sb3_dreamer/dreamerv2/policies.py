@@ -1,5 +1,6 @@
 """DreamerV2 policies: the world model (encoder, RSSM, decoder, reward and discount heads), actor and critic."""
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,10 +15,11 @@ from sb3_dreamer.common.checks import (
     check_image_space,
     check_non_negative,
     check_non_negative_integers,
+    check_positive,
     check_positive_integers,
     check_spaces,
 )
-from sb3_dreamer.common.distributions import straight_through_one_hot
+from sb3_dreamer.common.distributions import ActionDistribution, CategoricalAction, TanhNormalAction
 from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, LatentMLP, MlpDecoder, MlpEncoder
 from sb3_dreamer.common.rssm import RSSM, LatentState
 
@@ -27,7 +29,8 @@ class ActingState(NamedTuple):
 
     deter: th.Tensor
     stoch: th.Tensor
-    #: one-hot of the last action taken, (n_envs, n_actions)
+    #: the last action taken as the world model reads it (a one-hot, or the action in [-1, 1] for Box action spaces),
+    #: (n_envs, action_dim)
     action: th.Tensor
 
     @property
@@ -42,9 +45,9 @@ class ImaginedTrajectory(NamedTuple):
     Only these per-step predictions are kept, not the states: the heads are applied step by step.
     """
 
-    #: actor logits at s_0 .. s_{H-1}, (H, N, n_actions), with gradients to the actor
-    action_logits: th.Tensor
-    #: a_0 .. a_{H-1} as one-hot, (H, N, n_actions)
+    #: parameters of the actor's distribution at s_0 .. s_{H-1}, (H, N, param_dim), with gradients to the actor
+    action_params: th.Tensor
+    #: a_0 .. a_{H-1} as action vectors (one-hot, or in [-1, 1]), (H, N, action_dim), sampled with gradients to the actor
     actions: th.Tensor
     #: predicted reward for arriving at s_1 .. s_H, (H, N)
     rewards: th.Tensor
@@ -91,7 +94,8 @@ class DreamerV2Policy(BasePolicy):
     ``cat(deter, stoch)``, and a slow target critic.
 
     :param observation_space: observation space (a Box: images (C, H, W) for the CNN, any shape for the MLP)
-    :param action_space: action space (Discrete)
+    :param action_space: action space: ``Discrete`` (categorical actor) or a bounded ``Box`` (tanh-Normal actor, whose
+        actions in [-1, 1] are rescaled to the bounds)
     :param lr_schedule: learning rate schedule of the world model (the algorithm sets each optimizer's rate)
     :param encoder_type: ``"cnn"`` or ``"mlp"``
     :param embedding_dim: size of the observation embedding
@@ -108,6 +112,8 @@ class DreamerV2Policy(BasePolicy):
     :param mlp_layers: hidden layers of the MLP encoder and decoder
     :param head_units: hidden units of the actor, critic, reward and discount heads
     :param head_layers: hidden layers of those heads
+    :param actor_min_std: lower bound of the std of the tanh-Normal actor (Box action spaces)
+    :param actor_init_std: offset of the tanh-Normal actor's raw std before the softplus (Box action spaces)
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
@@ -117,7 +123,7 @@ class DreamerV2Policy(BasePolicy):
     def __init__(
         self,
         observation_space: spaces.Box,
-        action_space: spaces.Discrete,
+        action_space: spaces.Discrete | spaces.Box,
         lr_schedule: Schedule,
         encoder_type: str = "cnn",
         embedding_dim: int = 200,
@@ -134,6 +140,8 @@ class DreamerV2Policy(BasePolicy):
         mlp_layers: int = 2,
         head_units: int = 100,
         head_layers: int = 3,
+        actor_min_std: float = 0.1,
+        actor_init_std: float = 0.0,
         activation_fn: type[nn.Module] = nn.ELU,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -145,6 +153,7 @@ class DreamerV2Policy(BasePolicy):
             normalize_images=normalize_images,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
+            squash_output=isinstance(action_space, spaces.Box),
         )
         check_spaces(observation_space, action_space)
         if encoder_type not in ("cnn", "mlp"):
@@ -164,6 +173,9 @@ class DreamerV2Policy(BasePolicy):
         )
         check_non_negative_integers(cnn_layers=cnn_layers, mlp_layers=mlp_layers)
         check_non_negative(min_std=min_std)
+        check_positive(actor_min_std=actor_min_std)
+        if not math.isfinite(actor_init_std):
+            raise ValueError(f"actor_init_std must be a finite number, got {actor_init_std!r}")
         self.encoder_type = encoder_type
         self.embedding_dim = embedding_dim
         self.deter_size = deter_size
@@ -179,14 +191,20 @@ class DreamerV2Policy(BasePolicy):
         self.mlp_layers = mlp_layers
         self.head_units = head_units
         self.head_layers = head_layers
+        self.actor_min_std = actor_min_std
+        self.actor_init_std = actor_init_std
         self.activation_fn = activation_fn
-        self.n_actions = int(action_space.n)
+        self.action_dist: ActionDistribution
+        if isinstance(action_space, spaces.Discrete):
+            self.action_dist = CategoricalAction(int(action_space.n))
+        else:
+            self.action_dist = TanhNormalAction(action_space.shape, actor_min_std, actor_init_std)
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
         obs_shape = tuple(self.observation_space.shape)
         rssm = RSSM(
-            action_dim=self.n_actions,
+            action_dim=self.action_dist.action_dim,
             embedding_dim=self.embedding_dim,
             deter_size=self.deter_size,
             stoch_size=self.stoch_size,
@@ -209,7 +227,7 @@ class DreamerV2Policy(BasePolicy):
             decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
         self.world_model = WorldModel(encoder, decoder, rssm, self.head_units, self.head_layers, self.activation_fn)
         head_sizes = (rssm.deter_size, rssm.stoch_dim)
-        self.actor = LatentMLP(*head_sizes, self.n_actions, self.head_units, self.head_layers, self.activation_fn)
+        self.actor = LatentMLP(*head_sizes, self.action_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
         self.critic = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
         self.critic_target = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
         self.critic_target.load_state_dict(self.critic.state_dict())
@@ -239,6 +257,8 @@ class DreamerV2Policy(BasePolicy):
             mlp_layers=self.mlp_layers,
             head_units=self.head_units,
             head_layers=self.head_layers,
+            actor_min_std=self.actor_min_std,
+            actor_init_std=self.actor_init_std,
             activation_fn=self.activation_fn,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
@@ -263,7 +283,7 @@ class DreamerV2Policy(BasePolicy):
     def initial_state(self, n_envs: int) -> ActingState:
         """The state of ``n_envs`` agents before their first step."""
         latent = self.rssm.initial_state(n_envs, self.device)
-        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.n_actions, device=self.device))
+        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=self.device))
 
     def act(
         self, observations: th.Tensor, state: ActingState, episode_starts: th.Tensor, deterministic: bool = False
@@ -275,13 +295,20 @@ class DreamerV2Policy(BasePolicy):
         :param state: state after the previous step, (N, ...)
         :param episode_starts: 1.0 where the observation starts an episode, (N,)
         :param deterministic: use the mode of the latent and of the action distribution
-        :return: actions (N,) int64 and the new state, whose ``action`` is the one-hot of those actions
+        :return: the policy's actions, (N,) int64 indices for Discrete action spaces or (N, *action_shape) in [-1, 1]
+            for Box ones (see :meth:`to_env`), and the new state, whose ``action`` is their action vector
         """
         embeds = self.embed(self.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
-        logits = self.actor(latent)
-        one_hot = straight_through_one_hot(logits, deterministic)
-        return one_hot.argmax(dim=-1), ActingState(latent.deter, latent.stoch, one_hot)
+        params = self.actor(latent)
+        vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
+        return self.action_dist.from_vector(vectors), ActingState(latent.deter, latent.stoch, vectors)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions -> the env's: those of a Box space rescaled from [-1, 1] to its bounds, (N, ...)."""
+        if isinstance(self.action_space, spaces.Box):
+            return np.clip(self.unscale_action(actions), self.action_space.low, self.action_space.high)
+        return actions
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """Action of an agent that sees ``observation`` as the first of an episode."""
@@ -303,7 +330,7 @@ class DreamerV2Policy(BasePolicy):
         :param state: ``(deter, stoch, action)`` arrays returned by the previous call, or None to start afresh
         :param episode_start: (n_envs,) True where the observation starts an episode (the state is reset there)
         :param deterministic: use the mode of the latent state and of the action distribution
-        :return: actions and the new state
+        :return: actions (within the bounds of a Box action space) and the new state
         """
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
@@ -317,7 +344,7 @@ class DreamerV2Policy(BasePolicy):
                 episode_start = np.zeros(n_envs, dtype=bool)
             starts = th.as_tensor(np.asarray(episode_start), dtype=th.float32, device=self.device).reshape(n_envs)
             actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
-        actions_np = actions.cpu().numpy()
+        actions_np = self.to_env(actions.cpu().numpy())
         new_state = tuple(x.cpu().numpy() for x in acting_state)
         if not vectorized_env:
             actions_np = actions_np.squeeze(axis=0)
@@ -331,14 +358,14 @@ class DreamerV2Policy(BasePolicy):
         :param horizon: number of imagined steps H
         :param dynamics_gradients: keep the graph through the dynamics and the reward, continuation and target
             value heads (for ``dynamics`` actor gradients); otherwise the trajectory is a constant and only the
-            actor's logits and the critic's values carry gradients
+            actor's outputs (parameters and samples) and the critic's values carry gradients
         """
         world_model = self.world_model
         model_grad = dynamics_gradients and th.is_grad_enabled()
         # Without gradients through the trajectory, categorical states are carried as indices (cheaper heads).
         index_states = not dynamics_gradients and self.rssm.has_index_samples
         state = LatentState(start.deter.detach(), start.stoch.detach())
-        logits, actions, rewards, continue_logits, target_values, values = [], [], [], [], [], []
+        params, actions, rewards, continue_logits, target_values, values = [], [], [], [], [], []
         for t in range(horizon + 1):
             with th.set_grad_enabled(model_grad):
                 target_values.append(self.critic_target(state).squeeze(-1))
@@ -349,13 +376,13 @@ class DreamerV2Policy(BasePolicy):
                 break
             constant_state = LatentState(*(x if x is None else x.detach() for x in state))
             values.append(self.critic(constant_state).squeeze(-1))
-            logits.append(self.actor(state))
-            actions.append(straight_through_one_hot(logits[-1]))
+            params.append(self.actor(state))
+            actions.append(self.action_dist.sample(params[-1]))
             with th.set_grad_enabled(model_grad):
                 action = actions[-1] if dynamics_gradients else actions[-1].detach()
                 state = self.rssm.imagine_step(state, action, index_sample=index_states)
         return ImaginedTrajectory(
-            th.stack(logits),
+            th.stack(params),
             th.stack(actions),
             th.stack(rewards),
             th.stack(continue_logits),
