@@ -232,14 +232,21 @@ def test_packaged_pendulum_entry():
 
 
 def test_zoo_trains_pendulum(tmp_path):
-    """The packaged entry through ``python -m rl_zoo3.train``, with tiny sizes."""
+    """
+    The packaged entry through ``python -m rl_zoo3.train``, with tiny sizes and every DreamerV3-style option given
+    through ``--hyperparams`` (those of the policy in its ``policy_kwargs``).
+    """
     tiny = [arg for arg in TINY if not arg.startswith("policy_kwargs:")]
-    policy_kwargs = f"policy_kwargs:dict({','.join(f'{name}={value}' for name, value in TINY_POLICY.items())})"
+    v3_policy = {**TINY_POLICY, "symlog_observations": True, "symlog_twohot": True, "unimix": 0.01}
+    policy_kwargs = f"policy_kwargs:dict({','.join(f'{name}={value}' for name, value in v3_policy.items())})"
     args = ["-m", "rl_zoo3.train", "--algo", "dreamerv2", "--env", "Pendulum-v1", "-n", "200", "--seed", "1"]
-    run([*args, "--hyperparams", *tiny, policy_kwargs], tmp_path)
+    run([*args, "--hyperparams", *tiny, policy_kwargs, "free_bits:1.0", "normalize_returns:True"], tmp_path)
     path = tmp_path / "logs" / "dreamerv2" / "Pendulum-v1_1"
     with open(path / "Pendulum-v1" / "config.yml") as file:
         config = dict(yaml.load(file, Loader=yaml.UnsafeLoader))
     assert config["actor_grad"] == "dynamics" and config["imagination_horizon"] == 3 and config["free_nats"] == 1.0
     model = DreamerV2.load(path / "Pendulum-v1.zip")
     assert model.num_timesteps >= 200 and model._n_updates > 0 and model.policy.mlp_units == TINY_POLICY["mlp_units"]
+    assert (model.free_bits, model.normalize_returns) == (1.0, True) and model.return_scale.range_ema > 0
+    policy = model.policy
+    assert (policy.symlog_observations, policy.symlog_twohot, policy.unimix) == (True, True, 0.01)

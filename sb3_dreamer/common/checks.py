@@ -77,6 +77,13 @@ def check_non_negative_integers(**values: int) -> None:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
+def check_booleans(**values: bool) -> None:
+    """:raises ValueError: for the first value that is not a bool (or a NumPy bool)"""
+    for name, value in values.items():
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def check_non_negative(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number >= 0"""
     for name, value in values.items():

@@ -71,7 +71,7 @@ def open_loop_prediction(
         observations,
         predictions.view_as(observations),
         samples.rewards[:, :n_sequences],
-        world_model.reward_head(states).view_as(is_first),
+        world_model.reward(states).view_as(is_first),
     )
 
 

@@ -1,10 +1,11 @@
 """
-Latent and action distributions as plain functions of their parameters ("stats").
+Latent, action and scalar distributions as plain functions of their parameters ("stats").
 
 The RSSM keeps distributions as flat tensors so that a whole sequence of them can be stacked,
 masked and sliced like any other tensor: categorical latents as logits ``(..., stoch * classes)``,
 Gaussian latents as ``cat(mean, std)`` ``(..., 2 * stoch)``. The actor's distributions read the flat output
-of the actor head likewise: logits ``(..., n_actions)`` or ``cat(raw_mean, raw_std)`` ``(..., 2 * action_dim)``.
+of the actor head likewise: logits ``(..., n_actions)`` or ``cat(raw_mean, raw_std)`` ``(..., 2 * action_dim)``,
+and the reward head and the critic predict a scalar from their outputs ``(..., 1)`` or two-hot logits ``(..., bins)``.
 """
 
 import math
@@ -12,6 +13,9 @@ from abc import ABC, abstractmethod
 
 import torch as th
 import torch.nn.functional as F
+from torch import nn
+
+from sb3_dreamer.common.symlog import symexp, symlog, two_hot, two_hot_mean
 
 
 def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> th.Tensor:
@@ -42,6 +46,16 @@ def categorical_sample(probs: th.Tensor) -> th.Tensor:
     cdf = probs.cumsum(dim=-1)
     uniform = th.rand(*cdf.shape[:-1], 1, device=cdf.device, dtype=cdf.dtype)
     return (cdf <= uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
+
+
+def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
+    """
+    Categoricals over the last dim mixed with a uniform (DreamerV3): the log of
+    ``(1 - unimix) * softmax(logits) + unimix / classes``, (..., classes) -> (..., classes). Every class keeps a
+    probability of at least ``unimix / classes``, so that log-probabilities, KLs and entropies stay finite.
+    """
+    probs = logits.softmax(dim=-1)
+    return ((1.0 - unimix) * probs + unimix / logits.shape[-1]).log()
 
 
 def categorical_kl(logits_p: th.Tensor, logits_q: th.Tensor) -> th.Tensor:
@@ -86,16 +100,26 @@ class CategoricalLatent(LatentDistribution):
     """
     ``stoch`` independent categoricals of ``classes`` classes each (DreamerV2).
 
+    With ``unimix > 0`` the stats are the log of the probabilities mixed with a uniform (:func:`unimix_logits`), so
+    that samples, straight-through gradients, KLs and entropies all use the mixed probabilities (DreamerV3).
+
     :param stoch: number of categorical variables
     :param classes: number of classes of each variable
+    :param unimix: weight of the uniform mixed into each categorical, in [0, 1) (0: DreamerV2, 0.01: DreamerV3)
     """
 
-    def __init__(self, stoch: int, classes: int) -> None:
-        self.stoch, self.classes = stoch, classes
+    def __init__(self, stoch: int, classes: int, unimix: float = 0.0) -> None:
+        self.stoch, self.classes, self.unimix = stoch, classes, unimix
         self.sample_dim = self.stats_dim = stoch * classes
 
     def _split(self, stats: th.Tensor) -> th.Tensor:
         return stats.unflatten(-1, (self.stoch, self.classes))
+
+    def stats_from_output(self, output: th.Tensor) -> th.Tensor:
+        """The logits (..., stoch * classes) themselves, or with ``unimix`` the log of the mixed probabilities."""
+        if self.unimix == 0.0:
+            return output
+        return unimix_logits(self._split(output), self.unimix).flatten(-2)
 
     def sample(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
         return straight_through_one_hot(self._split(stats), deterministic).flatten(-2)
@@ -154,7 +178,12 @@ class GaussianLatent(LatentDistribution):
 
 
 def balanced_kl_loss(
-    latent: LatentDistribution, posterior: th.Tensor, prior: th.Tensor, balance: float, free_nats: float
+    latent: LatentDistribution,
+    posterior: th.Tensor,
+    prior: th.Tensor,
+    balance: float,
+    free_nats: float,
+    free_bits: float = 0.0,
 ) -> tuple[th.Tensor, th.Tensor]:
     """
     KL balancing (DreamerV2): ``balance`` of the gradient trains the prior towards the posterior,
@@ -164,16 +193,26 @@ def balanced_kl_loss(
     :param posterior: posterior stats, (..., stats_dim)
     :param prior: prior stats, (..., stats_dim)
     :param balance: weight of the prior's term, in [0, 1]
-    :param free_nats: each term's batch mean is clipped from below at this value (0 disables)
+    :param free_nats: DreamerV2's free nats: each term's batch mean is clipped from below at this value, so the whole
+        term has no gradient while the mean KL is below it (0 disables)
+    :param free_bits: DreamerV3's free bits: each term is clipped from below at this value per sample (the KL summed
+        over the latent variables) before the batch mean, so only the samples whose KL is below it have no gradient
+        (0 disables); applied before ``free_nats``
     :return: the scalar loss and the (unclipped) mean KL for logging
     """
-    kl_prior = latent.kl(posterior.detach(), prior).mean()
-    kl_posterior = latent.kl(posterior, prior.detach()).mean()
+    kl_prior = latent.kl(posterior.detach(), prior)  # (...)
+    kl_posterior = latent.kl(posterior, prior.detach())  # (...)
+    if free_bits > 0:
+        kl = kl_prior.detach().mean()
+        kl_prior, kl_posterior = kl_prior.clamp(min=free_bits).mean(), kl_posterior.clamp(min=free_bits).mean()
+    else:
+        kl_prior, kl_posterior = kl_prior.mean(), kl_posterior.mean()
+        kl = kl_prior.detach()
     if free_nats > 0:
         loss = balance * kl_prior.clamp(min=free_nats) + (1.0 - balance) * kl_posterior.clamp(min=free_nats)
     else:
         loss = balance * kl_prior + (1.0 - balance) * kl_posterior
-    return loss, kl_prior.detach()
+    return loss, kl
 
 
 class ActionDistribution(ABC):
@@ -189,6 +228,10 @@ class ActionDistribution(ABC):
     param_dim: int
     #: size of the action vector (..., action_dim)
     action_dim: int
+
+    def params_from_output(self, output: th.Tensor) -> th.Tensor:
+        """Map the actor head's output (..., param_dim) to the parameters the other methods read."""
+        return output
 
     @abstractmethod
     def sample(self, params: th.Tensor) -> th.Tensor:
@@ -227,14 +270,19 @@ class ActionDistribution(ABC):
 class CategoricalAction(ActionDistribution):
     """
     A categorical over ``n`` actions (``Discrete`` action spaces): the actor outputs logits, the policy action is
-    the class index (int64) and the action vector its one-hot.
+    the class index (int64) and the action vector its one-hot. With ``unimix > 0`` the parameters are the log of the
+    probabilities mixed with a uniform (:func:`unimix_logits`, DreamerV3).
 
     :param n: number of actions
+    :param unimix: weight of the uniform mixed into the categorical, in [0, 1)
     """
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, unimix: float = 0.0) -> None:
+        self.n, self.unimix = n, unimix
         self.param_dim = self.action_dim = n
+
+    def params_from_output(self, output: th.Tensor) -> th.Tensor:
+        return output if self.unimix == 0.0 else unimix_logits(output, self.unimix)
 
     def sample(self, params: th.Tensor) -> th.Tensor:
         return straight_through_one_hot(params)
@@ -319,3 +367,61 @@ class TanhNormalAction(ActionDistribution):
 
     def from_vector(self, vectors: th.Tensor) -> th.Tensor:
         return vectors.reshape(*vectors.shape[:-1], *self.action_shape)
+
+
+class ScalarDistribution(nn.Module, ABC):
+    """
+    How a head (reward, critic) predicts a real number from its outputs (..., param_dim), and the loss that trains it.
+    A module so that constant tensors (two-hot bins) follow the policy's device; it has no parameters.
+    """
+
+    #: size of the head's output (..., param_dim)
+    param_dim: int
+    #: whether the head's output layer starts at zero (DreamerV3's two-hot heads: predictions of 0 at first)
+    zero_init_output: bool
+
+    @abstractmethod
+    def predict(self, outputs: th.Tensor) -> th.Tensor:
+        """The prediction, (..., param_dim) -> (...)."""
+
+    @abstractmethod
+    def loss(self, outputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
+        """Negative log-likelihood of the targets (...) up to a constant, (..., param_dim) -> (...)."""
+
+
+class NormalScalar(ScalarDistribution):
+    """A unit-variance Normal (DreamerV2): one output, the mean; the loss is half the squared error."""
+
+    param_dim = 1
+    zero_init_output = False
+
+    def predict(self, outputs: th.Tensor) -> th.Tensor:
+        return outputs.squeeze(-1)
+
+    def loss(self, outputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
+        return 0.5 * (outputs.squeeze(-1) - targets).pow(2)
+
+
+class SymlogTwoHot(ScalarDistribution):
+    """
+    DreamerV3's symlog two-hot distribution: logits over ``n_bins`` bins evenly spaced in symlog space over
+    ``[-limit, limit]``. The loss is the cross-entropy against the two-hot encoding of ``symlog(target)``, the
+    prediction ``symexp`` of the softmax-weighted mean bin. The head's output layer starts at zero, as in DreamerV3.
+
+    :param n_bins: number of bins (DreamerV3: 255)
+    :param limit: the bins span ``[-limit, limit]`` in symlog space (DreamerV3: 20, about +-4.9e8 in target units)
+    """
+
+    bins: th.Tensor
+    zero_init_output = True
+
+    def __init__(self, n_bins: int = 255, limit: float = 20.0) -> None:
+        super().__init__()
+        self.param_dim = n_bins
+        self.register_buffer("bins", th.linspace(-limit, limit, n_bins), persistent=False)
+
+    def predict(self, outputs: th.Tensor) -> th.Tensor:
+        return symexp(two_hot_mean(outputs, self.bins))
+
+    def loss(self, outputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
+        return -(two_hot(symlog(targets), self.bins) * outputs.log_softmax(dim=-1)).sum(-1)

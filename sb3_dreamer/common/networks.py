@@ -30,10 +30,18 @@ class LatentMLP(nn.Module):
     :param hidden_dim: hidden units per layer
     :param n_layers: number of hidden layers (at least 1)
     :param activation_fn: activation of the hidden layers
+    :param zero_output: initialise the output layer to zero (DreamerV3's two-hot reward head and critic)
     """
 
     def __init__(
-        self, deter_size: int, stoch_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]
+        self,
+        deter_size: int,
+        stoch_dim: int,
+        output_dim: int,
+        hidden_dim: int,
+        n_layers: int,
+        activation_fn: type[nn.Module],
+        zero_output: bool = False,
     ) -> None:
         super().__init__()
         if n_layers < 1:
@@ -42,6 +50,9 @@ class LatentMLP(nn.Module):
         self.stoch_in = nn.Linear(stoch_dim, hidden_dim, bias=False)
         self.activation = activation_fn()
         self.body = mlp(hidden_dim, output_dim, hidden_dim, n_layers - 1, activation_fn)
+        if zero_output:
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, state: LatentState) -> th.Tensor:
         """State (N, ...) -> (N, output_dim)"""

@@ -72,6 +72,8 @@ class RSSM(nn.Module):
     :param latent_type: ``"discrete"`` (categoricals, straight-through) or ``"gaussian"`` (DreamerV1)
     :param min_std: lower bound of the Gaussian standard deviation
     :param activation_fn: activation of the hidden layers
+    :param unimix: weight of the uniform mixed into the prior and posterior categoricals (discrete latents only,
+        DreamerV3; see :class:`CategoricalLatent`)
     """
 
     def __init__(
@@ -85,10 +87,11 @@ class RSSM(nn.Module):
         latent_type: str = "discrete",
         min_std: float = 0.1,
         activation_fn: type[nn.Module] = nn.ELU,
+        unimix: float = 0.0,
     ) -> None:
         super().__init__()
         if latent_type == "discrete":
-            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size)
+            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size, unimix)
         elif latent_type == "gaussian":
             self.latent = GaussianLatent(stoch_size, min_std)
         else:

@@ -14,12 +14,15 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, polyak_update, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_dreamer.common.checks import (
+    check_booleans,
     check_learning_rates,
     check_non_negative,
     check_non_negative_integers,
@@ -32,7 +35,7 @@ from sb3_dreamer.common.checks import (
 from sb3_dreamer.common.diagnostics import dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
-from sb3_dreamer.common.returns import lambda_return
+from sb3_dreamer.common.returns import ReturnScale, lambda_return
 from sb3_dreamer.common.rssm import LatentState
 from sb3_dreamer.common.save_util import (
     CORRUPTED_FILE_ERRORS,
@@ -86,7 +89,11 @@ class DreamerV2(OffPolicyAlgorithm):
     :param imagination_horizon: length of imagined trajectories
     :param kl_scale: weight of the KL term in the world-model loss
     :param kl_balance: fraction of the KL gradient that trains the prior (the rest regularises the posterior)
-    :param free_nats: the KL terms are clipped below at this value (0 disables)
+    :param free_nats: DreamerV2's free nats: the batch mean of each KL term (prior and posterior) is clipped below at
+        this value, so that the whole term has no gradient while the mean KL is below it (0 disables)
+    :param free_bits: DreamerV3's free bits: each KL term is clipped below at this value per sample (the KL summed over
+        the latent variables of one state) before the batch mean, so that only the states whose KL is below it have no
+        gradient; 0 disables it (DreamerV2), DreamerV3 uses 1.0. Applied before ``free_nats`` when both are set
     :param reward_scale: weight of the reward prediction loss
     :param discount_scale: weight of the discount (continuation) prediction loss
     :param image_likelihood: ``"normal"`` (unit-variance Gaussian per entry) or ``"bernoulli"`` (binary frames)
@@ -94,6 +101,10 @@ class DreamerV2(OffPolicyAlgorithm):
         the paper's choice for the action space: ``"reinforce"`` for ``Discrete`` actions, ``"dynamics"`` for ``Box`` ones
     :param actor_grad_mix: weight of the reinforce gradient when ``actor_grad="both"``
     :param actor_entropy_scale: weight of the actor's entropy bonus
+    :param normalize_returns: DreamerV3's return normalisation: the actor's advantages (``reinforce``) or returns
+        (``dynamics``) are divided by ``max(1, S)``, ``S`` an exponential moving average (decay 0.99) of the range
+        between the 5th and 95th percentiles of each batch's lambda-returns (:class:`ReturnScale`, saved with the
+        model). False: DreamerV2, True: DreamerV3
     :param target_update_interval: update the target critic every this many env steps
     :param tau: target critic update coefficient (1 = hard copy)
     :param max_grad_norm: global gradient norm clip of each optimizer
@@ -125,6 +136,8 @@ class DreamerV2(OffPolicyAlgorithm):
     }
     policy: DreamerV2Policy
     replay_buffer: SequenceReplayBuffer
+    #: the EMA of the lambda-returns' percentile range, used (and saved) with ``normalize_returns`` only
+    return_scale: ReturnScale
 
     def __init__(
         self,
@@ -145,12 +158,14 @@ class DreamerV2(OffPolicyAlgorithm):
         kl_scale: float = 0.1,
         kl_balance: float = 0.8,
         free_nats: float = 0.0,
+        free_bits: float = 0.0,
         reward_scale: float = 1.0,
         discount_scale: float = 5.0,
         image_likelihood: str = "normal",
         actor_grad: str | None = None,
         actor_grad_mix: float = 0.1,
         actor_entropy_scale: float = 1e-3,
+        normalize_returns: bool = False,
         target_update_interval: int = 100,
         tau: float = 1.0,
         max_grad_norm: float = 100.0,
@@ -202,12 +217,14 @@ class DreamerV2(OffPolicyAlgorithm):
         self.kl_scale = kl_scale
         self.kl_balance = kl_balance
         self.free_nats = free_nats
+        self.free_bits = free_bits
         self.reward_scale = reward_scale
         self.discount_scale = discount_scale
         self.image_likelihood = image_likelihood
         self.actor_grad = actor_grad
         self.actor_grad_mix = actor_grad_mix
         self.actor_entropy_scale = actor_entropy_scale
+        self.normalize_returns = normalize_returns
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
         self.exploration_initial_eps = exploration_initial_eps
@@ -236,6 +253,11 @@ class DreamerV2(OffPolicyAlgorithm):
             raise ValueError(f"Unknown actor_grad={self.actor_grad!r}: use one of {ACTOR_GRADIENTS}")
         if self.image_likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"Unknown image_likelihood={self.image_likelihood!r}: use one of {IMAGE_LIKELIHOODS}")
+        if self.image_likelihood == "bernoulli" and self.policy_kwargs.get("symlog_observations"):
+            raise ValueError(
+                "image_likelihood='bernoulli' needs binary targets, but symlog_observations=True in policy_kwargs makes "
+                "the decoder's targets symlog(obs): use image_likelihood='normal' (DreamerV3's squared error in symlog space)"
+            )
         if self.diagnostics_interval < 0:
             raise ValueError(
                 f"diagnostics_interval must be >= 0 (0 disables the diagnostics), got {self.diagnostics_interval}"
@@ -248,6 +270,7 @@ class DreamerV2(OffPolicyAlgorithm):
             target_update_interval=self.target_update_interval,
         )
         check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
+        check_booleans(normalize_returns=self.normalize_returns)
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -282,6 +305,7 @@ class DreamerV2(OffPolicyAlgorithm):
         check_non_negative(
             kl_scale=self.kl_scale,
             free_nats=self.free_nats,
+            free_bits=self.free_bits,
             reward_scale=self.reward_scale,
             discount_scale=self.discount_scale,
             actor_entropy_scale=self.actor_entropy_scale,
@@ -300,18 +324,44 @@ class DreamerV2(OffPolicyAlgorithm):
         self._check_hyperparameters()
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
+        self.return_scale = ReturnScale().to(self.device)
+        # The return scale's EMA is restored with the weights when a train() call is undone
+        modules = nn.ModuleList([self.policy, self.return_scale]) if self.normalize_returns else self.policy
         self._update_snapshot = UpdateSnapshot(
-            self.policy, (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer)
+            modules, (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer)
         )
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_update_snapshot"]
+        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_update_snapshot", "return_scale"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
+        if self.normalize_returns:
+            state_dicts.append("return_scale")
         return state_dicts, []
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        Load the weights and optimizer states of a saved model (see SB3's ``set_parameters``). The return scale's state
+        follows ``normalize_returns``: a model saved without it (or before it existed) starts from ``S = 0`` when it
+        is on now, and a saved state is ignored when it is off now.
+        """
+        if isinstance(load_path_or_dict, dict):
+            params = dict(load_path_or_dict)
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        if self.normalize_returns:
+            params.setdefault("return_scale", self.return_scale.state_dict())
+        else:
+            params.pop("return_scale", None)
+        super().set_parameters(params, exact_match, device)
 
     def save(
         self,
@@ -677,12 +727,12 @@ class DreamerV2(OffPolicyAlgorithm):
         else:
             pixel_losses = F.binary_cross_entropy_with_logits(reconstruction, targets, reduction="none")
         reconstruction_loss = pixel_losses.flatten(1).sum(-1).mean()
-        reward_loss = 0.5 * (world_model.reward_head(posterior).squeeze(-1) - samples.rewards.flatten()).pow(2).mean()
+        reward_loss = world_model.reward_dist.loss(world_model.reward_head(posterior), samples.rewards.flatten()).mean()
         discount_loss = F.binary_cross_entropy_with_logits(
             world_model.discount_head(posterior).squeeze(-1), 1.0 - samples.terminated.flatten()
         )
         kl_loss, kl = balanced_kl_loss(
-            rssm.latent, sequence.posterior_stats, sequence.prior_stats, self.kl_balance, self.free_nats
+            rssm.latent, sequence.posterior_stats, sequence.prior_stats, self.kl_balance, self.free_nats, self.free_bits
         )
         loss = (
             reconstruction_loss
@@ -729,8 +779,15 @@ class DreamerV2(OffPolicyAlgorithm):
             objective = action_log_probs * (returns - target_values[:-1]).detach()
             if self.actor_grad == "both":
                 objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns
+        metrics: dict[str, th.Tensor] = {}
+        if self.normalize_returns:
+            # Both gradients are linear in the returns: dividing the objective divides the advantages and the returns
+            scale = self.return_scale.update(returns.detach())  # ()
+            objective = objective / scale
+            metrics["return_scale"] = scale
         actor_loss = -(weights * (objective + self.actor_entropy_scale * entropy)).mean()
-        critic_loss = 0.5 * (weights * (trajectory.values - returns.detach()).pow(2)).mean()
+        value_dist, value_outputs = self.policy.value_dist, trajectory.value_outputs  # (H, N, value_dim)
+        critic_loss = (weights * value_dist.loss(value_outputs, returns.detach())).mean()
 
         actor_grad_norm = self._optimizer_step(actor_loss, self.policy.actor_optimizer)
         critic_grad_norm = self._optimizer_step(critic_loss, self.policy.critic_optimizer)
@@ -741,9 +798,10 @@ class DreamerV2(OffPolicyAlgorithm):
             "imagined_reward_mean": rewards.detach().mean(),
             "lambda_return_mean": returns.detach().mean(),
             "lambda_return_std": returns.detach().std(),
-            "value_mean": trajectory.values.detach().mean(),
+            "value_mean": value_dist.predict(value_outputs.detach()).mean(),
             "actor_grad_norm": actor_grad_norm,
             "critic_grad_norm": critic_grad_norm,
+            **metrics,
         }
 
     def _optimizer_step(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> th.Tensor:

@@ -1,6 +1,7 @@
 """DreamerV2 policies: the world model (encoder, RSSM, decoder, reward and discount heads), actor and critic."""
 
 import math
+from numbers import Real
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -12,6 +13,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_dreamer.common.checks import (
+    check_booleans,
     check_image_space,
     check_non_negative,
     check_non_negative_integers,
@@ -19,9 +21,17 @@ from sb3_dreamer.common.checks import (
     check_positive_integers,
     check_spaces,
 )
-from sb3_dreamer.common.distributions import ActionDistribution, CategoricalAction, TanhNormalAction
+from sb3_dreamer.common.distributions import (
+    ActionDistribution,
+    CategoricalAction,
+    NormalScalar,
+    ScalarDistribution,
+    SymlogTwoHot,
+    TanhNormalAction,
+)
 from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, LatentMLP, MlpDecoder, MlpEncoder
 from sb3_dreamer.common.rssm import RSSM, LatentState
+from sb3_dreamer.common.symlog import symlog
 
 
 class ActingState(NamedTuple):
@@ -53,10 +63,11 @@ class ImaginedTrajectory(NamedTuple):
     rewards: th.Tensor
     #: logit of the continuation (non-terminal) probability at s_1 .. s_H, (H, N)
     continue_logits: th.Tensor
-    #: target critic at s_0 .. s_H, (H + 1, N)
+    #: target critic's predictions at s_0 .. s_H, (H + 1, N)
     target_values: th.Tensor
-    #: critic at s_0 .. s_{H-1}, (H, N), with gradients to the critic only
-    values: th.Tensor
+    #: critic's outputs at s_0 .. s_{H-1} (see ``DreamerV2Policy.value_dist``), (H, N, value_dim), with gradients to
+    #: the critic only
+    value_outputs: th.Tensor
 
 
 class WorldModel(nn.Module):
@@ -66,6 +77,7 @@ class WorldModel(nn.Module):
     :param encoder: observations (N, *obs_shape) -> embeddings (N, embedding_dim)
     :param decoder: features (N, feature_dim) -> observation means or logits (N, *obs_shape)
     :param rssm: the recurrent state-space model
+    :param reward_dist: how the reward head's outputs predict the reward
     :param head_units: hidden units of the reward and discount heads
     :param head_layers: hidden layers of the reward and discount heads
     :param activation_fn: activation of the heads
@@ -76,6 +88,7 @@ class WorldModel(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         rssm: RSSM,
+        reward_dist: ScalarDistribution,
         head_units: int,
         head_layers: int,
         activation_fn: type[nn.Module],
@@ -84,8 +97,21 @@ class WorldModel(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.rssm = rssm
-        self.reward_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
+        self.reward_dist = reward_dist
+        self.reward_head = LatentMLP(
+            rssm.deter_size,
+            rssm.stoch_dim,
+            reward_dist.param_dim,
+            head_units,
+            head_layers,
+            activation_fn,
+            zero_output=reward_dist.zero_init_output,
+        )
         self.discount_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
+
+    def reward(self, state: LatentState) -> th.Tensor:
+        """Predicted reward for arriving at states (N, ...) -> (N,)."""
+        return self.reward_dist.predict(self.reward_head(state))
 
 
 class DreamerV2Policy(BasePolicy):
@@ -114,6 +140,16 @@ class DreamerV2Policy(BasePolicy):
     :param head_layers: hidden layers of those heads
     :param actor_min_std: lower bound of the std of the tanh-Normal actor (Box action spaces)
     :param actor_init_std: offset of the tanh-Normal actor's raw std before the softplus (Box action spaces)
+    :param symlog_observations: DreamerV3's symlog inputs: the encoder reads ``symlog(obs)`` and the decoder
+        reconstructs ``symlog(obs)`` (squared error in symlog space). Vector observations only (``MlpPolicy``): images
+        are left as they are, as in DreamerV3, and ``CnnPolicy`` refuses it. False: DreamerV2, True: DreamerV3
+    :param symlog_twohot: DreamerV3's reward head and critic (and target critic): logits over 255 bins evenly spaced in
+        symlog space over [-20, 20], trained by cross-entropy against the two-hot encoding of ``symlog(target)``,
+        predicting ``symexp`` of the softmax-weighted mean bin, with a zero-initialised output layer
+        (:class:`SymlogTwoHot`). False: DreamerV2's unit-variance Normal (squared error), True: DreamerV3
+    :param unimix: DreamerV3's uniform mix: the categorical latents (prior and posterior) and the categorical actor
+        (``Discrete`` actions) use ``(1 - unimix) * softmax(logits) + unimix / classes`` for their samples,
+        straight-through gradients, entropies and KLs; in [0, 1), 0: DreamerV2, 0.01: DreamerV3
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
@@ -142,6 +178,9 @@ class DreamerV2Policy(BasePolicy):
         head_layers: int = 3,
         actor_min_std: float = 0.1,
         actor_init_std: float = 0.0,
+        symlog_observations: bool = False,
+        symlog_twohot: bool = False,
+        unimix: float = 0.0,
         activation_fn: type[nn.Module] = nn.ELU,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -176,6 +215,20 @@ class DreamerV2Policy(BasePolicy):
         check_positive(actor_min_std=actor_min_std)
         if not math.isfinite(actor_init_std):
             raise ValueError(f"actor_init_std must be a finite number, got {actor_init_std!r}")
+        check_booleans(symlog_observations=symlog_observations, symlog_twohot=symlog_twohot)
+        if symlog_observations and encoder_type == "cnn":
+            raise ValueError(
+                "symlog_observations=True applies to vector observations (MlpPolicy, encoder_type='mlp'); images are "
+                "left as they are, as in DreamerV3: leave it False with CnnPolicy"
+            )
+        if not (isinstance(unimix, Real) and 0.0 <= unimix < 1.0):
+            raise ValueError(f"unimix must be in [0, 1), got {unimix!r}")
+        if unimix > 0 and latent_type != "discrete" and not isinstance(action_space, spaces.Discrete):
+            raise ValueError(
+                f"unimix={unimix} would have no effect: it mixes a uniform into categorical latents "
+                f"(latent_type='discrete') and categorical actions (Discrete action spaces), and here neither is "
+                f"categorical (latent_type={latent_type!r}, action space {action_space})"
+            )
         self.encoder_type = encoder_type
         self.embedding_dim = embedding_dim
         self.deter_size = deter_size
@@ -193,10 +246,13 @@ class DreamerV2Policy(BasePolicy):
         self.head_layers = head_layers
         self.actor_min_std = actor_min_std
         self.actor_init_std = actor_init_std
+        self.symlog_observations = symlog_observations
+        self.symlog_twohot = symlog_twohot
+        self.unimix = unimix
         self.activation_fn = activation_fn
         self.action_dist: ActionDistribution
         if isinstance(action_space, spaces.Discrete):
-            self.action_dist = CategoricalAction(int(action_space.n))
+            self.action_dist = CategoricalAction(int(action_space.n), unimix)
         else:
             self.action_dist = TanhNormalAction(action_space.shape, actor_min_std, actor_init_std)
         self._build(lr_schedule)
@@ -213,6 +269,7 @@ class DreamerV2Policy(BasePolicy):
             latent_type=self.latent_type,
             min_std=self.min_std,
             activation_fn=self.activation_fn,
+            unimix=self.unimix,
         )
         encoder: nn.Module
         decoder: nn.Module
@@ -225,11 +282,17 @@ class DreamerV2Policy(BasePolicy):
             obs_dim = int(np.prod(obs_shape))
             encoder = MlpEncoder(obs_dim, self.embedding_dim, self.mlp_units, self.mlp_layers, self.activation_fn)
             decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
-        self.world_model = WorldModel(encoder, decoder, rssm, self.head_units, self.head_layers, self.activation_fn)
+        scalar_dist = SymlogTwoHot if self.symlog_twohot else NormalScalar
+        self.world_model = WorldModel(
+            encoder, decoder, rssm, scalar_dist(), self.head_units, self.head_layers, self.activation_fn
+        )
         head_sizes = (rssm.deter_size, rssm.stoch_dim)
         self.actor = LatentMLP(*head_sizes, self.action_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
-        self.critic = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
-        self.critic_target = LatentMLP(*head_sizes, 1, self.head_units, self.head_layers, self.activation_fn)
+        #: how the critic's (and target critic's) outputs predict a value
+        self.value_dist: ScalarDistribution = scalar_dist()
+        value_head = (*head_sizes, self.value_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
+        self.critic = LatentMLP(*value_head, zero_output=self.value_dist.zero_init_output)
+        self.critic_target = LatentMLP(*value_head)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
 
@@ -259,6 +322,9 @@ class DreamerV2Policy(BasePolicy):
             head_layers=self.head_layers,
             actor_min_std=self.actor_min_std,
             actor_init_std=self.actor_init_std,
+            symlog_observations=self.symlog_observations,
+            symlog_twohot=self.symlog_twohot,
+            unimix=self.unimix,
             activation_fn=self.activation_fn,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
@@ -271,8 +337,16 @@ class DreamerV2Policy(BasePolicy):
         return self.world_model.rssm
 
     def preprocess(self, observations: th.Tensor) -> th.Tensor:
-        """Raw observations (..., *obs_shape) -> float network inputs (..., *obs_shape)."""
-        return preprocess_obs(observations, self.observation_space, normalize_images=self.normalize_images)  # type: ignore[return-value]
+        """
+        Raw observations (..., *obs_shape) -> float network inputs (..., *obs_shape), which are also the decoder's
+        targets: uint8 images scaled to [0, 1], and ``symlog(obs)`` with ``symlog_observations``.
+        """
+        inputs = preprocess_obs(observations, self.observation_space, normalize_images=self.normalize_images)
+        return symlog(inputs) if self.symlog_observations else inputs  # type: ignore[arg-type, return-value]
+
+    def action_params(self, state: LatentState) -> th.Tensor:
+        """Parameters of the actor's distribution at states (N, ...) -> (N, param_dim)."""
+        return self.action_dist.params_from_output(self.actor(state))
 
     def embed(self, observations: th.Tensor) -> th.Tensor:
         """Float observations (*batch, *obs_shape) -> embeddings (*batch, embedding_dim)."""
@@ -300,7 +374,7 @@ class DreamerV2Policy(BasePolicy):
         """
         embeds = self.embed(self.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
-        params = self.actor(latent)
+        params = self.action_params(latent)
         vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
         return self.action_dist.from_vector(vectors), ActingState(latent.deter, latent.stoch, vectors)
 
@@ -358,25 +432,25 @@ class DreamerV2Policy(BasePolicy):
         :param horizon: number of imagined steps H
         :param dynamics_gradients: keep the graph through the dynamics and the reward, continuation and target
             value heads (for ``dynamics`` actor gradients); otherwise the trajectory is a constant and only the
-            actor's outputs (parameters and samples) and the critic's values carry gradients
+            actor's outputs (parameters and samples) and the critic's outputs carry gradients
         """
         world_model = self.world_model
         model_grad = dynamics_gradients and th.is_grad_enabled()
         # Without gradients through the trajectory, categorical states are carried as indices (cheaper heads).
         index_states = not dynamics_gradients and self.rssm.has_index_samples
         state = LatentState(start.deter.detach(), start.stoch.detach())
-        params, actions, rewards, continue_logits, target_values, values = [], [], [], [], [], []
+        params, actions, rewards, continue_logits, target_values, value_outputs = [], [], [], [], [], []
         for t in range(horizon + 1):
             with th.set_grad_enabled(model_grad):
-                target_values.append(self.critic_target(state).squeeze(-1))
+                target_values.append(self.value_dist.predict(self.critic_target(state)))
                 if t > 0:
-                    rewards.append(world_model.reward_head(state).squeeze(-1))
+                    rewards.append(world_model.reward(state))
                     continue_logits.append(world_model.discount_head(state).squeeze(-1))
             if t == horizon:
                 break
             constant_state = LatentState(*(x if x is None else x.detach() for x in state))
-            values.append(self.critic(constant_state).squeeze(-1))
-            params.append(self.actor(state))
+            value_outputs.append(self.critic(constant_state))
+            params.append(self.action_params(state))
             actions.append(self.action_dist.sample(params[-1]))
             with th.set_grad_enabled(model_grad):
                 action = actions[-1] if dynamics_gradients else actions[-1].detach()
@@ -387,7 +461,7 @@ class DreamerV2Policy(BasePolicy):
             th.stack(rewards),
             th.stack(continue_logits),
             th.stack(target_values),
-            th.stack(values),
+            th.stack(value_outputs),
         )
 
 
