@@ -11,7 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from tiny import TINY_POLICY, tiny_model
+from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 from zoo_cli import TINY, run
 
 from sb3_dreamer import DreamerV2
@@ -176,18 +176,10 @@ def test_save_load_identical_predictions_and_continue(trained, tmp_path):
     trained.save(tmp_path / "model.zip")
     loaded = DreamerV2.load(tmp_path / "model.zip", env=make_vec_env("Pendulum-v1", n_envs=1))
     assert loaded.actor_grad == "dynamics" and isinstance(loaded.policy.action_dist, TanhNormalAction)
-    for a, b in zip(trained.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
-        assert th.equal(a, b)
+    assert_same_weights(trained, loaded)
     obs = np.stack([gym.make("Pendulum-v1").reset(seed=s)[0] for s in range(3)])
-    state_a = state_b = None
-    for step in range(5):
-        starts = np.full(3, step == 0)
-        actions_a, state_a = trained.predict(obs, state=state_a, episode_start=starts, deterministic=True)
-        actions_b, state_b = loaded.predict(obs, state=state_b, episode_start=starts, deterministic=True)
-        assert actions_a.shape == (3, 1) and (np.abs(actions_a) <= 2.0).all()
-        np.testing.assert_array_equal(actions_a, actions_b)
-        for a, b in zip(state_a, state_b, strict=True):
-            np.testing.assert_array_equal(a, b)
+    for actions in assert_same_predictions(trained, loaded, obs, n_steps=5):
+        assert actions.shape == (3, 1) and (np.abs(actions) <= 2.0).all()
     loaded.learn(60)
     assert loaded._n_updates > 0
 

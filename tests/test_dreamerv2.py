@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
-from tiny import TINY, TINY_POLICY, tiny_model
+from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
 
@@ -133,16 +133,9 @@ def test_save_load_identical_predictions_and_continue(tmp_path):
         assert saved.keys() == restored.keys()
         for key in saved:
             assert th.equal(saved[key]["exp_avg"], restored[key]["exp_avg"])
-    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
-        assert th.equal(a, b)
+    assert_same_weights(model, loaded)
     obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=s)[0] for s in range(3)])
-    state_a = state_b = None
-    for step in range(5):
-        starts = np.full(3, step == 0)
-        actions_a, state_a = model.predict(obs, state=state_a, episode_start=starts, deterministic=True)
-        actions_b, state_b = loaded.predict(obs, state=state_b, episode_start=starts, deterministic=True)
-        np.testing.assert_array_equal(actions_a, actions_b)
-        np.testing.assert_array_equal(state_a[0], state_b[0])
+    assert_same_predictions(model, loaded, obs, n_steps=5)
     assert loaded.learning_starts == model.learning_starts
     assert loaded.sequence_length == model.sequence_length
     loaded.learn(100)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
-from tiny import TINY_POLICY, tiny_model
+from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.distributions import (
@@ -193,17 +193,9 @@ def test_trains_with_every_option_and_saves_them(env, tmp_path):
     assert (loaded.policy.symlog_twohot, loaded.policy.unimix) == (True, 0.01)
     assert loaded.policy.symlog_observations == (env == "Pendulum-v1")
     assert th.equal(loaded.return_scale.range_ema, ema)
-    for name, tensor in model.policy.state_dict().items():
-        assert th.equal(tensor, loaded.policy.state_dict()[name]), name
+    assert_same_weights(model, loaded)
     obs = np.stack([gym.make(env).reset(seed=seed)[0] for seed in range(3)])
-    state_a = state_b = None
-    for step in range(4):
-        starts = np.full(3, step == 0)
-        actions_a, state_a = model.predict(obs, state=state_a, episode_start=starts, deterministic=True)
-        actions_b, state_b = loaded.predict(obs, state=state_b, episode_start=starts, deterministic=True)
-        np.testing.assert_array_equal(actions_a, actions_b)
-        for a, b in zip(state_a, state_b, strict=True):
-            np.testing.assert_array_equal(a, b)
+    assert_same_predictions(model, loaded, obs, n_steps=4)
     loaded.learn(40)
     assert not th.equal(loaded.return_scale.range_ema, ema)
     # Loaded with the return scale off, its state is ignored; a model saved without it starts from 0 when it is on
