@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
-# A few hundred steps of a tiny model, a few seconds on a CPU core
-TINY_POLICY_KWARGS = (
-    "embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,cnn_depth=4,head_units=16,head_layers=1"
-)
-TINY = (
-    "learning_starts:100",
-    "batch_size:4",
-    "sequence_length:8",
-    "train_freq:16",
-    "gradient_steps:1",
-    "imagination_horizon:3",
-    "buffer_size:2000",
-    f"policy_kwargs:dict({TINY_POLICY_KWARGS})",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from benchmark import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS
+
+# The tiny DreamerV2 of ``scripts/benchmark.py --quick``: a few hundred steps take seconds of a CPU core
+TINY_POLICY_KWARGS = QUICK_POLICY_KWARGS
+TINY = tuple(QUICK_HYPERPARAMS["dreamerv2"])
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
