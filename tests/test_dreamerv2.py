@@ -57,6 +57,7 @@ def test_multi_env(n_envs):
         dict(actor_grad="dynamics"),
         dict(actor_grad="both", image_likelihood="bernoulli", free_nats=1.0),
         dict(policy_kwargs={**TINY_POLICY, "latent_type": "gaussian"}, tau=0.05),
+        dict(actor_grad="dynamics", round_discount=False),
     ],
 )
 def test_algorithm_variants(kwargs):
@@ -241,6 +242,14 @@ def test_schedules_and_exploration():
     assert model.exploration_rate == pytest.approx(model.exploration_final_eps)
 
 
+def test_imagined_discounts_rounded_or_probabilities():
+    logits = th.tensor([-3.0, -0.1, 0.0, 0.1, 3.0])
+    rounded = tiny_model(gamma=0.9).imagined_discounts(logits)
+    assert th.equal(rounded, th.tensor([0.0, 0.0, 0.0, 0.9, 0.9]))
+    probabilities = tiny_model(gamma=0.9, round_discount=False).imagined_discounts(logits)
+    assert th.allclose(probabilities, 0.9 * th.tensor([0.0474259, 0.4750208, 0.5, 0.5249792, 0.9525741]))
+
+
 def test_target_critic_hard_update():
     model = tiny_model(target_update_interval=1_000_000)
     model.learn(100)
@@ -259,6 +268,7 @@ def test_target_critic_hard_update():
         (dict(batch_size=0), "batch_size"),
         (dict(learning_starts=4, sequence_length=8), "learning_starts"),
         (dict(kl_balance=1.5), "kl_balance"),
+        (dict(round_discount="no"), "round_discount"),
         (dict(policy_kwargs={**TINY_POLICY, "latent_type": "beta"}), "latent_type"),
     ],
 )

@@ -96,6 +96,10 @@ class DreamerV2(OffPolicyAlgorithm):
         gradient; 0 disables it (DreamerV2), DreamerV3 uses 1.0. Applied before ``free_nats`` when both are set
     :param reward_scale: weight of the reward prediction loss
     :param discount_scale: weight of the discount (continuation) prediction loss
+    :param round_discount: imagined discounts are gamma times the predicted continuation probability rounded to 0 or
+        1 (True, the reference's MinAtar implementation) or the probability itself (False, the official DreamerV2): an
+        imagined trajectory is then discounted by the model's doubt about the episode going on, where a rounded one
+        runs on undiscounted until the model is sure that it ends
     :param image_likelihood: ``"normal"`` (unit-variance Gaussian per entry) or ``"bernoulli"`` (binary frames)
     :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``; None picks
         the paper's choice for the action space: ``"reinforce"`` for ``Discrete`` actions, ``"dynamics"`` for ``Box`` ones
@@ -161,6 +165,7 @@ class DreamerV2(OffPolicyAlgorithm):
         free_bits: float = 0.0,
         reward_scale: float = 1.0,
         discount_scale: float = 5.0,
+        round_discount: bool = True,
         image_likelihood: str = "normal",
         actor_grad: str | None = None,
         actor_grad_mix: float = 0.1,
@@ -220,6 +225,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.free_bits = free_bits
         self.reward_scale = reward_scale
         self.discount_scale = discount_scale
+        self.round_discount = round_discount
         self.image_likelihood = image_likelihood
         self.actor_grad = actor_grad
         self.actor_grad_mix = actor_grad_mix
@@ -270,7 +276,7 @@ class DreamerV2(OffPolicyAlgorithm):
             target_update_interval=self.target_update_interval,
         )
         check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
-        check_booleans(normalize_returns=self.normalize_returns)
+        check_booleans(normalize_returns=self.normalize_returns, round_discount=self.round_discount)
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -752,6 +758,12 @@ class DreamerV2(OffPolicyAlgorithm):
             }
         return loss, metrics, LatentState(posterior.deter.detach(), posterior.stoch.detach())
 
+    def imagined_discounts(self, continue_logits: th.Tensor) -> th.Tensor:
+        """Discount of each imagined step from the continuation logits (see ``round_discount``), same shape."""
+        if self.round_discount:
+            return self.gamma * (continue_logits > 0).float()  # logit > 0 <=> probability > 0.5
+        return self.gamma * th.sigmoid(continue_logits)
+
     def _train_actor_critic(self, start: LatentState, start_terminated: th.Tensor) -> dict[str, th.Tensor]:
         """
         One gradient step of actor and critic on trajectories imagined from every posterior state.
@@ -762,8 +774,7 @@ class DreamerV2(OffPolicyAlgorithm):
         dynamics_gradients = self.actor_grad != "reinforce"
         trajectory = self.policy.imagine(start, self.imagination_horizon, dynamics_gradients)
         rewards, target_values = trajectory.rewards, trajectory.target_values  # (H, N), (H + 1, N)
-        # Imagined discount: gamma times the rounded continuation probability (logit > 0 <=> p > 0.5).
-        discounts = self.gamma * (trajectory.continue_logits > 0).float()  # (H, N)
+        discounts = self.imagined_discounts(trajectory.continue_logits)  # (H, N)
         returns = lambda_return(rewards, target_values[1:], discounts, self.return_lambda)  # (H, N)
         with th.no_grad():
             # Weight of each imagined step: the probability that the trajectory is still running, times gamma^t.
