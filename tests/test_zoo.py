@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import optuna
 import pytest
+import rl_zoo3
 import torch as th
 import yaml
 from zoo_cli import TINY, run
@@ -66,6 +67,11 @@ def test_hyperparams_files() -> None:
     for cls, values in ((DreamerV2, hyperparams), (DreamerV2Policy, policy_kwargs)):
         defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
         assert {name: defaults.get(name) for name in values} == values, cls.__name__
+    # SAC's Pendulum-v1 entry, the baseline of benchmarks/pendulum.md, is the RL Zoo's own
+    with open(REPO / "hyperparams" / "sac.yml") as file:
+        ours = yaml.safe_load(file)
+    with open(Path(rl_zoo3.__file__).parent / "hyperparams" / "sac.yml") as file:
+        assert ours == {"Pendulum-v1": yaml.safe_load(file)["Pendulum-v1"]}
 
 
 @pytest.fixture(scope="module")
