@@ -143,6 +143,7 @@ def test_zoo_entries_have_the_reference_settings() -> None:
         imagination_horizon=8,
         kl_scale=1.0,
         discount_scale=10.0,
+        actor_entropy_scale=1e-3,
         target_update_interval=50,
         exploration_decay_steps=3500,  # the reference's epsilon 0.4 - step / 10000 reaches its floor 0.05 there
     )
