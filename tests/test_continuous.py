@@ -216,11 +216,12 @@ def test_unsupported_action_spaces(action_space, match):
 def test_packaged_pendulum_entry():
     with open(PACKAGED_YAML) as file:
         entry = yaml.safe_load(file)["Pendulum-v1"]
-    assert (entry.pop("n_timesteps"), entry.pop("policy"), entry.pop("n_envs")) == (5e4, "MlpPolicy", 1)
+    assert (entry.pop("n_timesteps"), entry.pop("policy"), entry.pop("n_envs")) == (2e4, "MlpPolicy", 1)
     policy_kwargs = eval(entry.pop("policy_kwargs"))
     model = DreamerV2("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **entry)
     assert model.actor_grad == "dynamics" and (model.batch_size, model.sequence_length) == (16, 50)
-    assert model.policy.world_model.encoder.net[0].out_features == 256
+    assert model.policy.world_model.encoder.net[0].out_features == 128
+    assert model.policy.world_model.rssm.deter_size == 128
 
 
 def test_zoo_trains_pendulum(tmp_path):
