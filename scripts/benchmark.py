@@ -6,7 +6,8 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
   env frames, mean_return, std_return, wall_clock_s and cpu_s of the run: elapsed time and CPU time, user plus
   system, of its zoo process),
 - ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return, frames, seeds,
-  mean wall-clock and CPU time per run and frames per second of wall-clock time,
+  mean wall-clock and CPU time per run and frames per second of wall-clock time; then the evaluation return at every
+  evaluation point (mean over seeds) of each algo x env,
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
   one panel per env and one line per algo.
 
@@ -340,6 +341,16 @@ def markdown_table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_table(results: pd.DataFrame) -> str:
+    """Per algo x env x frame budget: the evaluation return at every evaluation point, mean over seeds."""
+    curves = results.groupby(["algo", "env", "frames", "timesteps"])["mean_return"].mean().unstack("timesteps")
+    points = [f"{timesteps / 1000:g}k" for timesteps in curves.columns]
+    lines = [f"| algo | env | {' | '.join(points)} |", f"|---|---|{'---:|' * len(points)}"]
+    for (algo, env, _frames), curve in curves.iterrows():
+        lines.append(f"| {algo} | {env} | {' | '.join('' if np.isnan(x) else f'{x:.2f}' for x in curve)} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     """Evaluation return against env frames: mean over seeds and min-max band, a panel per env, a line per algo."""
     envs = sorted(results["env"].unique())
@@ -376,7 +387,8 @@ def write_report(root: Path) -> None:
         "(MinAtar has no frame skip). Wall-clock and CPU time (user + system, all threads): whole zoo process, "
         f"evaluations included; frames/s = frames / wall-clock. Machine: {os.cpu_count()} CPU cores.\n\n"
     )
-    (root / "results.md").write_text(header + markdown_table(results))
+    curves = "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n" + curve_table(results)
+    (root / "results.md").write_text(header + markdown_table(results) + curves)
     plot_learning_curves(results, root / "learning_curves.png")
     print(f"wrote {root / 'results.csv'}, {root / 'results.md'} and {root / 'learning_curves.png'}")
 
