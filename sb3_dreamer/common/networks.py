@@ -78,6 +78,10 @@ class ConvEncoder(nn.Module):
     """
     Conv stack for channels-first images, then a linear embedding.
 
+    The convolutions run on channels-last tensors (``torch.channels_last``), which oneDNN's CPU kernels take
+    without reordering (on MinAtar's 10x10 frames a gradient step with 2 threads measured 5-9% faster). Inputs and
+    outputs keep the usual (N, C, H, W) indexing.
+
     :param observation_shape: (C, H, W)
     :param embedding_dim: size of the output embedding
     :param depth: channels of the first conv layer, doubled at each further layer
@@ -116,12 +120,13 @@ class ConvEncoder(nn.Module):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         """(N, C, H, W) float -> (N, embedding_dim)"""
-        return self.linear(self.convs(observations))
+        return self.linear(self.convs(observations.contiguous(memory_format=th.channels_last)))
 
 
 class ConvDecoder(nn.Module):
     """
-    Mirror of a :class:`ConvEncoder`: features -> the mean (or logits) of every pixel.
+    Mirror of a :class:`ConvEncoder`: features -> the mean (or logits) of every pixel. Its transposed convolutions
+    run on channels-last tensors, like the encoder's.
 
     :param feature_dim: size of the model state features
     :param encoder: the encoder to mirror (its shapes only; no weights are shared)
@@ -152,8 +157,9 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, features: th.Tensor) -> th.Tensor:
-        """(N, feature_dim) -> (N, C, H, W)"""
-        return self.deconvs(self.linear(features).view(-1, *self.conv_input_shape))
+        """(N, feature_dim) -> (N, C, H, W), contiguous"""
+        conv_input = self.linear(features).view(-1, *self.conv_input_shape).contiguous(memory_format=th.channels_last)
+        return self.deconvs(conv_input).contiguous()
 
 
 class MlpEncoder(nn.Module):
