@@ -14,6 +14,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
 
 
 @pytest.mark.parametrize(
@@ -315,3 +316,30 @@ def test_set_env_and_continue():
     model.learn(64, reset_num_timesteps=False)
     assert model.num_timesteps == 128
     assert model._n_updates > 0
+
+
+@pytest.mark.parametrize("observation_shape", [(4, 10, 10), (3, 40, 40)])
+def test_channels_last_convs_match_channels_first(observation_shape):
+    """The conv stacks run on channels-last tensors; outputs and gradients are those of the usual layout."""
+    th.manual_seed(0)
+    encoder = ConvEncoder(observation_shape, 32, depth=8, n_layers=3, kernel_size=3, activation_fn=th.nn.ELU)
+    decoder = ConvDecoder(16, encoder, th.nn.ELU)
+    observations, features = th.rand(5, *observation_shape), th.randn(5, 16)
+
+    embedding, reconstruction = encoder(observations), decoder(features)
+    assert reconstruction.shape == (5, *observation_shape) and reconstruction.is_contiguous()
+    (embedding.sum() + reconstruction.pow(2).sum()).backward()
+    gradients = [parameter.grad.clone() for parameter in [*encoder.parameters(), *decoder.parameters()]]
+
+    channels_first_embedding = encoder.linear(encoder.convs(observations.contiguous()))
+    conv_input = decoder.linear(features).view(-1, *decoder.conv_input_shape)
+    channels_first_reconstruction = decoder.deconvs(conv_input)
+    assert channels_first_reconstruction.is_contiguous()  # the reference computation stays channels-first
+    assert th.allclose(embedding, channels_first_embedding, atol=1e-5)
+    assert th.allclose(reconstruction, channels_first_reconstruction, atol=1e-5)
+    for parameter in [*encoder.parameters(), *decoder.parameters()]:
+        parameter.grad = None
+    (channels_first_embedding.sum() + channels_first_reconstruction.pow(2).sum()).backward()
+    reference = [parameter.grad for parameter in [*encoder.parameters(), *decoder.parameters()]]
+    for gradient, expected in zip(gradients, reference, strict=True):
+        assert th.allclose(gradient, expected, atol=1e-4, rtol=1e-4)
