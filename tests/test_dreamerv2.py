@@ -324,12 +324,13 @@ def test_channels_last_convs_match_channels_first(observation_shape):
     th.manual_seed(0)
     encoder = ConvEncoder(observation_shape, 32, depth=8, n_layers=3, kernel_size=3, activation_fn=th.nn.ELU)
     decoder = ConvDecoder(16, encoder, th.nn.ELU)
+    parameters = [*encoder.parameters(), *decoder.parameters()]
     observations, features = th.rand(5, *observation_shape), th.randn(5, 16)
 
     embedding, reconstruction = encoder(observations), decoder(features)
     assert reconstruction.shape == (5, *observation_shape) and reconstruction.is_contiguous()
     (embedding.sum() + reconstruction.pow(2).sum()).backward()
-    gradients = [parameter.grad.clone() for parameter in [*encoder.parameters(), *decoder.parameters()]]
+    gradients = [parameter.grad.clone() for parameter in parameters]
 
     channels_first_embedding = encoder.linear(encoder.convs(observations.contiguous()))
     conv_input = decoder.linear(features).view(-1, *decoder.conv_input_shape)
@@ -337,9 +338,9 @@ def test_channels_last_convs_match_channels_first(observation_shape):
     assert channels_first_reconstruction.is_contiguous()  # the reference computation stays channels-first
     assert th.allclose(embedding, channels_first_embedding, atol=1e-5)
     assert th.allclose(reconstruction, channels_first_reconstruction, atol=1e-5)
-    for parameter in [*encoder.parameters(), *decoder.parameters()]:
+    for parameter in parameters:
         parameter.grad = None
     (channels_first_embedding.sum() + channels_first_reconstruction.pow(2).sum()).backward()
-    reference = [parameter.grad for parameter in [*encoder.parameters(), *decoder.parameters()]]
+    reference = [parameter.grad for parameter in parameters]
     for gradient, expected in zip(gradients, reference, strict=True):
         assert th.allclose(gradient, expected, atol=1e-4, rtol=1e-4)
