@@ -343,11 +343,13 @@ def markdown_table(results: pd.DataFrame) -> str:
 
 def curve_table(results: pd.DataFrame) -> str:
     """Per algo x env x frame budget: the evaluation return at every evaluation point, mean over seeds."""
+    groups = results.groupby(["algo", "env", "frames"])
     curves = results.groupby(["algo", "env", "frames", "timesteps"])["mean_return"].mean().unstack("timesteps")
     points = [f"{timesteps / 1000:g}k" for timesteps in curves.columns]
-    lines = [f"| algo | env | {' | '.join(points)} |", f"|---|---|{'---:|' * len(points)}"]
-    for (algo, env, _frames), curve in curves.iterrows():
-        lines.append(f"| {algo} | {env} | {' | '.join('' if np.isnan(x) else f'{x:.2f}' for x in curve)} |")
+    lines = [f"| algo | env | frames | seeds | {' | '.join(points)} |", f"|---|---|---:|---:|{'---:|' * len(points)}"]
+    for (algo, env, frames), curve in curves.iterrows():
+        values = " | ".join("" if np.isnan(x) else f"{x:.2f}" for x in curve)
+        lines.append(f"| {algo} | {env} | {frames:,} | {groups.get_group((algo, env, frames))['seed'].nunique()} | {values} |")
     return "\n".join(lines) + "\n"
 
 

@@ -51,11 +51,11 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert dict(yaml.unsafe_load(config.read_text()))["batch_size"] == 16
 
     table = (tmp_path / "results.md").read_text()
+    assert "| algo | env | frames | seeds | 0.1k | 0.2k | 0.3k |" in table
     for algo in ALGOS:
         assert f"| {algo} | Breakout-MinAtar | " in table
-        returns = " | ".join(f"{x:.2f}" for x in results[results["algo"] == algo]["mean_return"])
-        assert f"| {algo} | Breakout-MinAtar | {returns} |" in table
-    assert "| algo | env | 0.1k | 0.2k | 0.3k |" in table
+        curve = " | ".join(f"{x:.2f}" for x in results[results["algo"] == algo]["mean_return"])
+        assert f"| {algo} | Breakout-MinAtar | 300 | 1 | {curve} |" in table
     image = plt.imread(tmp_path / "learning_curves.png")
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
