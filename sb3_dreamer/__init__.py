@@ -1,5 +1,6 @@
 """DreamerV2 for Stable-Baselines3, with MinAtar Gymnasium environments."""
 
+from sb3_dreamer.common.callbacks import ResumeCheckpointCallback
 from sb3_dreamer.common.guards import NonFiniteError
 from sb3_dreamer.dreamerv2 import CnnPolicy, DreamerV2, MlpPolicy
 from sb3_dreamer.envs import register_minatar_envs
@@ -7,4 +8,12 @@ from sb3_dreamer.version import __version__
 
 register_minatar_envs()
 
-__all__ = ["CnnPolicy", "DreamerV2", "MlpPolicy", "NonFiniteError", "__version__", "register_minatar_envs"]
+__all__ = [
+    "CnnPolicy",
+    "DreamerV2",
+    "MlpPolicy",
+    "NonFiniteError",
+    "ResumeCheckpointCallback",
+    "__version__",
+    "register_minatar_envs",
+]

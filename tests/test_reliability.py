@@ -15,7 +15,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from tiny import TINY_POLICY, tiny_model
 
-from sb3_dreamer import DreamerV2, NonFiniteError
+from sb3_dreamer import DreamerV2, NonFiniteError, ResumeCheckpointCallback
 from sb3_dreamer.common.guards import UpdateSnapshot
 
 N_STEPS, M_STEPS = 64, 64  # steps before and after the checkpoint of the resume test (2 envs)
@@ -311,6 +311,34 @@ def test_resume_with_a_new_env_starts_new_episodes(checkpoint):
     assert model.num_timesteps == N_STEPS + 32
     # The reset observations were stored as first rows, not as continuations of the cut episodes
     assert model.replay_buffer.is_first[np.arange(2), heads].all()
+
+
+def test_resume_checkpoint_callback_saves_on_multiples_and_at_the_end(tmp_path, monkeypatch):
+    model = tiny_model()  # train_freq 16: rollouts start every 16 steps
+    saved_at = []
+    save_checkpoint = model.save_checkpoint
+    monkeypatch.setattr(
+        model, "save_checkpoint", lambda *a, **k: (saved_at.append(model.num_timesteps), save_checkpoint(*a, **k))
+    )
+    model.learn(100, callback=ResumeCheckpointCallback(32, tmp_path / "ckpt"))
+    assert saved_at == [32, 64, 96, 112]
+    resumed = DreamerV2.load_checkpoint(tmp_path / "ckpt", env=make_vec_env("Breakout-MinAtar"))
+    assert resumed.num_timesteps == 112 and resumed.replay_buffer.size() == model.replay_buffer.size()
+
+    # A resumed run saves at the next multiple, not when it starts
+    saved_at.clear()
+    monkeypatch.setattr(resumed, "save_checkpoint", lambda *a, **k: saved_at.append(resumed.num_timesteps))
+    resumed.learn(50, callback=ResumeCheckpointCallback(32, tmp_path / "ckpt"), reset_num_timesteps=False)
+    assert saved_at == [128, 160, 176]
+
+
+def test_resume_checkpoint_callback_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="save_freq must be a positive number of env steps, got 0"):
+        ResumeCheckpointCallback(0, tmp_path)
+    from stable_baselines3 import DQN
+
+    with pytest.raises(TypeError, match="needs a model with save_checkpoint\\(\\), got DQN"):
+        DQN("MlpPolicy", "CartPole-v1").learn(10, callback=ResumeCheckpointCallback(5, tmp_path))
 
 
 # Checked loads and atomic saves

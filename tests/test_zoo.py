@@ -133,6 +133,26 @@ def test_resume_with_replay_buffer(experiment: Experiment) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_resume_from_checkpoint(tmp_path: Path) -> None:
+    callback = "callback:[{'sb3_dreamer.ResumeCheckpointCallback': dict(save_freq=100, save_path='ckpt')}]"
+    args = ["--seed", "1", "--eval-freq", "100", "--eval-episodes", "2", *SHORT_EPISODES, "--tensorboard-log", "tb"]
+    zoo("train", tmp_path, "-n", "200", *args, "--hyperparams", *TINY, callback)
+    first = DreamerV2.load_checkpoint(tmp_path / "ckpt", env=DreamerV2.load(tmp_path / "ckpt" / "model.zip").env)
+    assert first.num_timesteps == 208  # the end of the last 16-step rollout
+    # -n is the total budget: the resumed run trains from 208 to 400 frames, continuing every count
+    result = zoo("train", tmp_path, "-n", "400", *args, "-i", "ckpt/model.zip", "--hyperparams", *TINY, callback)
+    assert "Resuming from the checkpoint in ckpt at 208 timesteps, to 400" in result.stdout
+    resumed = DreamerV2.load(tmp_path / "logs" / "dreamerv2" / f"{ENV_ID}_2" / f"{ENV_ID}.zip")
+    assert resumed.num_timesteps == 400 and resumed._n_updates > first._n_updates
+    evaluations = np.load(tmp_path / "logs" / "dreamerv2" / f"{ENV_ID}_2" / "evaluations.npz")
+    assert evaluations["timesteps"].tolist() == [308]
+    last = DreamerV2.load_checkpoint(tmp_path / "ckpt", env=resumed.env)
+    # The replay buffer went on from the checkpoint's (a row per step, plus one per episode start)
+    assert last.num_timesteps == 400 and last.replay_buffer.size() >= first.replay_buffer.size() + 192
+    assert [path.name for path in (tmp_path / "tb" / ENV_ID).iterdir()] == ["DreamerV2_1"]
+
+
+@pytest.mark.timeout(300)
 def test_optimize_shared_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'dreamer.db'}"
     args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]

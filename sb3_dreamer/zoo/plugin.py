@@ -4,7 +4,8 @@ RL Zoo plug-in: make ``dreamerv2`` an ``rl_zoo3`` algorithm like the built-in on
 :func:`apply` registers DreamerV2 in ``rl_zoo3.utils.ALGOS``, its Optuna sampler and converter in
 ``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
 strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for ``dreamerv2`` only, it reads the
-packaged ``hyperparams/dreamerv2.yml`` by default and rejects misspelt hyperparameters with a clear error.
+packaged ``hyperparams/dreamerv2.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
+from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`).
 It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is imported, or by
 ``python -m sb3_dreamer.zoo``. ``rl_zoo3`` is imported by :func:`apply` only, not by this module.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from stable_baselines3.common.policies import BasePolicy
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.dreamerv2.dreamerv2 import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from sb3_dreamer.envs import register_minatar_envs
 from sb3_dreamer.zoo.hyperparams_opt import convert_dreamerv2_params, policy_kwargs_base, sample_dreamerv2_params
 from sb3_dreamer.zoo.torch_layers import MinAtarCNN
@@ -48,10 +50,14 @@ def apply() -> None:
 
 
 def _patch_experiment_manager(manager_class: type) -> None:
-    """Wrap ``__init__``, ``_preprocess_hyperparams`` and ``objective``; the wrappers change nothing for other algos."""
+    """
+    Wrap ``__init__``, ``_preprocess_hyperparams``, ``objective``, ``_load_pretrained_agent`` and ``learn``; the
+    wrappers change nothing for other algos.
+    """
     if getattr(manager_class, "_sb3_dreamer_patched", False):
         return
     init, preprocess, objective = manager_class.__init__, manager_class._preprocess_hyperparams, manager_class.objective
+    load_pretrained, learn = manager_class._load_pretrained_agent, manager_class.learn
     init_signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -77,10 +83,56 @@ def _patch_experiment_manager(manager_class: type) -> None:
         with policy_kwargs_base(self._hyperparams.get("policy_kwargs") or {}):
             return objective(self, trial)
 
+    @functools.wraps(load_pretrained)
+    def load_pretrained_or_checkpoint(self, hyperparams: dict[str, Any], env: Any) -> Any:
+        checkpoint = checkpoint_directory(self.trained_agent) if self.algo == ALGO else None
+        if checkpoint is None:
+            return load_pretrained(self, hyperparams, env)
+        hyperparams = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs")}
+        model = DreamerV2.load_checkpoint(
+            checkpoint, env, self.device, tensorboard_log=self.tensorboard_log, verbose=self.verbose, **hyperparams
+        )
+        print(f"Resuming from the checkpoint in {checkpoint} at {model.num_timesteps} timesteps, to {self.n_timesteps}")
+        self._resumed_checkpoint = checkpoint
+        return model
+
+    @functools.wraps(learn)
+    def learn_resuming(self, model: Any) -> None:
+        if getattr(self, "_resumed_checkpoint", None) is None:
+            return learn(self, model)
+        self.n_timesteps = max(self.n_timesteps - model.num_timesteps, 0)
+        return learn(self, ContinuedLearning(model))
+
     manager_class.__init__ = init_with_default_config
     manager_class._preprocess_hyperparams = preprocess_with_checks
     manager_class.objective = objective_with_base
+    manager_class._load_pretrained_agent = load_pretrained_or_checkpoint
+    manager_class.learn = learn_resuming
     manager_class._sb3_dreamer_patched = True
+
+
+class ContinuedLearning:
+    """
+    A model as the zoo's ``learn`` sees it: its ``learn(n, ...)`` continues the timestep count, the schedules and the
+    TensorBoard run (``reset_num_timesteps=False``), which the zoo does not ask for; everything else is the model's.
+    """
+
+    def __init__(self, model: DreamerV2) -> None:
+        self.model = model
+
+    def learn(self, total_timesteps: int, **kwargs) -> DreamerV2:
+        return self.model.learn(total_timesteps, reset_num_timesteps=False, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def checkpoint_directory(trained_agent: str) -> Path | None:
+    """The checkpoint directory of ``-i``, when it names the ``model.zip`` of a DreamerV2 checkpoint, else None."""
+    path = Path(trained_agent)
+    if path.name == CHECKPOINT_MODEL and (path.parent / CHECKPOINT_STATE).is_file():
+        return path.parent
+    return None
 
 
 def _origin(manager: Any, key: str) -> str:

@@ -1,0 +1,60 @@
+"""Callbacks for DreamerV2 training runs."""
+
+import os
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class ResumeCheckpointCallback(BaseCallback):
+    """
+    Keep a resumable checkpoint of a DreamerV2 run (see ``DreamerV2.save_checkpoint``): weights, optimizers,
+    counters, replay buffer and random generator states, overwritten every ``save_freq`` env steps and when
+    training ends. Saves happen between a training phase and the next collection (``_on_rollout_start``), the
+    point from which a resumed run continues as the interrupted one would have; with ``save_freq`` a multiple of
+    ``train_freq`` they fall on multiples of ``save_freq``.
+
+    Resume with ``DreamerV2.load_checkpoint(save_path, env)`` and ``learn(remaining, reset_num_timesteps=False)``,
+    or through the RL Zoo with ``-i SAVE_PATH/model.zip`` (``-n`` is then the total budget).
+    In the zoo: ``--hyperparams "callback:[{'sb3_dreamer.ResumeCheckpointCallback': dict(save_freq=10000,
+    save_path='ckpt')}]"``.
+
+    :param save_freq: env steps (all envs together, like ``num_timesteps``) between two checkpoints
+    :param save_path: the checkpoint directory
+    :param save_env: also save the gym envs (to continue their episodes; they must pickle)
+    :param verbose: 1 to print a line per checkpoint
+    """
+
+    def __init__(self, save_freq: int, save_path: str | os.PathLike, save_env: bool = False, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if not isinstance(save_freq, int) or save_freq < 1:
+            raise ValueError(f"save_freq must be a positive number of env steps, got {save_freq!r}")
+        self.save_freq = save_freq
+        self.save_path = save_path
+        self.save_env = save_env
+        self._next_save = save_freq
+        self._saved_at: int | None = None
+
+    def _init_callback(self) -> None:
+        if not hasattr(self.model, "save_checkpoint"):
+            raise TypeError(f"ResumeCheckpointCallback needs a model with save_checkpoint(), got {type(self.model).__name__}")
+        # A resumed run saves at the next multiple of save_freq, not at once
+        self._next_save = (self.model.num_timesteps // self.save_freq + 1) * self.save_freq
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self._next_save:
+            self._save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        # The zoo calls this again after learn(), and on Ctrl-C: a checkpoint of the interrupted run
+        if self.model.num_timesteps != self._saved_at:
+            self._save()
+
+    def _save(self) -> None:
+        self.model.save_checkpoint(self.save_path, save_env=self.save_env)  # type: ignore[attr-defined]
+        self._saved_at = self.model.num_timesteps
+        self._next_save = (self._saved_at // self.save_freq + 1) * self.save_freq
+        if self.verbose >= 1:
+            print(f"Saving a checkpoint at {self._saved_at} timesteps to {self.save_path}")
