@@ -14,10 +14,14 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
 (its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
 actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time).
-The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped; an unfinished run is
-restarted from scratch (the zoo's ``-i`` would restart the timestep count, the evaluations and, for off-policy
-algorithms, the replay buffer). Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where
-the grid stopped.
+The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
+checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--eval-freq`` frames and at its
+end) and an unfinished one resumes from it through the zoo's ``-i checkpoint/model.zip``: an interrupted run loses
+at most ``--eval-freq`` frames of work, and a finished run given a larger ``--frames`` trains on to the new budget.
+Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``, ...), whose evaluations are merged,
+and ``segments.json`` records the time of each part (a part killed with the machine is not counted). Runs of the other
+algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
+Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
 and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
 its rows to drop a run from the report.
@@ -64,6 +68,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "hyperparams"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
+SEGMENTS_FILE = "segments.json"
+#: Checkpoint directory of a DreamerV2 run, and the algorithms that keep one
+CHECKPOINT_DIR = "checkpoint"
+RESUMABLE_ALGOS = ("dreamerv2",)
 COLUMNS = ["algo", "env", "seed", "frames", "eval_episodes", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
 #: Columns that identify a run in ``results.csv``
 RUN_KEY = ["algo", "env", "seed", "frames"]
@@ -120,15 +128,27 @@ def base_algo(algo: str) -> str:
     return algo.split("@", 1)[0]
 
 
-def find_evaluations(run_dir: Path) -> Path | None:
-    """The zoo's ``evaluations.npz`` of a run (the zoo writes it to ``-f``/ALGO/ENV_ID/), if any."""
-    return next(iter(sorted(run_dir.glob("*/*/evaluations.npz"))), None)
+def find_evaluations(run_dir: Path) -> list[Path]:
+    """
+    The zoo's ``evaluations.npz`` files of a run (the zoo writes them to ``-f``/ALGO/ENV_ID_N/), one per part of a
+    resumed run, in the order of the parts.
+    """
+    return sorted(run_dir.glob("*/*/evaluations.npz"), key=lambda path: int(path.parent.name.rsplit("_", 1)[1]))
+
+
+def read_evaluations(run_dir: Path) -> dict[int, np.ndarray]:
+    """Episode returns (eval_episodes,) by timesteps of every part of a run; a later part's replace an earlier one's."""
+    evaluations: dict[int, np.ndarray] = {}
+    for path in find_evaluations(run_dir):
+        with np.load(path) as data:
+            evaluations.update(zip(data["timesteps"].tolist(), data["results"], strict=True))
+    return dict(sorted(evaluations.items()))
 
 
 def is_finished(run_dir: Path, frames: int) -> bool:
     """Whether the run has finished successfully with at least ``frames`` frames."""
     run_file = run_dir / RUN_FILE
-    if not run_file.is_file() or find_evaluations(run_dir) is None:
+    if not run_file.is_file() or not find_evaluations(run_dir):
         return False
     return json.loads(run_file.read_text())["frames"] >= frames
 
@@ -152,8 +172,8 @@ class Launcher:
         self.processes: set[subprocess.Popen] = set()
         self.stopped = False
 
-    def command(self, run: Run, run_dir: Path) -> list[str]:
-        """Command line of the zoo for ``run``."""
+    def command(self, run: Run, run_dir: Path, resume: bool) -> list[str]:
+        """Command line of the zoo for ``run``, resuming from its checkpoint if ``resume``."""
         args = self.args
         command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.zoo_algo, "--env", run.env]
         if run.zoo_algo != "dreamerv2":
@@ -172,6 +192,11 @@ class Launcher:
         if args.tensorboard:
             command += ["--tensorboard-log", str(run_dir / "tensorboard")]
         hyperparams = self.hyperparams(run.algo)
+        if run.zoo_algo in RESUMABLE_ALGOS:
+            checkpoint = dict(save_freq=args.eval_freq, save_path=str(run_dir / CHECKPOINT_DIR))
+            hyperparams = [*hyperparams, f"callback:[{{'sb3_dreamer.ResumeCheckpointCallback': {checkpoint!r}}}]"]
+            if resume:
+                command += ["-i", str(run_dir / CHECKPOINT_DIR / "model.zip")]
         if hyperparams:
             command += ["--hyperparams", *hyperparams]
         return command
@@ -188,14 +213,19 @@ class Launcher:
         return merge_hyperparams(quick, self.args.hyperparams, own)
 
     def train(self, run: Run) -> str | None:
-        """Train ``run`` from scratch; ``None`` on success, else why it failed."""
+        """Train ``run``, from its checkpoint if it has one, else from scratch; ``None`` on success, else why it failed."""
         run_dir = run.directory(self.args.root)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
-        command = self.command(run, run_dir)
+        resume = (run_dir / CHECKPOINT_DIR / "checkpoint.pkl").is_file()
+        if resume:
+            (run_dir / RUN_FILE).unlink(missing_ok=True)  # a finished run given a larger budget is unfinished again
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+        segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if resume and (run_dir / SEGMENTS_FILE).is_file() else []
+        command = self.command(run, run_dir, resume)
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
         start = time.monotonic()
-        with open(run_dir / LOG_FILE, "w") as log:
+        with open(run_dir / LOG_FILE, "a" if resume else "w") as log:
             with self.lock:
                 if self.stopped:
                     return "interrupted"
@@ -207,14 +237,22 @@ class Launcher:
             # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = returncode = os.waitstatus_to_exitcode(status)
-        wall_clock_s = time.monotonic() - start
+        segments.append(
+            {
+                "resumed": resume,
+                "returncode": returncode,
+                "wall_clock_s": round(time.monotonic() - start, 3),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            }
+        )
+        write_json(run_dir / SEGMENTS_FILE, segments)
         with self.lock:
             self.processes.discard(process)
             if self.stopped:
                 return "interrupted"
         if returncode != 0:
             return f"exit code {returncode}, see {run_dir / LOG_FILE}"
-        if find_evaluations(run_dir) is None:
+        if not find_evaluations(run_dir):
             return f"no evaluations.npz, see {run_dir / LOG_FILE}"
         info = {
             "algo": run.algo,
@@ -226,13 +264,12 @@ class Launcher:
             "hyperparams": self.hyperparams(run.algo),
             "threads": self.threads,
             "processes": self.args.processes,
-            "wall_clock_s": round(wall_clock_s, 3),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "segments": len(segments),
+            "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
+            "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),
             "command": command,
         }
-        # Written then renamed, so that a run.json is always whole
-        (run_dir / f"{RUN_FILE}.tmp").write_text(json.dumps(info, indent=2) + "\n")
-        (run_dir / f"{RUN_FILE}.tmp").replace(run_dir / RUN_FILE)
+        write_json(run_dir / RUN_FILE, info)
         return None
 
     def stop(self) -> None:
@@ -241,6 +278,12 @@ class Launcher:
             self.stopped = True
             for process in self.processes:
                 process.terminate()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to a temporary file renamed onto ``path``, so that the file is always whole."""
+    path.with_name(f"{path.name}.tmp").write_text(json.dumps(data, indent=2) + "\n")
+    path.with_name(f"{path.name}.tmp").replace(path)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
@@ -281,26 +324,22 @@ def collect(root: Path) -> pd.DataFrame:
     """
     rows = []
     for run_file in sorted(root.glob(f"runs/*/*/seed_*/{RUN_FILE}")):
-        evaluations = find_evaluations(run_file.parent)
-        if evaluations is None:
-            continue
         info = json.loads(run_file.read_text())
-        with np.load(evaluations) as data:
-            for timesteps, returns in zip(data["timesteps"], data["results"], strict=True):
-                rows.append(
-                    {
-                        "algo": info["algo"],
-                        "env": info["env"],
-                        "seed": info["seed"],
-                        "timesteps": int(timesteps),
-                        "mean_return": float(np.mean(returns)),
-                        "std_return": float(np.std(returns)),
-                        "wall_clock_s": info["wall_clock_s"],
-                        "cpu_s": info["cpu_s"],
-                        "frames": info["frames"],
-                        "eval_episodes": info["eval_episodes"],
-                    }
-                )
+        for timesteps, returns in read_evaluations(run_file.parent).items():
+            rows.append(
+                {
+                    "algo": info["algo"],
+                    "env": info["env"],
+                    "seed": info["seed"],
+                    "timesteps": int(timesteps),
+                    "mean_return": float(np.mean(returns)),
+                    "std_return": float(np.std(returns)),
+                    "wall_clock_s": info["wall_clock_s"],
+                    "cpu_s": info["cpu_s"],
+                    "frames": info["frames"],
+                    "eval_episodes": info["eval_episodes"],
+                }
+            )
     results = pd.DataFrame(rows, columns=COLUMNS)
     if not (root / "results.csv").is_file():
         return results

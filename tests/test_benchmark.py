@@ -1,5 +1,6 @@
 """End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, its report, and resuming."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,29 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     benchmark(tmp_path, "--report-only")
     assert pd.read_csv(tmp_path / "results.csv").equals(results)
     assert "| dqn@batch16 | Breakout-MinAtar | " in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.timeout(300)
+def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
+    # Budgets in multiples of the quick train_freq (16): checkpoints and evaluations fall on the same frames
+    grid = ["--quick", "--algos", "dreamerv2", "--envs", "Breakout-MinAtar", "--seeds", "0", "--eval-freq", "96"]
+    benchmark(tmp_path, *grid, "--frames", "192")
+    run_dir = tmp_path / "runs" / "dreamerv2" / "Breakout-MinAtar" / "seed_0"
+    assert (run_dir / "checkpoint" / "checkpoint.pkl").is_file()
+
+    # A larger budget resumes the finished run from its last checkpoint, as after an interruption
+    output = benchmark(tmp_path, *grid, "--frames", "288")
+    assert "skipped 0 finished, 1 to train" in output
+    assert "Resuming from the checkpoint" in (run_dir / "train.log").read_text()
+    assert sorted(path.name for path in (run_dir / "dreamerv2").iterdir()) == ["Breakout-MinAtar_1", "Breakout-MinAtar_2"]
+    info = json.loads((run_dir / "run.json").read_text())
+    segments = json.loads((run_dir / "segments.json").read_text())
+    assert [segment["resumed"] for segment in segments] == [False, True] and info["segments"] == 2
+    assert info["frames"] == 288
+    assert info["cpu_s"] == pytest.approx(sum(segment["cpu_s"] for segment in segments), abs=0.01)
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert results[results["frames"] == 288]["timesteps"].tolist() == [96, 192, 288]
+    # The first part's evaluations are the same in both records
+    first = results[results["frames"] == 192].set_index("timesteps")["mean_return"]
+    resumed = results[results["frames"] == 288].set_index("timesteps")["mean_return"]
+    assert first.equals(resumed.loc[[96, 192]])
