@@ -10,7 +10,9 @@ from sb3_dreamer.common.distributions import (
     categorical_kl,
     straight_through_one_hot,
 )
+from sb3_dreamer.common.networks import LatentMLP
 from sb3_dreamer.common.returns import lambda_return
+from sb3_dreamer.common.rssm import LatentState
 
 
 def test_lambda_return_hand_computed():
@@ -108,3 +110,27 @@ def test_gaussian_latent_matches_torch():
     assert th.allclose(latent.kl(stats_p, stats_q), th.distributions.kl_divergence(normal_p, normal_q).sum(-1), atol=1e-5)
     assert th.allclose(latent.entropy(stats_p), normal_p.entropy().sum(-1), atol=1e-5)
     assert th.equal(latent.sample(stats_p, deterministic=True), stats_p[:, :3])
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_heads_read_index_states_like_one_hot_states(grad):
+    """A head reads a categorical state held as indices (gather) as it reads the flat one-hot: outputs and gradients."""
+    th.manual_seed(0)
+    latent, head = CategoricalLatent(3, 4), LatentMLP(5, 12, 2, 8, 1, th.nn.ELU)
+    index = latent.sample_index(th.randn(6, latent.stats_dim))  # (6, 3)
+    stoch = th.zeros(6, 12).scatter_(-1, index, 1.0)
+    assert ((index - th.arange(0, 12, 4)) // 4 == 0).all()  # variable i's index lies in [4 i, 4 i + 4)
+    deter = th.randn(6, 5)
+    outputs, gradients = [], []
+    for state in (LatentState(deter, stoch), LatentState(deter, None, index)):
+        head.zero_grad()
+        with th.set_grad_enabled(grad):
+            output = head(state)
+        outputs.append(output.detach())
+        if grad:
+            (output * th.arange(1.0, 3.0)).sum().backward()
+            gradients.append({name: parameter.grad.clone() for name, parameter in head.named_parameters()})
+    assert th.allclose(*outputs, atol=1e-6)
+    if grad:
+        assert all(th.allclose(gradients[0][name], gradients[1][name], atol=1e-6) for name in gradients[0])
+        assert gradients[1]["stoch_in.weight"].abs().sum() > 0

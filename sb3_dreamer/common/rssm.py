@@ -30,19 +30,34 @@ class LatentState(NamedTuple):
 
 
 def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
-    """
-    ``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` when the state holds indices.
-
-    A layer being trained multiplies a one-hot rebuilt from the indices: the backward pass of the gather
-    (``embedding_bag``) is slower than the matmul's on the CPU.
-    """
+    """``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` (N, stoch) when the state holds indices."""
     if state.stoch_index is None:
         return layer(state.stoch)
     if layer.weight.requires_grad and th.is_grad_enabled():
-        stoch = th.zeros(*state.stoch_index.shape[:-1], layer.in_features, device=state.stoch_index.device)
-        return layer(stoch.scatter_(-1, state.stoch_index, 1.0))
-    output = F.embedding_bag(state.stoch_index, layer.weight.t().contiguous(), mode="sum")
+        output = OneHotLinear.apply(state.stoch_index, layer.weight)
+    else:
+        output = F.embedding_bag(state.stoch_index, layer.weight.t().contiguous(), mode="sum")
     return output if layer.bias is None else output + layer.bias
+
+
+class OneHotLinear(th.autograd.Function):
+    """
+    ``one_hot @ weight.T`` (N, out) of the flat one-hot whose ones are at ``index`` (N, k), with a gradient for
+    ``weight`` (out, in) only: the forward pass gathers k weight columns per row (``embedding_bag``), the backward
+    pass multiplies by the one-hot (faster on the CPU than the gather's own backward).
+    """
+
+    @staticmethod
+    def forward(ctx, index: th.Tensor, weight: th.Tensor) -> th.Tensor:
+        ctx.save_for_backward(index)
+        ctx.in_features = weight.shape[1]
+        return F.embedding_bag(index, weight.t().contiguous(), mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad_output: th.Tensor) -> tuple[None, th.Tensor]:
+        (index,) = ctx.saved_tensors
+        one_hot = grad_output.new_zeros(index.shape[0], ctx.in_features).scatter_(-1, index, 1.0)  # (N, in)
+        return None, grad_output.t() @ one_hot
 
 
 class ObservedSequence(NamedTuple):
