@@ -333,8 +333,10 @@ def test_resume_checkpoint_callback_saves_on_multiples_and_at_the_end(tmp_path, 
 
 
 def test_resume_checkpoint_callback_rejects_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="save_freq must be a positive number of env steps, got 0"):
-        ResumeCheckpointCallback(0, tmp_path)
+    for save_freq in (0, 2.5, "100", True):
+        with pytest.raises(ValueError, match=f"save_freq must be a positive whole number of env steps, got {save_freq!r}"):
+            ResumeCheckpointCallback(save_freq, tmp_path)
+    assert ResumeCheckpointCallback(1e4, tmp_path).save_freq == 10_000
     from stable_baselines3 import DQN
 
     with pytest.raises(TypeError, match="needs a model with save_checkpoint\\(\\), got DQN"):

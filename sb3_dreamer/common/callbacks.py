@@ -26,9 +26,10 @@ class ResumeCheckpointCallback(BaseCallback):
 
     def __init__(self, save_freq: int, save_path: str | os.PathLike, save_env: bool = False, verbose: int = 0) -> None:
         super().__init__(verbose)
-        if not isinstance(save_freq, int) or save_freq < 1:
-            raise ValueError(f"save_freq must be a positive number of env steps, got {save_freq!r}")
-        self.save_freq = save_freq
+        # YAML files spell large numbers as floats (1e4)
+        if isinstance(save_freq, bool) or not isinstance(save_freq, int | float) or save_freq < 1 or save_freq % 1:
+            raise ValueError(f"save_freq must be a positive whole number of env steps, got {save_freq!r}")
+        self.save_freq = int(save_freq)
         self.save_path = save_path
         self.save_env = save_env
         self._next_save = save_freq
