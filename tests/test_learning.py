@@ -5,6 +5,7 @@ import pytest
 import torch as th
 from memory_task import CueMemoryEnv
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from tiny import tiny_model
 
 from sb3_dreamer import DreamerV2
@@ -45,7 +46,7 @@ def test_memory_task_is_solved():
         seed=0,
     )
     model.learn(3_000)
-    mean_return, _ = evaluate_policy(model, CueMemoryEnv(delay=3), n_eval_episodes=100, deterministic=True)
+    mean_return, _ = evaluate_policy(model, Monitor(CueMemoryEnv(delay=3)), n_eval_episodes=100, deterministic=True)
     assert mean_return >= 0.9
 
 
