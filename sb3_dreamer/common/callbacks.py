@@ -32,7 +32,7 @@ class ResumeCheckpointCallback(BaseCallback):
         self.save_freq = int(save_freq)
         self.save_path = save_path
         self.save_env = save_env
-        self._next_save = save_freq
+        self._next_save = self.save_freq
         self._saved_at: int | None = None
 
     def _init_callback(self) -> None:
