@@ -32,14 +32,18 @@ class ResumeCheckpointCallback(BaseCallback):
         self.save_freq = int(save_freq)
         self.save_path = save_path
         self.save_env = save_env
-        self._next_save = self.save_freq
+        self._next_save = self._next_multiple(0)
         self._saved_at: int | None = None
 
     def _init_callback(self) -> None:
         if not hasattr(self.model, "save_checkpoint"):
             raise TypeError(f"ResumeCheckpointCallback needs a model with save_checkpoint(), got {type(self.model).__name__}")
         # A resumed run saves at the next multiple of save_freq, not at once
-        self._next_save = (self.model.num_timesteps // self.save_freq + 1) * self.save_freq
+        self._next_save = self._next_multiple(self.model.num_timesteps)
+
+    def _next_multiple(self, timesteps: int) -> int:
+        """The first multiple of ``save_freq`` after ``timesteps``."""
+        return (timesteps // self.save_freq + 1) * self.save_freq
 
     def _on_rollout_start(self) -> None:
         if self.model.num_timesteps >= self._next_save:
@@ -56,6 +60,6 @@ class ResumeCheckpointCallback(BaseCallback):
     def _save(self) -> None:
         self.model.save_checkpoint(self.save_path, save_env=self.save_env)  # type: ignore[attr-defined]
         self._saved_at = self.model.num_timesteps
-        self._next_save = (self._saved_at // self.save_freq + 1) * self.save_freq
+        self._next_save = self._next_multiple(self._saved_at)
         if self.verbose >= 1:
             print(f"Saving a checkpoint at {self._saved_at} timesteps to {self.save_path}")

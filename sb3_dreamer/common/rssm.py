@@ -33,10 +33,7 @@ def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
     """``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` (N, stoch) when the state holds indices."""
     if state.stoch_index is None:
         return layer(state.stoch)
-    if layer.weight.requires_grad and th.is_grad_enabled():
-        output = OneHotLinear.apply(state.stoch_index, layer.weight)
-    else:
-        output = F.embedding_bag(state.stoch_index, layer.weight.t().contiguous(), mode="sum")
+    output = OneHotLinear.apply(state.stoch_index, layer.weight)
     return output if layer.bias is None else output + layer.bias
 
 
