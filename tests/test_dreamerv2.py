@@ -11,6 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
@@ -241,6 +242,27 @@ def test_schedules_and_exploration():
     assert model.policy.world_model_optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
     assert model.policy.actor_optimizer.param_groups[0]["lr"] == pytest.approx(model.actor_learning_rate)
     assert model.exploration_rate == pytest.approx(model.exploration_final_eps)
+
+
+def test_entropy_scale_schedule():
+    def schedule(progress_remaining: float) -> float:
+        return 0.5 * progress_remaining
+
+    model = tiny_model(actor_entropy_scale=schedule).learn(60)
+    model._current_progress_remaining = 0.4
+    model.train(gradient_steps=1, batch_size=4)
+    assert model.logger.name_to_value["train/actor_entropy_scale"] == pytest.approx(0.2)
+    # Learning rates of zero keep the actor and critic where they are, so every call computes its loss on the same state
+    for optimizer in (model.policy.actor_optimizer, model.policy.critic_optimizer):
+        update_learning_rate(optimizer, 0.0)
+    samples = model.replay_buffer.sample(4)
+    _, posterior = model._train_world_model(samples)
+    actor_losses = []
+    for scale in (schedule, 0.2, 0.0):
+        model.actor_entropy_schedule = FloatSchedule(scale)
+        th.manual_seed(0)
+        actor_losses.append(model._train_actor_critic(posterior, samples.terminated)["actor_loss"])
+    assert th.equal(actor_losses[0], actor_losses[1]) and actor_losses[1] < actor_losses[2]
 
 
 def test_imagined_discounts_rounded_or_probabilities():

@@ -81,7 +81,9 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     """The README's ``python -m rl_zoo3.train --algo dreamerv2 --env Breakout-MinAtar``, tiny, with every zoo output."""
     cwd = tmp_path_factory.mktemp("zoo")
     args = ["-n", "300", "--seed", "1", "--eval-freq", "150", "--eval-episodes", "2", "--save-freq", "150", *SHORT_EPISODES]
-    result = zoo("train", cwd, *args, "--tensorboard-log", "tb", "--save-replay-buffer", "--hyperparams", *TINY)
+    # The zoo's linear schedule syntax, which it reads for learning_rate only, for the entropy scale too
+    hyperparams = [*TINY, "actor_entropy_scale:'lin_0.03'"]
+    result = zoo("train", cwd, *args, "--tensorboard-log", "tb", "--save-replay-buffer", "--hyperparams", *hyperparams)
     return Experiment(cwd, result.stdout)
 
 
@@ -102,6 +104,7 @@ def test_train(experiment: Experiment) -> None:
     assert list((experiment.cwd / "tb" / ENV_ID / "DreamerV2_1").glob("events.out.tfevents.*"))
     model = DreamerV2.load(path / f"{ENV_ID}.zip")
     assert model.policy.deter_size == 16 and model.num_timesteps >= 300
+    assert [model.actor_entropy_schedule(progress) for progress in (1.0, 0.5, 0.0)] == [0.03, 0.015, 0.0]
 
 
 @pytest.mark.timeout(300)
@@ -229,8 +232,16 @@ def test_startup_hook(tmp_path: Path) -> None:
         ("learnin_rate: !!float 1e-3", "unknown hyperparameter 'learnin_rate' (did you mean 'learning_rate'"),
         ("policy_kwargs: 'dict(deter_size=16'", "invalid policy_kwargs 'dict(deter_size=16' for Breakout-MinAtar in bad.yml"),
         ("policy_kwargs: 'dict(deter_sise=16)'", "argument 'deter_sise' in policy_kwargs (did you mean 'deter_size'"),
+        ("actor_entropy_scale: exp_3e-2", "invalid actor_entropy_scale 'exp_3e-2' for Breakout-MinAtar in bad.yml"),
+        ("critic_learning_rate: lin_x", "invalid critic_learning_rate 'lin_x' for Breakout-MinAtar in bad.yml"),
     ],
-    ids=["misspelt-hyperparameter", "policy-kwargs-syntax-error", "misspelt-policy-argument"],
+    ids=[
+        "misspelt-hyperparameter",
+        "policy-kwargs-syntax-error",
+        "misspelt-policy-argument",
+        "unknown-schedule",
+        "bad-schedule-value",
+    ],
 )
 def test_clear_errors(tmp_path: Path, entry: str, message: str) -> None:
     (tmp_path / "bad.yml").write_text(f"{ENV_ID}:\n  n_timesteps: 100\n  policy: 'CnnPolicy'\n  {entry}\n")

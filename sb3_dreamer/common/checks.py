@@ -105,8 +105,12 @@ def check_probabilities(**values: float) -> None:
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
-def check_learning_rates(**values: float | Callable[[float], float]) -> None:
-    """:raises ValueError: for the first constant, or schedule at the start or end of training, that is negative"""
+def check_non_negative_schedules(**values: float | Callable[[float], float]) -> None:
+    """
+    Learning rates, entropy scales: constants or schedules of the remaining progress (SB3's convention).
+
+    :raises ValueError: for the first constant, or schedule at the start or end of training, that is negative
+    """
     for name, value in values.items():
         if callable(value):
             for progress_remaining in (1.0, 0.0):

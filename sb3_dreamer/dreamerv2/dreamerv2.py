@@ -23,9 +23,9 @@ from torch import nn
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_dreamer.common.checks import (
     check_booleans,
-    check_learning_rates,
     check_non_negative,
     check_non_negative_integers,
+    check_non_negative_schedules,
     check_positive,
     check_positive_integers,
     check_probabilities,
@@ -104,7 +104,8 @@ class DreamerV2(OffPolicyAlgorithm):
     :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``; None picks
         the paper's choice for the action space: ``"reinforce"`` for ``Discrete`` actions, ``"dynamics"`` for ``Box`` ones
     :param actor_grad_mix: weight of the reinforce gradient when ``actor_grad="both"``
-    :param actor_entropy_scale: weight of the actor's entropy bonus
+    :param actor_entropy_scale: weight of the actor's entropy bonus, a constant or a schedule of the remaining progress
+        (e.g. a decay: a high weight protects the young actor from the inflated returns of a young world model)
     :param normalize_returns: DreamerV3's return normalisation: the actor's advantages (``reinforce``) or returns
         (``dynamics``) are divided by ``max(1, S)``, ``S`` an exponential moving average (decay 0.99) of the range
         between the 5th and 95th percentiles of each batch's lambda-returns (:class:`ReturnScale`, saved with the
@@ -169,7 +170,7 @@ class DreamerV2(OffPolicyAlgorithm):
         image_likelihood: str = "normal",
         actor_grad: str | None = None,
         actor_grad_mix: float = 0.1,
-        actor_entropy_scale: float = 1e-3,
+        actor_entropy_scale: float | Schedule = 1e-3,
         normalize_returns: bool = False,
         target_update_interval: int = 100,
         tau: float = 1.0,
@@ -314,14 +315,14 @@ class DreamerV2(OffPolicyAlgorithm):
             free_bits=self.free_bits,
             reward_scale=self.reward_scale,
             discount_scale=self.discount_scale,
-            actor_entropy_scale=self.actor_entropy_scale,
             exploration_noise=self.exploration_noise,
         )
         check_positive(max_grad_norm=self.max_grad_norm)
-        check_learning_rates(
+        check_non_negative_schedules(
             learning_rate=self.learning_rate,
             actor_learning_rate=self.actor_learning_rate,
             critic_learning_rate=self.critic_learning_rate,
+            actor_entropy_scale=self.actor_entropy_scale,
         )
 
     def _setup_model(self) -> None:
@@ -338,6 +339,7 @@ class DreamerV2(OffPolicyAlgorithm):
         )
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_update_snapshot", "return_scale"]
@@ -657,7 +659,8 @@ class DreamerV2(OffPolicyAlgorithm):
         if isinstance(self.action_space, spaces.Discrete):
             self.logger.record("rollout/exploration_rate", self.exploration_rate)
 
-    def _update_learning_rates(self) -> None:
+    def _update_schedules(self) -> None:
+        """Set the learning rates of this training phase from their schedules; log them and the entropy scale."""
         schedules = (
             (self.policy.world_model_optimizer, self.lr_schedule, "world_model"),
             (self.policy.actor_optimizer, self.actor_lr_schedule, "actor"),
@@ -667,10 +670,11 @@ class DreamerV2(OffPolicyAlgorithm):
             learning_rate = schedule(self._current_progress_remaining)
             update_learning_rate(optimizer, learning_rate)
             self.logger.record(f"train/{name}_learning_rate", learning_rate)
+        self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
         self.policy.set_training_mode(True)
-        self._update_learning_rates()
+        self._update_schedules()
         # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
         self._update_snapshot.take()
         metrics: list[dict[str, th.Tensor]] = []
@@ -796,7 +800,8 @@ class DreamerV2(OffPolicyAlgorithm):
             scale = self.return_scale.update(returns.detach())  # ()
             objective = objective / scale
             metrics["return_scale"] = scale
-        actor_loss = -(weights * (objective + self.actor_entropy_scale * entropy)).mean()
+        entropy_scale = self.actor_entropy_schedule(self._current_progress_remaining)
+        actor_loss = -(weights * (objective + entropy_scale * entropy)).mean()
         value_dist, value_outputs = self.policy.value_dist, trajectory.value_outputs  # (H, N, value_dim)
         critic_loss = (weights * value_dist.loss(value_outputs, returns.detach())).mean()
 

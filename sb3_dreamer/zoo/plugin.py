@@ -34,6 +34,8 @@ NOT_HYPERPARAMETERS = frozenset({"self", "env", "tensorboard_log", "seed", "verb
 POLICY_ARGUMENTS = frozenset({"self", "observation_space", "action_space", "lr_schedule"})
 #: Hyperparameters that the zoo evaluates as Python expressions when they are strings
 EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs")
+#: Schedules that a ``lin_<initial value>`` string gives, as the zoo reads ``learning_rate`` (linear to zero at the end)
+SCHEDULE_KEYS = ("actor_learning_rate", "critic_learning_rate", "actor_entropy_scale")
 
 
 def apply() -> None:
@@ -72,6 +74,7 @@ def _patch_experiment_manager(manager_class: type) -> None:
         if self.algo != ALGO:
             return preprocess(self, hyperparams)
         _evaluate_strings(self, hyperparams)
+        _parse_schedules(self, hyperparams)
         processed = preprocess(self, hyperparams)
         _check_hyperparameters(self, processed[0])
         return processed
@@ -153,6 +156,27 @@ def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
                 raise ValueError(
                     f"{ALGO}: invalid {key} {hyperparams[key]!r} for {_origin(manager, key)}: {type(error).__name__}: {error}"
                 ) from error
+
+
+def _parse_schedules(manager: Any, hyperparams: dict[str, Any]) -> None:
+    """Turn the ``SCHEDULE_KEYS`` strings ``lin_<initial value>`` into the zoo's linear schedules."""
+    from rl_zoo3.utils import SimpleLinearSchedule
+
+    for key in SCHEDULE_KEYS:
+        value = hyperparams.get(key)
+        if not isinstance(value, str):
+            continue
+        kind, _, initial_value = value.partition("_")
+        try:
+            schedule = SimpleLinearSchedule(initial_value)
+        except ValueError:
+            schedule = None
+        if kind != "lin" or schedule is None:
+            raise ValueError(
+                f"{ALGO}: invalid {key} {value!r} for {_origin(manager, key)}: use a number or 'lin_<initial value>' "
+                "(a linear schedule to zero)"
+            )
+        hyperparams[key] = schedule
 
 
 def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
