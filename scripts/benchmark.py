@@ -22,6 +22,9 @@ Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``
 and ``segments.json`` records the time of each part (a part killed with the machine is not counted). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
+Each run gets cores // ``--processes`` torch threads and glibc allocator settings that keep large
+tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; a DreamerV2 gradient step measured 9% faster
+with them, batch 16 and 1 thread).
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
 and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
 its rows to drop a run from the report.
@@ -72,6 +75,13 @@ SEGMENTS_FILE = "segments.json"
 #: Checkpoint directory of a DreamerV2 run, and the algorithms that keep one
 CHECKPOINT_DIR = "checkpoint"
 RESUMABLE_ALGOS = ("dreamerv2",)
+#: glibc allocator settings of the runs (an env var of the same name set by the caller wins): large tensors freed and
+#: allocated at every gradient step are kept in the heap instead of unmapped and faulted in again (README, Performance)
+GLIBC_MALLOC_SETTINGS = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4000000000",
+    "MALLOC_TOP_PAD_": "1000000000",
+}
 COLUMNS = ["algo", "env", "seed", "frames", "eval_episodes", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
 #: Columns that identify a run in ``results.csv``
 RUN_KEY = ["algo", "env", "seed", "frames"]
@@ -223,7 +233,12 @@ class Launcher:
             run_dir.mkdir(parents=True)
         segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if resume and (run_dir / SEGMENTS_FILE).is_file() else []
         command = self.command(run, run_dir, resume)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
+        env = {
+            **GLIBC_MALLOC_SETTINGS,
+            **os.environ,
+            "OMP_NUM_THREADS": str(self.threads),
+            "MKL_NUM_THREADS": str(self.threads),
+        }
         start = time.monotonic()
         with open(run_dir / LOG_FILE, "a" if resume else "w") as log:
             with self.lock:
@@ -264,6 +279,7 @@ class Launcher:
             "hyperparams": self.hyperparams(run.algo),
             "threads": self.threads,
             "processes": self.args.processes,
+            "malloc": {name: env[name] for name in GLIBC_MALLOC_SETTINGS},
             "segments": len(segments),
             "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
             "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),

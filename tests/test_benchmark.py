@@ -1,6 +1,7 @@
 """End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, its report, and resuming."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 import yaml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+sys.path.insert(0, str(SCRIPT.parent))
+from benchmark import GLIBC_MALLOC_SETTINGS  # noqa: E402 (the script folder is not a package)
+
 # DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
 ALGOS = ("dreamerv2", "dqn@batch16")
 VARIANT = ["--algo-hyperparams", "dqn@batch16", "batch_size:16"]
@@ -47,7 +51,9 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         runs = results[results["algo"] == algo]
         assert runs["timesteps"].tolist() == [100, 200, 300]
         assert (runs["mean_return"] >= 0).all() and (runs["wall_clock_s"] > 0).all() and (runs["cpu_s"] > 0).all()
-        assert (tmp_path / "runs" / algo / "Breakout-MinAtar" / "seed_0" / "run.json").is_file()
+        info = json.loads((tmp_path / "runs" / algo / "Breakout-MinAtar" / "seed_0" / "run.json").read_text())
+        # The allocator settings the run was given: the script's, unless the caller's environment sets them
+        assert info["malloc"] == {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
     config = next((tmp_path / "runs" / "dqn@batch16").glob("*/seed_0/dqn/Breakout-MinAtar_1/Breakout-MinAtar/config.yml"))
     assert dict(yaml.unsafe_load(config.read_text()))["batch_size"] == 16
 
