@@ -8,6 +8,7 @@ from sb3_dreamer.common.distributions import (
     GaussianLatent,
     balanced_kl_loss,
     categorical_kl,
+    one_hot,
     straight_through_one_hot,
 )
 from sb3_dreamer.common.networks import LatentMLP
@@ -39,6 +40,15 @@ def test_lambda_return_limits(lambda_):
         for t in reversed(range(5)):
             expected = rewards[t] + discounts[t] * expected
         assert th.allclose(returns[0], expected)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (4, 3)])
+def test_one_hot_matches_torch(shape):
+    index = th.randint(0, 5, shape, generator=th.Generator().manual_seed(0))
+    for dtype in (th.float32, th.float64):
+        expected = th.nn.functional.one_hot(index, 5).to(dtype)
+        result = one_hot(index, 5, dtype)
+        assert result.dtype == dtype and th.equal(result, expected)
 
 
 def test_straight_through_value_and_gradient():

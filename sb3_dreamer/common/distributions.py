@@ -18,6 +18,14 @@ from torch import nn
 from sb3_dreamer.common.symlog import symexp, symlog, two_hot, two_hot_mean
 
 
+def one_hot(index: th.Tensor, classes: int, dtype: th.dtype = th.float32) -> th.Tensor:
+    """
+    ``F.one_hot(index, classes).to(dtype)`` in one write, int64 (...) -> (..., classes), for indices known to be in
+    range: ``F.one_hot`` checks them on the CPU (a min/max pass) and makes an int64 tensor first.
+    """
+    return th.zeros(*index.shape, classes, dtype=dtype, device=index.device).scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
 def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> th.Tensor:
     """
     One-hot sample of categoricals along the last dim, with straight-through gradients.
@@ -31,10 +39,10 @@ def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> 
     """
     if not logits.requires_grad:
         index = logits.argmax(dim=-1) if deterministic else categorical_sample(logits.softmax(dim=-1))
-        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+        return one_hot(index, logits.shape[-1], logits.dtype)
     probs = logits.softmax(dim=-1)
     index = logits.argmax(dim=-1) if deterministic else categorical_sample(probs.detach())
-    return F.one_hot(index, logits.shape[-1]).to(logits.dtype) + (probs - probs.detach())
+    return one_hot(index, logits.shape[-1], logits.dtype) + (probs - probs.detach())
 
 
 def categorical_sample(probs: th.Tensor) -> th.Tensor:
@@ -288,7 +296,7 @@ class CategoricalAction(ActionDistribution):
         return straight_through_one_hot(params)
 
     def mode(self, params: th.Tensor) -> th.Tensor:
-        return F.one_hot(params.argmax(dim=-1), self.n).to(params.dtype)
+        return one_hot(params.argmax(dim=-1), self.n, params.dtype)
 
     def log_prob(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return (params.log_softmax(dim=-1) * actions).sum(-1)
@@ -302,7 +310,7 @@ class CategoricalAction(ActionDistribution):
         return th.where(explore, th.randint_like(actions, self.n), actions)
 
     def to_vector(self, actions: th.Tensor) -> th.Tensor:
-        return F.one_hot(actions, self.n).float()
+        return one_hot(actions, self.n)
 
     def from_vector(self, vectors: th.Tensor) -> th.Tensor:
         return vectors.argmax(dim=-1)
