@@ -23,8 +23,8 @@ and ``segments.json`` records the time of each part (a part killed with the mach
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
 Each run gets cores // ``--processes`` torch threads and glibc allocator settings that keep large
-tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; a DreamerV2 gradient step measured 9% faster
-with them, batch 16 and 1 thread).
+tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
+batch 16 with 1 thread measured 4% faster with the other core idle, 9% with it busy).
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
 and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
 its rows to drop a run from the report.
@@ -76,7 +76,7 @@ SEGMENTS_FILE = "segments.json"
 CHECKPOINT_DIR = "checkpoint"
 RESUMABLE_ALGOS = ("dreamerv2",)
 #: glibc allocator settings of the runs (an env var of the same name set by the caller wins): large tensors freed and
-#: allocated at every gradient step are kept in the heap instead of unmapped and faulted in again (README, Performance)
+#: allocated at every gradient step stay in the heap instead of being unmapped and faulted in again (README, Performance)
 GLIBC_MALLOC_SETTINGS = {
     "MALLOC_MMAP_THRESHOLD_": "33554432",
     "MALLOC_TRIM_THRESHOLD_": "4000000000",
