@@ -24,7 +24,7 @@ algorithms restart from scratch (the zoo's ``-i`` would restart their timestep c
 Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
 Each run gets cores // ``--processes`` torch threads and glibc allocator settings that keep large
 tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
-batch 16 with 1 thread measured 4% faster with the other core idle, 9% with it busy).
+batch 16 with 1 thread measured 4% and 9% faster in two sets of interleaved runs).
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
 and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
 its rows to drop a run from the report.
