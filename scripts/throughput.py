@@ -11,7 +11,9 @@ Throughput of DreamerV2 at its default sizes: one JSON line with
   ``matmul_gflops``: the machine's fp32 speed on a 1024 x 1024 x 1024 matmul with the same threads, so that figures
   from different machines can be compared (``grad_step_gflop / grad_step_ms`` is the achieved speed).
 
-Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2]
+``--mixed-precision`` times the gradient steps under bfloat16 autocast (``DreamerV2(mixed_precision=True)``).
+
+Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2] [--mixed-precision]
 """
 
 import argparse
@@ -109,12 +111,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--grad-steps", type=int, default=10, help="gradient steps to time")
     parser.add_argument("--act-steps", type=int, default=1000, help="acting steps to time per n_envs")
+    parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast in the gradient steps")
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
-    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0)
+    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=args.mixed_precision)
     # Random warm-up fills the replay buffer; learn() does not train before learning_starts.
     model.learn(model.learning_starts)
     result: dict[str, object] = {
@@ -122,6 +125,7 @@ def main() -> None:
         "device": str(model.device),
         "torch": th.__version__,
         "threads": th.get_num_threads(),
+        "mixed_precision": args.mixed_precision,
         "cpu": platform.processor() or platform.machine(),
     }
     result["matmul_gflops"] = matmul_gflops(model.device)

@@ -1,4 +1,9 @@
-"""Encoders, decoders and MLP heads of the world model and the actor-critic."""
+"""
+Encoders, decoders and MLP heads of the world model and the actor-critic.
+
+Under mixed-precision autocast the decoders and heads still return float32: their outputs are the parameters of
+distributions and losses, which are computed in float32.
+"""
 
 import math
 
@@ -55,8 +60,8 @@ class LatentMLP(nn.Module):
             nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, state: LatentState) -> th.Tensor:
-        """State (N, ...) -> (N, output_dim)"""
-        return self.body(self.activation(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state)))
+        """State (N, ...) -> (N, output_dim), float32"""
+        return self.body(self.activation(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state))).float()
 
 
 def conv_strides(image_side: int, n_layers: int, kernel_size: int, max_side: int) -> list[int]:
@@ -157,9 +162,9 @@ class ConvDecoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, features: th.Tensor) -> th.Tensor:
-        """(N, feature_dim) -> (N, C, H, W), contiguous"""
+        """(N, feature_dim) -> (N, C, H, W), float32 and contiguous"""
         conv_input = self.linear(features).view(-1, *self.conv_input_shape).contiguous(memory_format=th.channels_last)
-        return self.deconvs(conv_input).contiguous()
+        return self.deconvs(conv_input).float().contiguous()
 
 
 class MlpEncoder(nn.Module):
@@ -191,4 +196,5 @@ class MlpDecoder(nn.Module):
         self.net = mlp(feature_dim, math.prod(observation_shape), hidden_dim, n_layers, activation_fn)
 
     def forward(self, features: th.Tensor) -> th.Tensor:
-        return self.net(features).view(-1, *self.observation_shape)
+        """(N, feature_dim) -> (N, *observation_shape), float32"""
+        return self.net(features).float().view(-1, *self.observation_shape)

@@ -132,12 +132,12 @@ class RSSM(nn.Module):
         )
 
     def prior(self, deter: th.Tensor) -> th.Tensor:
-        """Prior stats of the stochastic state, (..., deter_size) -> (..., stats_dim)."""
-        return self.latent.stats_from_output(self.prior_net(deter))
+        """Prior stats of the stochastic state, (..., deter_size) -> (..., stats_dim), float32 under autocast too."""
+        return self.latent.stats_from_output(self.prior_net(deter).float())
 
     def _posterior(self, deter: th.Tensor, embed_in: th.Tensor) -> th.Tensor:
         hidden = self.activation(self.post_deter_in(deter) + embed_in)
-        return self.latent.stats_from_output(self.post_out(hidden))
+        return self.latent.stats_from_output(self.post_out(hidden).float())
 
     def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
         return self.gru(self.activation(stoch_linear(self.stoch_in, state) + action_in), state.deter)

@@ -110,6 +110,10 @@ class DreamerV2(OffPolicyAlgorithm):
         (``dynamics``) are divided by ``max(1, S)``, ``S`` an exponential moving average (decay 0.99) of the range
         between the 5th and 95th percentiles of each batch's lambda-returns (:class:`ReturnScale`, saved with the
         model). False: DreamerV2, True: DreamerV3
+    :param mixed_precision: run the forward passes of the gradient steps under bfloat16 autocast: matmuls and
+        convolutions in bfloat16, while the GRU state, the distributions, losses, gradients and optimizer states stay
+        float32 (DreamerV2 trains in mixed precision on GPUs too). Faster where the hardware multiplies bfloat16
+        natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), slower elsewhere; acting stays float32
     :param target_update_interval: update the target critic every this many env steps
     :param tau: target critic update coefficient (1 = hard copy)
     :param max_grad_norm: global gradient norm clip of each optimizer
@@ -172,6 +176,7 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad_mix: float = 0.1,
         actor_entropy_scale: float | Schedule = 1e-3,
         normalize_returns: bool = False,
+        mixed_precision: bool = False,
         target_update_interval: int = 100,
         tau: float = 1.0,
         max_grad_norm: float = 100.0,
@@ -232,6 +237,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.actor_grad_mix = actor_grad_mix
         self.actor_entropy_scale = actor_entropy_scale
         self.normalize_returns = normalize_returns
+        self.mixed_precision = mixed_precision
         self.target_update_interval = target_update_interval
         self.max_grad_norm = max_grad_norm
         self.exploration_initial_eps = exploration_initial_eps
@@ -277,7 +283,11 @@ class DreamerV2(OffPolicyAlgorithm):
             target_update_interval=self.target_update_interval,
         )
         check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
-        check_booleans(normalize_returns=self.normalize_returns, round_discount=self.round_discount)
+        check_booleans(
+            normalize_returns=self.normalize_returns,
+            round_discount=self.round_discount,
+            mixed_precision=self.mixed_precision,
+        )
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -710,9 +720,14 @@ class DreamerV2(OffPolicyAlgorithm):
             frames = dream_video(prediction).cpu().numpy()
             write_gif_summary(self.logger, "diagnostics/dream", frames, fps=4, step=self.num_timesteps)
 
+    def _autocast(self) -> th.autocast:
+        """The bfloat16 autocast of the gradient steps' forward passes with ``mixed_precision``, else a no-op."""
+        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.mixed_precision)
+
     def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
         """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""
-        loss, metrics, posterior = self._world_model_loss(samples)
+        with self._autocast():
+            loss, metrics, posterior = self._world_model_loss(samples)
         metrics["world_model_grad_norm"] = self._optimizer_step(loss, self.policy.world_model_optimizer)
         return metrics, posterior
 
@@ -775,6 +790,16 @@ class DreamerV2(OffPolicyAlgorithm):
         :param start: posterior states, (N, ...) with N = T * B
         :param start_terminated: 1.0 where the start state is terminal, (T, B)
         """
+        with self._autocast():
+            actor_loss, critic_loss, metrics = self._actor_critic_losses(start, start_terminated)
+        metrics["actor_grad_norm"] = self._optimizer_step(actor_loss, self.policy.actor_optimizer)
+        metrics["critic_grad_norm"] = self._optimizer_step(critic_loss, self.policy.critic_optimizer)
+        return metrics
+
+    def _actor_critic_losses(
+        self, start: LatentState, start_terminated: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        """Actor and critic losses on trajectories imagined from ``start`` (see :meth:`_train_actor_critic`), metrics."""
         dynamics_gradients = self.actor_grad != "reinforce"
         trajectory = self.policy.imagine(start, self.imagination_horizon, dynamics_gradients)
         rewards, target_values = trajectory.rewards, trajectory.target_values  # (H, N), (H + 1, N)
@@ -794,7 +819,12 @@ class DreamerV2(OffPolicyAlgorithm):
             objective = action_log_probs * (returns - target_values[:-1]).detach()
             if self.actor_grad == "both":
                 objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns
-        metrics: dict[str, th.Tensor] = {}
+        metrics: dict[str, th.Tensor] = {
+            "actor_entropy": entropy.detach().mean(),
+            "imagined_reward_mean": rewards.detach().mean(),
+            "lambda_return_mean": returns.detach().mean(),
+            "lambda_return_std": returns.detach().std(),
+        }
         if self.normalize_returns:
             # Both gradients are linear in the returns: dividing the objective divides the advantages and the returns
             scale = self.return_scale.update(returns.detach())  # ()
@@ -804,21 +834,10 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_loss = -(weights * (objective + entropy_scale * entropy)).mean()
         value_dist, value_outputs = self.policy.value_dist, trajectory.value_outputs  # (H, N, value_dim)
         critic_loss = (weights * value_dist.loss(value_outputs, returns.detach())).mean()
-
-        actor_grad_norm = self._optimizer_step(actor_loss, self.policy.actor_optimizer)
-        critic_grad_norm = self._optimizer_step(critic_loss, self.policy.critic_optimizer)
-        return {
-            "actor_loss": actor_loss.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_entropy": entropy.detach().mean(),
-            "imagined_reward_mean": rewards.detach().mean(),
-            "lambda_return_mean": returns.detach().mean(),
-            "lambda_return_std": returns.detach().std(),
-            "value_mean": value_dist.predict(value_outputs.detach()).mean(),
-            "actor_grad_norm": actor_grad_norm,
-            "critic_grad_norm": critic_grad_norm,
-            **metrics,
-        }
+        metrics["actor_loss"] = actor_loss.detach()
+        metrics["critic_loss"] = critic_loss.detach()
+        metrics["value_mean"] = value_dist.predict(value_outputs.detach()).mean()
+        return actor_loss, critic_loss, metrics
 
     def _optimizer_step(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> th.Tensor:
         """Gradients of ``loss`` for the optimizer's parameters only, clipped to ``max_grad_norm``; returns the norm."""
