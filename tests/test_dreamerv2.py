@@ -288,6 +288,15 @@ def test_mixed_precision_close_to_float32():
     assert DreamerV2.load(buffer).mixed_precision is True
 
 
+def test_mixed_precision_needs_bfloat16_on_cuda(monkeypatch):
+    model = tiny_model(mixed_precision=True)
+    model.device = th.device("cuda")
+    monkeypatch.setattr(th.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(th.cuda, "get_device_name", lambda device: "an old GPU")
+    with pytest.raises(ValueError, match="an old GPU does not support"):
+        model._check_hyperparameters()
+
+
 def test_imagined_discounts_rounded_or_probabilities():
     logits = th.tensor([-3.0, -0.1, 0.0, 0.1, 3.0])
     rounded = tiny_model(gamma=0.9).imagined_discounts(logits)

@@ -288,6 +288,11 @@ class DreamerV2(OffPolicyAlgorithm):
             round_discount=self.round_discount,
             mixed_precision=self.mixed_precision,
         )
+        if self.mixed_precision and self.device.type == "cuda" and not th.cuda.is_bf16_supported():
+            raise ValueError(
+                f"mixed_precision=True computes in bfloat16, which {th.cuda.get_device_name(self.device)} does not support "
+                f"(CUDA GPUs from Ampere on do): use mixed_precision=False"
+            )
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
