@@ -87,7 +87,7 @@ def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
     state = policy.initial_state(n_envs)
     episode_starts = th.zeros(n_envs, device=model.device)
     policy.set_training_mode(False)
-    with th.no_grad():
+    with th.inference_mode():
         for step in range(n_steps + 10):
             if step == 10:
                 start = time.perf_counter()

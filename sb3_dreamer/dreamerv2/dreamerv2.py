@@ -580,7 +580,7 @@ class DreamerV2(OffPolicyAlgorithm):
         assert self._acting_state is not None and self._episode_starts is not None
         action_dist = self.policy.action_dist
         exploration = self.exploration_noise if isinstance(self.action_space, spaces.Box) else self.exploration_rate
-        with th.no_grad():
+        with th.inference_mode():
             observations = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
             actions, state = self.policy.act(observations, self._acting_state, self._episode_starts)
             actions = action_dist.explore(actions, exploration)

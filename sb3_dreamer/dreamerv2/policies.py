@@ -409,7 +409,7 @@ class DreamerV2Policy(BasePolicy):
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         n_envs = obs_tensor.shape[0]  # type: ignore[union-attr]
-        with th.no_grad():
+        with th.inference_mode():
             if state is None:
                 acting_state = self.initial_state(n_envs)
             else:
