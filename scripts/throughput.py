@@ -81,17 +81,16 @@ def matmul_gflops(device: th.device, size: int = 1024, n_steps: int = 20) -> flo
 
 
 def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
-    """Mean ms of one acting step for ``n_envs`` envs, from host observations to host actions."""
+    """Mean ms of one acting step for ``n_envs`` envs, from host observations to host actions (no episode starts)."""
     policy = model.policy
     observations = np.stack([model.observation_space.sample() for _ in range(n_envs)])
     state = policy.initial_state(n_envs)
-    episode_starts = th.zeros(n_envs, device=model.device)
     policy.set_training_mode(False)
     with th.inference_mode():
         for step in range(n_steps + 10):
             if step == 10:
                 start = time.perf_counter()
-            actions, state = policy.act(obs_as_tensor(observations, model.device), state, episode_starts)
+            actions, state = policy.act(obs_as_tensor(observations, model.device), state, None)
             actions.cpu().numpy()
     return 1000 * (time.perf_counter() - start) / n_steps
 

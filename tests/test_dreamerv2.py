@@ -122,6 +122,13 @@ def test_episode_start_resets_state():
     _, reset = model.predict(obs, state=state, episode_start=np.ones(2, dtype=bool), deterministic=True)
     for a, b in zip(fresh, reset, strict=True):
         np.testing.assert_array_equal(a, b)
+    # A start in one env resets that env only: the other goes on as on a step without starts
+    _, carried = model.predict(obs, state=state, deterministic=True)
+    _, one_reset = model.predict(obs, state=state, episode_start=np.array([True, False]), deterministic=True)
+    for fresh_x, carried_x, one_reset_x in zip(fresh, carried, one_reset, strict=True):
+        np.testing.assert_array_equal(one_reset_x[0], fresh_x[0])
+        np.testing.assert_array_equal(one_reset_x[1], carried_x[1])
+    assert not np.array_equal(carried[0], fresh[0])
 
 
 def test_save_load_identical_predictions_and_continue(tmp_path):

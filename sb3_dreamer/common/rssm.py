@@ -162,7 +162,12 @@ class RSSM(nn.Module):
         return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
 
     def observe_step(
-        self, state: LatentState, action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, deterministic: bool = False
+        self,
+        state: LatentState,
+        action: th.Tensor,
+        embed: th.Tensor,
+        is_first: th.Tensor | None,
+        deterministic: bool = False,
     ) -> LatentState:
         """
         One posterior step, used when acting.
@@ -170,12 +175,14 @@ class RSSM(nn.Module):
         :param state: previous state, (N, ...)
         :param action: previous action, (N, action_dim)
         :param embed: embedding of the new observation, (N, embedding_dim)
-        :param is_first: 1.0 where the observation starts an episode (state and action are reset), (N,)
+        :param is_first: 1.0 where the observation starts an episode (state and action are reset), (N,), or None
+            where none does
         :param deterministic: use the mode of the posterior instead of a sample
         """
-        keep = (1.0 - is_first).unsqueeze(-1)
-        state = LatentState(state.deter * keep, state.stoch * keep)
-        deter = self._recurrent(state, self.action_in(action * keep))
+        if is_first is not None:
+            keep = (1.0 - is_first).unsqueeze(-1)
+            state, action = LatentState(state.deter * keep, state.stoch * keep), action * keep
+        deter = self._recurrent(state, self.action_in(action))
         stats = self._posterior(deter, self.post_embed_in(embed))
         return LatentState(deter, self.latent.sample(stats, deterministic))
 

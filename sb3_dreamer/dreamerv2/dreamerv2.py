@@ -250,6 +250,7 @@ class DreamerV2(OffPolicyAlgorithm):
         # Env steps since the model was built, for the target critic update schedule (as DQN's).
         self._n_calls = 0
         self._acting_state: ActingState | None = None
+        #: 1.0 where the last observation starts an episode, (n_envs,), or None where none does
         self._episode_starts: th.Tensor | None = None
 
         if _init_setup_model:
@@ -520,7 +521,8 @@ class DreamerV2(OffPolicyAlgorithm):
         if saved_env is not None and state["acting_state"] is not None:
             saved_env._reset_seeds()  # load() seeded the envs for a reset that does not come: they continue their episodes
             model._acting_state = ActingState(*(x.to(model.device) for x in state["acting_state"]))
-            model._episode_starts = state["episode_starts"].to(model.device)
+            starts = state["episode_starts"]
+            model._episode_starts = None if starts is None else starts.to(model.device)
         set_rng_states(state["rng_states"], model.action_space)
         return model
 
@@ -577,7 +579,7 @@ class DreamerV2(OffPolicyAlgorithm):
             if isinstance(self.action_space, spaces.Box):
                 return env_actions, self.policy.scale_action(env_actions)
             return env_actions, env_actions
-        assert self._acting_state is not None and self._episode_starts is not None
+        assert self._acting_state is not None
         action_dist = self.policy.action_dist
         exploration = self.exploration_noise if isinstance(self.action_space, spaces.Box) else self.exploration_rate
         with th.inference_mode():
@@ -599,7 +601,8 @@ class DreamerV2(OffPolicyAlgorithm):
     ) -> None:
         self._check_env_data(new_obs, reward, dones, infos)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._episode_starts = th.as_tensor(dones, dtype=th.float32, device=self.device)
+        # None on the usual step where no episode ends: acting then skips the reset of the model state
+        self._episode_starts = th.as_tensor(dones, dtype=th.float32, device=self.device) if dones.any() else None
 
     def _check_env_data(self, new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
         """Stop training on a NaN or infinity in the rewards, or in float observations, before they are stored."""

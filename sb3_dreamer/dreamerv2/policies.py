@@ -360,14 +360,19 @@ class DreamerV2Policy(BasePolicy):
         return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=self.device))
 
     def act(
-        self, observations: th.Tensor, state: ActingState, episode_starts: th.Tensor, deterministic: bool = False
+        self,
+        observations: th.Tensor,
+        state: ActingState,
+        episode_starts: th.Tensor | None,
+        deterministic: bool = False,
     ) -> tuple[th.Tensor, ActingState]:
         """
         Update the model state with new observations and pick actions.
 
         :param observations: raw observations, (N, *obs_shape)
         :param state: state after the previous step, (N, ...)
-        :param episode_starts: 1.0 where the observation starts an episode, (N,)
+        :param episode_starts: 1.0 where the observation starts an episode, (N,), or None where none does (the usual
+            step, which then skips the reset)
         :param deterministic: use the mode of the latent and of the action distribution
         :return: the policy's actions, (N,) int64 indices for Discrete action spaces or (N, *action_shape) in [-1, 1]
             for Box ones (see :meth:`to_env`), and the new state, whose ``action`` is their action vector
@@ -387,7 +392,7 @@ class DreamerV2Policy(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         """Action of an agent that sees ``observation`` as the first of an episode."""
         n_envs = observation.shape[0]  # type: ignore[union-attr]
-        actions, _ = self.act(observation, self.initial_state(n_envs), th.ones(n_envs, device=self.device), deterministic)  # type: ignore[arg-type]
+        actions, _ = self.act(observation, self.initial_state(n_envs), None, deterministic)  # type: ignore[arg-type]
         return actions
 
     def predict(
@@ -414,9 +419,9 @@ class DreamerV2Policy(BasePolicy):
                 acting_state = self.initial_state(n_envs)
             else:
                 acting_state = ActingState(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in state))
-            if episode_start is None:
-                episode_start = np.zeros(n_envs, dtype=bool)
-            starts = th.as_tensor(np.asarray(episode_start), dtype=th.float32, device=self.device).reshape(n_envs)
+            starts = None
+            if episode_start is not None and np.any(episode_start):
+                starts = th.as_tensor(np.asarray(episode_start), dtype=th.float32, device=self.device).reshape(n_envs)
             actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
         actions_np = self.to_env(actions.cpu().numpy())
         new_state = tuple(x.cpu().numpy() for x in acting_state)
