@@ -602,7 +602,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self._check_env_data(new_obs, reward, dones, infos)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         # None on the usual step where no episode ends: acting then skips the reset of the model state
-        self._episode_starts = th.as_tensor(dones, dtype=th.float32, device=self.device) if dones.any() else None
+        self._episode_starts = self.policy.episode_starts(dones)
 
     def _check_env_data(self, new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
         """Stop training on a NaN or infinity in the rewards, or in float observations, before they are stored."""

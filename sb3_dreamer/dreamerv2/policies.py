@@ -359,6 +359,10 @@ class DreamerV2Policy(BasePolicy):
         latent = self.rssm.initial_state(n_envs, self.device)
         return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=self.device))
 
+    def episode_starts(self, flags: np.ndarray) -> th.Tensor | None:
+        """Host flags (N,), True where an episode starts -> :meth:`act`'s ``episode_starts``: 1.0 there, or None."""
+        return th.as_tensor(flags, dtype=th.float32, device=self.device) if np.any(flags) else None
+
     def act(
         self,
         observations: th.Tensor,
@@ -419,9 +423,7 @@ class DreamerV2Policy(BasePolicy):
                 acting_state = self.initial_state(n_envs)
             else:
                 acting_state = ActingState(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in state))
-            starts = None
-            if episode_start is not None and np.any(episode_start):
-                starts = th.as_tensor(np.asarray(episode_start), dtype=th.float32, device=self.device).reshape(n_envs)
+            starts = None if episode_start is None else self.episode_starts(np.asarray(episode_start).reshape(n_envs))
             actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
         actions_np = self.to_env(actions.cpu().numpy())
         new_state = tuple(x.cpu().numpy() for x in acting_state)
