@@ -69,6 +69,8 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "hyperparams"
+RUNS_DIR = "runs"
+TENSORBOARD_DIR = "tensorboard"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 SEGMENTS_FILE = "segments.json"
@@ -127,7 +129,7 @@ class Run:
 
     def directory(self, root: Path) -> Path:
         """Deterministic folder of the run."""
-        return root / "runs" / self.algo / self.env / f"seed_{self.seed}"
+        return root / RUNS_DIR / self.algo / self.env / f"seed_{self.seed}"
 
     def __str__(self) -> str:
         return f"{self.algo} {self.env} seed {self.seed}"
@@ -200,7 +202,7 @@ class Launcher:
             "-f", str(run_dir),
         ]  # fmt: skip
         if args.tensorboard:
-            command += ["--tensorboard-log", str(run_dir / "tensorboard")]
+            command += ["--tensorboard-log", str(run_dir / TENSORBOARD_DIR)]
         hyperparams = self.hyperparams(run.algo)
         if run.zoo_algo in RESUMABLE_ALGOS:
             checkpoint = dict(save_freq=args.eval_freq, save_path=str(run_dir / CHECKPOINT_DIR))
@@ -339,7 +341,7 @@ def collect(root: Path) -> pd.DataFrame:
     the runs whose folder is gone: the CSV is the lasting record of a grid, its runs folders may be partial.
     """
     rows = []
-    for run_file in sorted(root.glob(f"runs/*/*/seed_*/{RUN_FILE}")):
+    for run_file in sorted(root.glob(f"{RUNS_DIR}/*/*/seed_*/{RUN_FILE}")):
         info = json.loads(run_file.read_text())
         for timesteps, returns in read_evaluations(run_file.parent).items():
             rows.append(

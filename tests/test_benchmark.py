@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
 sys.path.insert(0, str(SCRIPT.parent))
 from benchmark import GLIBC_MALLOC_SETTINGS  # noqa: E402 (the script folder is not a package)
 
@@ -23,13 +25,18 @@ GRID = ["--quick", "--algos", *ALGOS, *VARIANT, "--envs", "Breakout-MinAtar", "-
 REPORT = ("results.csv", "results.md", "learning_curves.png")
 
 
-def benchmark(root: Path, *args: str) -> str:
-    """Run the benchmark script into ``root``; return its output, failing on a non-zero exit code."""
+def run_script(script: Path, root: Path, *args: str) -> str:
+    """Run ``script`` on the grid in ``root``; return its output, failing on a non-zero exit code."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--root", str(root)], capture_output=True, text=True, timeout=240
+        [sys.executable, str(script), *args, "--root", str(root)], capture_output=True, text=True, timeout=240
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+def benchmark(root: Path, *args: str) -> str:
+    """Run the benchmark script into ``root``; return its output."""
+    return run_script(SCRIPT, root, *args)
 
 
 def modification_times(root: Path) -> dict[Path, int]:
@@ -90,6 +97,7 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
 def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
     # Budgets in multiples of the quick train_freq (16): checkpoints and evaluations fall on the same frames
     grid = ["--quick", "--algos", "dreamerv2", "--envs", "Breakout-MinAtar", "--seeds", "0", "--eval-freq", "96"]
+    grid += ["--tensorboard"]
     benchmark(tmp_path, *grid, "--frames", "192")
     run_dir = tmp_path / "runs" / "dreamerv2" / "Breakout-MinAtar" / "seed_0"
     assert (run_dir / "checkpoint" / "checkpoint.pkl").is_file()
@@ -110,3 +118,7 @@ def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
     first = results[results["frames"] == 192].set_index("timesteps")["mean_return"]
     resumed = results[results["frames"] == 288].set_index("timesteps")["mean_return"]
     assert first.equals(resumed.loc[[96, 192]])
+
+    # Its TensorBoard logs go on in the resumed part: scripts/tb_scalars.py reads the losses of both parts
+    tables = run_script(TB_SCALARS, tmp_path, "--tags", "train/world_model_loss", "--at", "192", "288", "--window", "96")
+    assert re.search(r"\| dreamerv2 \| Breakout-MinAtar \| 1 \| \d[\d.e+-]* \| \d[\d.e+-]* \|", tables), tables
