@@ -28,21 +28,30 @@ DEFAULT_TAGS = [
 ]
 
 
+def event_files(tensorboard_dir: Path, size_guidance: dict[str, int]) -> list[EventAccumulator]:
+    """
+    The event files under ``tensorboard_dir``, loaded with ``size_guidance`` (events kept per kind, 0: all), oldest
+    first: a resumed part of a run writes a later file.
+    """
+    files = []
+    for path in tensorboard_dir.rglob("events.out.tfevents.*"):
+        events = EventAccumulator(str(path), size_guidance=size_guidance)
+        events.Reload()
+        files.append(events)
+    return sorted(files, key=lambda events: events.FirstEventTimestamp())
+
+
 def read_scalars(tensorboard_dir: Path, tags: list[str]) -> pd.DataFrame:
     """
-    Scalars ``tags`` of the event files under ``tensorboard_dir``: columns tag, step (env frames) and value; an event
-    file written later (by a resumed part of the run) replaces an earlier one's values at the same tag and step.
+    Scalars ``tags`` of the event files under ``tensorboard_dir``: columns tag, step (env frames) and value; a later
+    event file replaces an earlier one's values at the same tag and step.
     """
     rows = []
-    for path in tensorboard_dir.rglob("events.out.tfevents.*"):
-        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        events.Reload()
-        created = events.FirstEventTimestamp()
+    for events in event_files(tensorboard_dir, {"scalars": 0}):
         for tag in set(tags) & set(events.Tags()["scalars"]):
-            rows += [(tag, event.step, event.value, created) for event in events.Scalars(tag)]
-    scalars = pd.DataFrame(rows, columns=["tag", "step", "value", "created"])
-    latest = scalars.sort_values("created", kind="stable").drop_duplicates(["tag", "step"], keep="last")
-    return latest.drop(columns="created").sort_values(["tag", "step"], ignore_index=True)
+            rows += [(tag, event.step, event.value) for event in events.Scalars(tag)]
+    scalars = pd.DataFrame(rows, columns=["tag", "step", "value"]).drop_duplicates(["tag", "step"], keep="last")
+    return scalars.sort_values(["tag", "step"], ignore_index=True)
 
 
 def values_at(scalars: pd.DataFrame, frames: list[int], window: int) -> pd.DataFrame:

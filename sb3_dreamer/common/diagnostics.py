@@ -13,6 +13,9 @@ from sb3_dreamer.common.buffers import SequenceSamples
 from sb3_dreamer.common.rssm import LatentState
 from sb3_dreamer.envs.minatar import PALETTE
 
+#: TensorBoard tag of the dream videos (animated GIFs under Images)
+DREAM_TAG = "diagnostics/dream"
+
 
 class OpenLoopPrediction(NamedTuple):
     """Observed for ``context`` steps, then imagined with the replayed actions, all time-major."""

@@ -32,7 +32,7 @@ from sb3_dreamer.common.checks import (
     check_spaces,
     check_train_freq,
 )
-from sb3_dreamer.common.diagnostics import dream_video, open_loop_prediction, write_gif_summary
+from sb3_dreamer.common.diagnostics import DREAM_TAG, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
 from sb3_dreamer.common.returns import ReturnScale, lambda_return
@@ -726,7 +726,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.logger.record("diagnostics/replayed_reward_sum", prediction.rewards[context:].sum(0).mean().item())
         if len(self.observation_space.shape) == 3:
             frames = dream_video(prediction).cpu().numpy()
-            write_gif_summary(self.logger, "diagnostics/dream", frames, fps=4, step=self.num_timesteps)
+            write_gif_summary(self.logger, DREAM_TAG, frames, fps=4, step=self.num_timesteps)
 
     def _autocast(self) -> th.autocast:
         """The bfloat16 autocast of the gradient steps' forward passes with ``mixed_precision``, else a no-op."""

@@ -1,14 +1,20 @@
-"""``scripts/tb_scalars.py``: TensorBoard scalars of benchmark runs at chosen frames, on hand-written event files."""
+"""The scripts that read benchmark runs' TensorBoard logs (scalars at chosen frames, dream GIFs), on hand-written logs."""
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from stable_baselines3.common.logger import configure
 from torch.utils.tensorboard import SummaryWriter
+
+from sb3_dreamer.common.diagnostics import DREAM_TAG, write_gif_summary
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-from tb_scalars import main, read_scalars  # noqa: E402 (the script folder is not a package)
+import dream_gif  # noqa: E402 (the script folder is not a package)
+from tb_scalars import main, read_scalars  # noqa: E402
 
 
 def write_events(log_dir: Path, tag: str, points: dict[int, float]) -> None:
@@ -55,3 +61,31 @@ def test_selection_without_runs_is_an_error(tmp_path: Path):
     write_events(run_logs(tmp_path, "dreamerv2", 0), "train/kl", {100: 1.0})
     with pytest.raises(SystemExit, match=r"no run with TensorBoard logs under .* matches the selection"):
         main(["--root", str(tmp_path), "--envs", "SpaceInvaders-MinAtar"])
+
+
+def write_dreams(log_dir: Path, shades: dict[int, int]) -> None:
+    """One event file in ``log_dir`` with a 3-frame dream video at each step: frame t's pixels are all ``shades[step] + t``."""
+    logger = configure(str(log_dir), ["tensorboard"])
+    for step, shade in shades.items():
+        frames = np.full((3, 8, 12, 3), shade, dtype=np.uint8) + np.arange(3, dtype=np.uint8)[:, None, None, None]
+        write_gif_summary(logger, DREAM_TAG, frames, fps=4, step=step)
+    logger.close()
+
+
+def test_dream_gif_at_or_before_a_frame(tmp_path: Path, capsys: pytest.CaptureFixture):
+    log_dir = run_logs(tmp_path, "dreamerv2", 0)
+    write_dreams(log_dir, {100: 50, 200: 100})
+    write_dreams(log_dir, {200: 150, 300: 200})  # a resumed part from the 100-frame checkpoint
+    run_dir, output = log_dir.parents[2], tmp_path / "dream.gif"
+    for at, step, shade in ((150, 100, 50), (250, 200, 150), (None, 300, 200)):
+        dream_gif.main([str(run_dir), str(output), *([] if at is None else ["--at", str(at)])])
+        assert f"the dream video at {step} frames" in capsys.readouterr().out
+        gif = Image.open(output)
+        assert (gif.n_frames, gif.size) == (3, (12, 8))
+        assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [shade] * 3
+
+    with pytest.raises(SystemExit, match=r"no diagnostics/dream image under .* at or before 99 frames: the first is at 100"):
+        dream_gif.main([str(run_dir), str(output), "--at", "99"])
+    write_events(run_logs(tmp_path, "dreamerv2", 1), "train/kl", {100: 1.0})
+    with pytest.raises(SystemExit, match="no diagnostics/dream image in the TensorBoard logs under"):
+        dream_gif.main([str(log_dir.parents[2].with_name("seed_1")), str(output)])
