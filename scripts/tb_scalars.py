@@ -1,7 +1,8 @@
 """
 TensorBoard scalars of benchmark runs at chosen env frames, as markdown tables: one table per tag, a row per
 algo x env (mean over seeds), a column per frame. The value of a run at frame F is the mean of the values it logged
-in the window (F - ``--window``, F]; a resumed run's later event files replace its earlier ones at the same step.
+in the window (F - ``--window``, F] (a run that logged none there is left out of that frame's mean over seeds); a
+resumed run's later event files replace its earlier ones at the same step.
 
 It reads the runs that ``scripts/benchmark.py --tensorboard`` trained under ROOT (``ROOT/runs/ALGO/ENV/seed_N/
 tensorboard``), finished or not, e.g. to compare the world-model loss or the actor's entropy of two variants.
