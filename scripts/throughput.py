@@ -11,9 +11,10 @@ Throughput of DreamerV2 at its default sizes: one JSON line with
   ``matmul_gflops``: the machine's fp32 speed on a 1024 x 1024 x 1024 matmul with the same threads, so that figures
   from different machines can be compared (``grad_step_gflop / grad_step_ms`` is the achieved speed).
 
-``--mixed-precision`` times the gradient steps under bfloat16 autocast (``DreamerV2(mixed_precision=True)``).
+``--mixed-precision auto|true|false`` is ``DreamerV2(mixed_precision=...)`` (default ``auto``, the library's; the flag
+alone means ``true``); ``bfloat16_autocast`` in the output says whether the gradient steps ran under bfloat16 autocast.
 
-Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2] [--mixed-precision]
+Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2] [--mixed-precision false]
 """
 
 import argparse
@@ -28,6 +29,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer import DreamerV2
+
+#: ``--mixed-precision`` values and the ``mixed_precision`` they stand for
+MIXED_PRECISION = {"auto": "auto", "true": True, "false": False}
 
 
 def _sync(device: th.device) -> None:
@@ -110,13 +114,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--grad-steps", type=int, default=10, help="gradient steps to time")
     parser.add_argument("--act-steps", type=int, default=1000, help="acting steps to time per n_envs")
-    parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast in the gradient steps")
+    parser.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="true",
+        default="auto",
+        choices=list(MIXED_PRECISION),
+        help="mixed_precision of the model: bfloat16 autocast in the gradient steps (default: auto)",
+    )
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
-    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=args.mixed_precision)
+    mixed_precision = MIXED_PRECISION[args.mixed_precision]
+    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=mixed_precision)
     # Random warm-up fills the replay buffer; learn() does not train before learning_starts.
     model.learn(model.learning_starts)
     result: dict[str, object] = {
@@ -124,7 +136,8 @@ def main() -> None:
         "device": str(model.device),
         "torch": th.__version__,
         "threads": th.get_num_threads(),
-        "mixed_precision": args.mixed_precision,
+        "mixed_precision": mixed_precision,
+        "bfloat16_autocast": model.bfloat16_autocast,
         "cpu": platform.processor() or platform.machine(),
     }
     result["matmul_gflops"] = matmul_gflops(model.device)

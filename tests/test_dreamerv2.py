@@ -1,5 +1,6 @@
 """The SB3 algorithm contract for DreamerV2, on tiny configurations."""
 
+import inspect
 import io
 
 import gymnasium as gym
@@ -16,6 +17,7 @@ from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
+from sb3_dreamer.common.precision import has_native_bfloat16, resolve_mixed_precision
 
 
 @pytest.mark.parametrize(
@@ -279,7 +281,7 @@ def test_mixed_precision_close_to_float32():
     samples = model.replay_buffer.sample(4)
     losses = {}
     for mixed_precision in (False, True):
-        model.mixed_precision = mixed_precision
+        model.bfloat16_autocast = mixed_precision
         th.manual_seed(0)
         with model._autocast():
             world_model_loss, _, posterior = model._world_model_loss(samples)
@@ -296,12 +298,49 @@ def test_mixed_precision_close_to_float32():
 
 
 def test_mixed_precision_needs_bfloat16_on_cuda(monkeypatch):
-    model = tiny_model(mixed_precision=True)
-    model.device = th.device("cuda")
     monkeypatch.setattr(th.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setattr(th.cuda, "get_device_name", lambda device: "an old GPU")
     with pytest.raises(ValueError, match="an old GPU does not support"):
-        model._check_hyperparameters()
+        resolve_mixed_precision(True, th.device("cuda"))
+
+
+@pytest.mark.parametrize(
+    "device, capability, cpu_probes, expected",
+    [
+        ("cuda", (8, 0), (False, False), True),
+        ("cuda", (7, 5), (True, True), False),
+        ("cpu", None, (True, False), True),
+        ("cpu", None, (False, True), True),
+        ("cpu", None, (False, False), False),
+        ("mps", None, (True, True), False),
+    ],
+)
+def test_mixed_precision_auto(monkeypatch, device, capability, cpu_probes, expected):
+    monkeypatch.setattr(th.cuda, "get_device_capability", lambda device: capability)
+    monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda: cpu_probes[0])
+    monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: cpu_probes[1])
+    assert has_native_bfloat16(th.device(device)) is expected
+    assert resolve_mixed_precision("auto", th.device(device)) is expected
+    # True and False override the hardware (an old GPU is refused above)
+    assert resolve_mixed_precision(False, th.device(device)) is False
+
+
+def test_mixed_precision_auto_is_the_default_and_logged(monkeypatch):
+    for native in (True, False):
+        monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: False)
+        model = DreamerV2("CnnPolicy", "Breakout-MinAtar", **{**TINY, "mixed_precision": "auto"})
+        assert inspect.signature(DreamerV2).parameters["mixed_precision"].default == "auto"
+        assert model.bfloat16_autocast is native
+        model.learn(60)
+        assert model.logger.name_to_value["train/mixed_precision"] == int(native)
+        # A saved "auto" is decided again on the machine that loads it
+        buffer = io.BytesIO()
+        model.save(buffer)
+        buffer.seek(0)
+        monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda native=native: not native)
+        loaded = DreamerV2.load(buffer)
+        assert loaded.mixed_precision == "auto" and loaded.bfloat16_autocast is not native
 
 
 def test_imagined_discounts_rounded_or_probabilities():

@@ -24,6 +24,8 @@ TINY = dict(
     batch_size=4,
     sequence_length=8,
     train_freq=16,
+    # float32 on every machine: the default "auto" picks bfloat16 where the CPU multiplies it natively
+    mixed_precision=False,
     gradient_steps=2,
     imagination_horizon=3,
     seed=0,

@@ -55,13 +55,41 @@ class LatentMLP(nn.Module):
         self.stoch_in = nn.Linear(stoch_dim, hidden_dim, bias=False)
         self.activation = activation_fn()
         self.body = mlp(hidden_dim, output_dim, hidden_dim, n_layers - 1, activation_fn)
+        self.zero_output = zero_output
         if zero_output:
-            nn.init.zeros_(self.body[-1].weight)
-            nn.init.zeros_(self.body[-1].bias)
+            self.zero_output_layer()
+
+    def zero_output_layer(self) -> None:
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, state: LatentState) -> th.Tensor:
         """State (N, ...) -> (N, output_dim), float32"""
         return self.body(self.activation(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state))).float()
+
+
+#: the values of the policy's ``weight_init``
+WEIGHT_INITS = ("torch", "glorot")
+
+
+def glorot_init(module: nn.Module) -> None:
+    """
+    Keras' default initialisation, the official DreamerV2's: Glorot-uniform weights and zero biases for every linear,
+    conv and GRU layer in ``module``. Output layers that start at zero (``LatentMLP(zero_output=True)``) stay zero.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.GRUCell):
+            nn.init.xavier_uniform_(layer.weight_ih)
+            nn.init.xavier_uniform_(layer.weight_hh)
+            nn.init.zeros_(layer.bias_ih)
+            nn.init.zeros_(layer.bias_hh)
+    for layer in module.modules():
+        if isinstance(layer, LatentMLP) and layer.zero_output:
+            layer.zero_output_layer()
 
 
 def conv_strides(image_side: int, n_layers: int, kernel_size: int, max_side: int) -> list[int]:
@@ -95,6 +123,8 @@ class ConvEncoder(nn.Module):
     :param kernel_size: kernel size of every conv layer
     :param activation_fn: activation after each conv layer
     :param max_conv_side: layers whose input side is over twice this use stride 2
+    :param input_offset: added to the images before the first conv layer (-0.5 centres images in [0, 1], as the
+        official DreamerV2 does)
     """
 
     def __init__(
@@ -106,9 +136,11 @@ class ConvEncoder(nn.Module):
         kernel_size: int,
         activation_fn: type[nn.Module],
         max_conv_side: int = 8,
+        input_offset: float = 0.0,
     ) -> None:
         super().__init__()
         channels, height, width = observation_shape
+        self.input_offset = input_offset
         self.observation_shape = tuple(observation_shape)
         self.kernel_size = kernel_size
         self.strides = conv_strides(min(height, width), n_layers, kernel_size, max_conv_side)
@@ -126,6 +158,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         """(N, C, H, W) float -> (N, embedding_dim)"""
+        if self.input_offset:
+            observations = observations + self.input_offset
         if observations.shape[0] > 1:
             observations = observations.contiguous(memory_format=th.channels_last)
         return self.linear(self.convs(observations))
@@ -134,16 +168,18 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """
     Mirror of a :class:`ConvEncoder`: features -> the mean (or logits) of every pixel. Its transposed convolutions
-    run on channels-last tensors, like the encoder's.
+    run on channels-last tensors, like the encoder's. An encoder that centres its images (``input_offset``) gets a
+    decoder that predicts centred images, returned in the images' own range: the last layer's output minus that offset.
 
     :param feature_dim: size of the model state features
-    :param encoder: the encoder to mirror (its shapes only; no weights are shared)
+    :param encoder: the encoder to mirror (its shapes and input offset only; no weights are shared)
     :param activation_fn: activation after each transposed conv layer but the last
     """
 
     def __init__(self, feature_dim: int, encoder: ConvEncoder, activation_fn: type[nn.Module]) -> None:
         super().__init__()
         self.observation_shape = encoder.observation_shape
+        self.output_offset = -encoder.input_offset
         self.conv_input_shape = (encoder.channels[-1], *encoder.sizes[-1])
         self.linear = nn.Linear(feature_dim, encoder.conv_output_dim)
         layers: list[nn.Module] = []
@@ -167,7 +203,8 @@ class ConvDecoder(nn.Module):
     def forward(self, features: th.Tensor) -> th.Tensor:
         """(N, feature_dim) -> (N, C, H, W), float32 and contiguous"""
         conv_input = self.linear(features).view(-1, *self.conv_input_shape).contiguous(memory_format=th.channels_last)
-        return self.deconvs(conv_input).float().contiguous()
+        output = self.deconvs(conv_input).float().contiguous()
+        return output + self.output_offset if self.output_offset else output
 
 
 class MlpEncoder(nn.Module):

@@ -57,6 +57,38 @@ class OneHotLinear(th.autograd.Function):
         return None, grad_output.t() @ one_hot
 
 
+class LayerNormGRUCell(nn.Module):
+    """
+    The GRU cell of the official DreamerV2: one linear map of ``cat(input, state)`` to the three gates' inputs, layer
+    normalisation over all of them, the reset gate applied to the whole candidate input, and an update gate biased
+    towards keeping the state (bias -1):
+
+    ``r, c, u = split(LayerNorm(W [x, h]))``; ``c = tanh(sigmoid(r) * c)``; ``u = sigmoid(u - 1)``;
+    ``h' = u * c + (1 - u) * h``.
+
+    :param input_size: size of the input x
+    :param hidden_size: size of the state h
+    :param update_bias: added to the update gate's input before the sigmoid
+    :param eps: epsilon of the layer normalisation (Keras' default, as in the official code)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, update_bias: float = -1.0, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.update_bias = update_bias
+        # No bias: the layer norm's own shift takes its place
+        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
+        self.norm = nn.LayerNorm(3 * hidden_size, eps=eps)
+
+    def forward(self, inputs: th.Tensor, state: th.Tensor) -> th.Tensor:
+        """(N, input_size), (N, hidden_size) -> the new state (N, hidden_size), in the state's dtype."""
+        parts = self.norm(self.linear(th.cat([inputs, state.to(inputs.dtype)], dim=-1)).float())
+        reset, candidate, update = parts.split(self.hidden_size, dim=-1)
+        candidate = th.tanh(th.sigmoid(reset) * candidate)
+        update = th.sigmoid(update + self.update_bias)
+        return (update * candidate + (1.0 - update) * state).to(state.dtype)
+
+
 class ObservedSequence(NamedTuple):
     """Output of :meth:`RSSM.observe` over a (T, B) window."""
 
@@ -86,6 +118,8 @@ class RSSM(nn.Module):
     :param activation_fn: activation of the hidden layers
     :param unimix: weight of the uniform mixed into the prior and posterior categoricals (discrete latents only,
         DreamerV3; see :class:`CategoricalLatent`)
+    :param layer_norm_gru: the official DreamerV2's layer-normalised GRU cell (:class:`LayerNormGRUCell`) instead of
+        ``nn.GRUCell``
     """
 
     def __init__(
@@ -100,6 +134,7 @@ class RSSM(nn.Module):
         min_std: float = 0.1,
         activation_fn: type[nn.Module] = nn.ELU,
         unimix: float = 0.0,
+        layer_norm_gru: bool = False,
     ) -> None:
         super().__init__()
         if latent_type == "discrete":
@@ -116,7 +151,7 @@ class RSSM(nn.Module):
         self.stoch_in = nn.Linear(self.stoch_dim, hidden_size)
         self.action_in = nn.Linear(action_dim, hidden_size, bias=False)
         self.activation = activation_fn()
-        self.gru = nn.GRUCell(hidden_size, deter_size)
+        self.gru = LayerNormGRUCell(hidden_size, deter_size) if layer_norm_gru else nn.GRUCell(hidden_size, deter_size)
         self.prior_net = nn.Sequential(
             nn.Linear(deter_size, hidden_size), activation_fn(), nn.Linear(hidden_size, self.latent.stats_dim)
         )

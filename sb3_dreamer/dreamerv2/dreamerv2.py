@@ -35,6 +35,7 @@ from sb3_dreamer.common.checks import (
 from sb3_dreamer.common.diagnostics import DREAM_TAG, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
+from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.common.returns import ReturnScale, lambda_return
 from sb3_dreamer.common.rssm import LatentState
 from sb3_dreamer.common.save_util import (
@@ -55,6 +56,9 @@ SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
 
 ACTOR_GRADIENTS = ("reinforce", "dynamics", "both")
 IMAGE_LIKELIHOODS = ("normal", "bernoulli")
+TARGET_UPDATE_UNITS = ("env_steps", "gradient_steps")
+#: transforms of the replayed rewards that the world model learns to predict (the official DreamerV2's clip_rewards)
+REWARD_TRANSFORMS = {"identity": None, "tanh": th.tanh, "sign": th.sign}
 #: Metrics checked for NaN and infinity after each train() call: the losses and gradient norms
 GUARDED_METRICS = ("_loss", "_grad_norm")
 #: Files of a checkpoint directory (see DreamerV2.save_checkpoint)
@@ -94,6 +98,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param free_bits: DreamerV3's free bits: each KL term is clipped below at this value per sample (the KL summed over
         the latent variables of one state) before the batch mean, so that only the states whose KL is below it have no
         gradient; 0 disables it (DreamerV2), DreamerV3 uses 1.0. Applied before ``free_nats`` when both are set
+    :param reward_transform: what the reward head learns to predict, and so what the imagined returns add up:
+        ``"identity"`` (the reward, the reference's), ``"tanh"`` (``tanh(reward)``, the official DreamerV2's Atari
+        setting) or ``"sign"``; the logged episode returns stay the env's
     :param reward_scale: weight of the reward prediction loss
     :param discount_scale: weight of the discount (continuation) prediction loss
     :param round_discount: imagined discounts are gamma times the predicted continuation probability rounded to 0 or
@@ -103,7 +110,9 @@ class DreamerV2(OffPolicyAlgorithm):
     :param image_likelihood: ``"normal"`` (unit-variance Gaussian per entry) or ``"bernoulli"`` (binary frames)
     :param actor_grad: ``"reinforce"``, ``"dynamics"`` (backpropagation through the model) or ``"both"``; None picks
         the paper's choice for the action space: ``"reinforce"`` for ``Discrete`` actions, ``"dynamics"`` for ``Box`` ones
-    :param actor_grad_mix: weight of the reinforce gradient when ``actor_grad="both"``
+    :param actor_grad_mix: with ``actor_grad="both"``, the weight of the dynamics objective: the actor maximises
+        ``actor_grad_mix * dynamics + (1 - actor_grad_mix) * reinforce``, as the official DreamerV2's option of the
+        same name (0.1: 10% backpropagation through the model, 90% REINFORCE)
     :param actor_entropy_scale: weight of the actor's entropy bonus, a constant or a schedule of the remaining progress
         (e.g. a decay: a high weight protects the young actor from the inflated returns of a young world model)
     :param normalize_returns: DreamerV3's return normalisation: the actor's advantages (``reinforce``) or returns
@@ -113,13 +122,23 @@ class DreamerV2(OffPolicyAlgorithm):
     :param mixed_precision: run the forward passes of the gradient steps under bfloat16 autocast: matmuls and
         convolutions in bfloat16, while the GRU state, the distributions, losses, gradients and optimizer states stay
         float32 (DreamerV2 trains in mixed precision on GPUs too). Faster where the hardware multiplies bfloat16
-        natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), slower elsewhere; acting stays float32
-    :param target_update_interval: update the target critic every this many env steps
+        natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), slower elsewhere; acting stays float32.
+        ``"auto"``: bfloat16 exactly there (:func:`has_native_bfloat16`, decided again when a saved model is loaded);
+        True or False forces it on or off. ``train/mixed_precision`` logs the decision (1 or 0)
+    :param target_update_interval: update the target critic every this many env steps or gradient steps (see
+        ``target_update_unit``)
+    :param target_update_unit: what ``target_update_interval`` counts: ``"env_steps"`` (the reference's, as SB3's DQN)
+        or ``"gradient_steps"`` (the official DreamerV2's ``slow_target_update``: after the first gradient step, then
+        after every ``target_update_interval``-th)
     :param tau: target critic update coefficient (1 = hard copy)
     :param max_grad_norm: global gradient norm clip of each optimizer
+    :param weight_decay: the official DreamerV2's weight decay: every parameter is multiplied by
+        ``1 - weight_decay`` before each step of its optimizer (decoupled from the gradient, not scaled by the learning
+        rate); 0 (the reference's) disables it, the official value is 1e-6
     :param exploration_initial_eps: initial probability of a random action while training (``Discrete`` actions)
     :param exploration_final_eps: final probability of a random action while training (``Discrete`` actions)
-    :param exploration_decay_steps: env steps over which that probability decays linearly
+    :param exploration_decay_steps: env steps over which that probability decays linearly, counted from the end of
+        the ``learning_starts`` random steps
     :param exploration_noise: standard deviation of the Gaussian noise added to the actor's actions in [-1, 1] while
         training, then clipped to [-1, 1] (``Box`` actions); 0 as in DreamerV2, where the actor's own samples explore
     :param diagnostics_interval: every this many gradient steps, log world-model diagnostics under ``diagnostics/``:
@@ -168,6 +187,7 @@ class DreamerV2(OffPolicyAlgorithm):
         kl_balance: float = 0.8,
         free_nats: float = 0.0,
         free_bits: float = 0.0,
+        reward_transform: str = "identity",
         reward_scale: float = 1.0,
         discount_scale: float = 5.0,
         round_discount: bool = True,
@@ -176,10 +196,12 @@ class DreamerV2(OffPolicyAlgorithm):
         actor_grad_mix: float = 0.1,
         actor_entropy_scale: float | Schedule = 1e-3,
         normalize_returns: bool = False,
-        mixed_precision: bool = False,
+        mixed_precision: str | bool = "auto",
         target_update_interval: int = 100,
+        target_update_unit: str = "env_steps",
         tau: float = 1.0,
         max_grad_norm: float = 100.0,
+        weight_decay: float = 0.0,
         exploration_initial_eps: float = 0.4,
         exploration_final_eps: float = 0.05,
         exploration_decay_steps: int = 2450,
@@ -229,6 +251,7 @@ class DreamerV2(OffPolicyAlgorithm):
         self.kl_balance = kl_balance
         self.free_nats = free_nats
         self.free_bits = free_bits
+        self.reward_transform = reward_transform
         self.reward_scale = reward_scale
         self.discount_scale = discount_scale
         self.round_discount = round_discount
@@ -239,7 +262,9 @@ class DreamerV2(OffPolicyAlgorithm):
         self.normalize_returns = normalize_returns
         self.mixed_precision = mixed_precision
         self.target_update_interval = target_update_interval
+        self.target_update_unit = target_update_unit
         self.max_grad_norm = max_grad_norm
+        self.weight_decay = weight_decay
         self.exploration_initial_eps = exploration_initial_eps
         self.exploration_final_eps = exploration_final_eps
         self.exploration_decay_steps = exploration_decay_steps
@@ -267,6 +292,15 @@ class DreamerV2(OffPolicyAlgorithm):
             raise ValueError(f"Unknown actor_grad={self.actor_grad!r}: use one of {ACTOR_GRADIENTS}")
         if self.image_likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"Unknown image_likelihood={self.image_likelihood!r}: use one of {IMAGE_LIKELIHOODS}")
+        if self.target_update_unit not in TARGET_UPDATE_UNITS:
+            raise ValueError(f"Unknown target_update_unit={self.target_update_unit!r}: use one of {TARGET_UPDATE_UNITS}")
+        if self.reward_transform not in REWARD_TRANSFORMS:
+            raise ValueError(f"Unknown reward_transform={self.reward_transform!r}: use one of {tuple(REWARD_TRANSFORMS)}")
+        if self.image_likelihood == "bernoulli" and self.policy_kwargs.get("center_images"):
+            raise ValueError(
+                "image_likelihood='bernoulli' predicts pixels in {0, 1}, but center_images=True in policy_kwargs centres "
+                "the images: use image_likelihood='normal' (the official DreamerV2's unit-variance Gaussian)"
+            )
         if self.image_likelihood == "bernoulli" and self.policy_kwargs.get("symlog_observations"):
             raise ValueError(
                 "image_likelihood='bernoulli' needs binary targets, but symlog_observations=True in policy_kwargs makes "
@@ -284,16 +318,7 @@ class DreamerV2(OffPolicyAlgorithm):
             target_update_interval=self.target_update_interval,
         )
         check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
-        check_booleans(
-            normalize_returns=self.normalize_returns,
-            round_discount=self.round_discount,
-            mixed_precision=self.mixed_precision,
-        )
-        if self.mixed_precision and self.device.type == "cuda" and not th.cuda.is_bf16_supported():
-            raise ValueError(
-                f"mixed_precision=True computes in bfloat16, which {th.cuda.get_device_name(self.device)} does not support "
-                f"(CUDA GPUs from Ampere on do): use mixed_precision=False"
-            )
+        check_booleans(normalize_returns=self.normalize_returns, round_discount=self.round_discount)
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -333,6 +358,7 @@ class DreamerV2(OffPolicyAlgorithm):
             discount_scale=self.discount_scale,
             exploration_noise=self.exploration_noise,
         )
+        check_probabilities(weight_decay=self.weight_decay)
         check_positive(max_grad_norm=self.max_grad_norm)
         check_non_negative_schedules(
             learning_rate=self.learning_rate,
@@ -345,6 +371,11 @@ class DreamerV2(OffPolicyAlgorithm):
         if self.actor_grad is None:
             self.actor_grad = "dynamics" if isinstance(self.action_space, spaces.Box) else "reinforce"
         self._check_hyperparameters()
+        #: whether the gradient steps run under bfloat16 autocast: ``mixed_precision`` resolved for this device
+        self.bfloat16_autocast = resolve_mixed_precision(self.mixed_precision, self.device)
+        if self.verbose >= 1:
+            precision = "bfloat16 autocast" if self.bfloat16_autocast else "float32"
+            print(f"Gradient steps in {precision} (mixed_precision={self.mixed_precision!r} on {self.device})")
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
         self.return_scale = ReturnScale().to(self.device)
@@ -358,7 +389,14 @@ class DreamerV2(OffPolicyAlgorithm):
         self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_update_snapshot", "return_scale"]
+        return [
+            *super()._excluded_save_params(),
+            "_acting_state",
+            "_episode_starts",
+            "_update_snapshot",
+            "return_scale",
+            "bfloat16_autocast",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
@@ -668,14 +706,24 @@ class DreamerV2(OffPolicyAlgorithm):
     def _on_step(self) -> None:
         """After each env step: decay epsilon, update the target critic every ``target_update_interval`` steps."""
         self._n_calls += 1
-        progress = min(self.num_timesteps / max(self.exploration_decay_steps, 1), 1.0)
-        self.exploration_rate = self.exploration_initial_eps + progress * (
-            self.exploration_final_eps - self.exploration_initial_eps
-        )
-        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
-            polyak_update(self.policy.critic.parameters(), self.policy.critic_target.parameters(), self.tau)
+        self.exploration_rate = self.exploration_schedule(self.num_timesteps)
+        if self.target_update_unit == "env_steps" and self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            self._update_target_critic()
         if isinstance(self.action_space, spaces.Discrete):
             self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _update_target_critic(self) -> None:
+        polyak_update(self.policy.critic.parameters(), self.policy.critic_target.parameters(), self.tau)
+
+    def exploration_schedule(self, num_timesteps: int) -> float:
+        """
+        Epsilon of the actor's next action after ``num_timesteps`` env steps: ``exploration_initial_eps`` at its first
+        step after the ``learning_starts`` random steps, then linear to ``exploration_final_eps`` over
+        ``exploration_decay_steps`` env steps (the reference's ``max(0.05, 0.4 - k / 7000)``, k the actor's steps).
+        """
+        actor_steps = max(num_timesteps - self.learning_starts, 0)
+        progress = min(actor_steps / max(self.exploration_decay_steps, 1), 1.0)
+        return self.exploration_initial_eps + progress * (self.exploration_final_eps - self.exploration_initial_eps)
 
     def _update_schedules(self) -> None:
         """Set the learning rates of this training phase from their schedules; log them and the entropy scale."""
@@ -696,10 +744,12 @@ class DreamerV2(OffPolicyAlgorithm):
         # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
         self._update_snapshot.take()
         metrics: list[dict[str, th.Tensor]] = []
-        for _ in range(gradient_steps):
-            samples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        for step in range(gradient_steps):
+            samples = self._sample(batch_size)
             world_model_metrics, posterior = self._train_world_model(samples)
             metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
+            if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
+                self._update_target_critic()
 
         # One device-to-host transfer for all metrics of all gradient steps.
         names = list(metrics[0])
@@ -711,6 +761,13 @@ class DreamerV2(OffPolicyAlgorithm):
         for name, value in zip(names, means, strict=True):
             self.logger.record(f"train/{name}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/mixed_precision", int(self.bfloat16_autocast))
+
+    def _sample(self, batch_size: int) -> SequenceSamples:
+        """A batch of replayed windows, with the rewards that the world model learns (see ``reward_transform``)."""
+        samples = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        transform = REWARD_TRANSFORMS[self.reward_transform]
+        return samples if transform is None else samples._replace(rewards=transform(samples.rewards))
 
     def _log_diagnostics(self, samples: SequenceSamples, n_sequences: int = 4, context: int = 5) -> None:
         """Open-loop predictions of ``n_sequences`` replayed windows after ``context`` observed steps."""
@@ -729,8 +786,8 @@ class DreamerV2(OffPolicyAlgorithm):
             write_gif_summary(self.logger, DREAM_TAG, frames, fps=4, step=self.num_timesteps)
 
     def _autocast(self) -> th.autocast:
-        """The bfloat16 autocast of the gradient steps' forward passes with ``mixed_precision``, else a no-op."""
-        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.mixed_precision)
+        """The bfloat16 autocast of the gradient steps' forward passes where ``mixed_precision`` chose it, else a no-op."""
+        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.bfloat16_autocast)
 
     def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
         """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""
@@ -826,7 +883,7 @@ class DreamerV2(OffPolicyAlgorithm):
             action_log_probs = action_dist.log_prob(action_params, trajectory.actions.detach())  # (H, N)
             objective = action_log_probs * (returns - target_values[:-1]).detach()
             if self.actor_grad == "both":
-                objective = self.actor_grad_mix * objective + (1.0 - self.actor_grad_mix) * returns
+                objective = self.actor_grad_mix * returns + (1.0 - self.actor_grad_mix) * objective
         metrics: dict[str, th.Tensor] = {
             "actor_entropy": entropy.detach().mean(),
             "imagined_reward_mean": rewards.detach().mean(),
@@ -853,5 +910,8 @@ class DreamerV2(OffPolicyAlgorithm):
         optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=parameters)
         grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        if self.weight_decay > 0:
+            with th.no_grad():
+                th._foreach_mul_(parameters, 1.0 - self.weight_decay)
         optimizer.step()
         return grad_norm

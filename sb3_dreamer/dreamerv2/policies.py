@@ -29,7 +29,15 @@ from sb3_dreamer.common.distributions import (
     SymlogTwoHot,
     TanhNormalAction,
 )
-from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder, LatentMLP, MlpDecoder, MlpEncoder
+from sb3_dreamer.common.networks import (
+    WEIGHT_INITS,
+    ConvDecoder,
+    ConvEncoder,
+    LatentMLP,
+    MlpDecoder,
+    MlpEncoder,
+    glorot_init,
+)
 from sb3_dreamer.common.rssm import RSSM, LatentState
 from sb3_dreamer.common.symlog import symlog
 
@@ -150,6 +158,13 @@ class DreamerV2Policy(BasePolicy):
     :param unimix: DreamerV3's uniform mix: the categorical latents (prior and posterior) and the categorical actor
         (``Discrete`` actions) use ``(1 - unimix) * softmax(logits) + unimix / classes`` for their samples,
         straight-through gradients, entropies and KLs; in [0, 1), 0: DreamerV2, 0.01: DreamerV3
+    :param layer_norm_gru: the official DreamerV2's GRU cell: layer-normalised gates, the reset gate on the whole
+        candidate, update gate bias -1 (:class:`LayerNormGRUCell`). False: ``nn.GRUCell`` (the reference's)
+    :param center_images: the official DreamerV2's image inputs: the encoder reads images in [-0.5, 0.5] and the
+        decoder predicts them centred likewise (its output is shifted back to [0, 1], the same loss). ``CnnPolicy``
+        only. False: images in [0, 1] (the reference's)
+    :param weight_init: ``"torch"`` (PyTorch's default initialisation, the reference's) or ``"glorot"`` (Keras' Glorot
+        uniform weights and zero biases, the official DreamerV2's; :func:`glorot_init`)
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
@@ -181,6 +196,9 @@ class DreamerV2Policy(BasePolicy):
         symlog_observations: bool = False,
         symlog_twohot: bool = False,
         unimix: float = 0.0,
+        layer_norm_gru: bool = False,
+        center_images: bool = False,
+        weight_init: str = "torch",
         activation_fn: type[nn.Module] = nn.ELU,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -215,7 +233,19 @@ class DreamerV2Policy(BasePolicy):
         check_positive(actor_min_std=actor_min_std)
         if not math.isfinite(actor_init_std):
             raise ValueError(f"actor_init_std must be a finite number, got {actor_init_std!r}")
-        check_booleans(symlog_observations=symlog_observations, symlog_twohot=symlog_twohot)
+        check_booleans(
+            symlog_observations=symlog_observations,
+            symlog_twohot=symlog_twohot,
+            layer_norm_gru=layer_norm_gru,
+            center_images=center_images,
+        )
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"Unknown weight_init {weight_init!r}: use one of {WEIGHT_INITS}")
+        if center_images and encoder_type != "cnn":
+            raise ValueError(
+                "center_images=True centres the images of the conv encoder (CnnPolicy, encoder_type='cnn'), as the "
+                "official DreamerV2 does: leave it False with MlpPolicy"
+            )
         if symlog_observations and encoder_type == "cnn":
             raise ValueError(
                 "symlog_observations=True applies to vector observations (MlpPolicy, encoder_type='mlp'); images are "
@@ -249,6 +279,9 @@ class DreamerV2Policy(BasePolicy):
         self.symlog_observations = symlog_observations
         self.symlog_twohot = symlog_twohot
         self.unimix = unimix
+        self.layer_norm_gru = layer_norm_gru
+        self.center_images = center_images
+        self.weight_init = weight_init
         self.activation_fn = activation_fn
         self.action_dist: ActionDistribution
         if isinstance(action_space, spaces.Discrete):
@@ -270,12 +303,19 @@ class DreamerV2Policy(BasePolicy):
             min_std=self.min_std,
             activation_fn=self.activation_fn,
             unimix=self.unimix,
+            layer_norm_gru=self.layer_norm_gru,
         )
         encoder: nn.Module
         decoder: nn.Module
         if self.encoder_type == "cnn":
             encoder = ConvEncoder(
-                obs_shape, self.embedding_dim, self.cnn_depth, self.cnn_layers, self.cnn_kernel_size, self.activation_fn
+                obs_shape,
+                self.embedding_dim,
+                self.cnn_depth,
+                self.cnn_layers,
+                self.cnn_kernel_size,
+                self.activation_fn,
+                input_offset=-0.5 if self.center_images else 0.0,
             )
             decoder = ConvDecoder(rssm.feature_dim, encoder, self.activation_fn)
         else:
@@ -292,6 +332,9 @@ class DreamerV2Policy(BasePolicy):
         self.value_dist: ScalarDistribution = scalar_dist()
         value_head = (*head_sizes, self.value_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
         self.critic = LatentMLP(*value_head, zero_output=self.value_dist.zero_init_output)
+        if self.weight_init == "glorot":
+            for module in (self.world_model, self.actor, self.critic):
+                glorot_init(module)
         self.critic_target = LatentMLP(*value_head)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
@@ -325,6 +368,9 @@ class DreamerV2Policy(BasePolicy):
             symlog_observations=self.symlog_observations,
             symlog_twohot=self.symlog_twohot,
             unimix=self.unimix,
+            layer_norm_gru=self.layer_norm_gru,
+            center_images=self.center_images,
+            weight_init=self.weight_init,
             activation_fn=self.activation_fn,
             lr_schedule=self._dummy_schedule,
             optimizer_class=self.optimizer_class,
@@ -455,9 +501,11 @@ class DreamerV2Policy(BasePolicy):
                     continue_logits.append(world_model.discount_head(state).squeeze(-1))
             if t == horizon:
                 break
+            # Actor and critic read the state as a constant (the official stop_gradient(feat)): with dynamics
+            # gradients, the actor's gradient reaches it through its sampled actions only.
             constant_state = LatentState(*(x if x is None else x.detach() for x in state))
             value_outputs.append(self.critic(constant_state))
-            params.append(self.action_params(state))
+            params.append(self.action_params(constant_state))
             actions.append(self.action_dist.sample(params[-1]))
             with th.set_grad_enabled(model_grad):
                 action = actions[-1] if dynamics_gradients else actions[-1].detach()
