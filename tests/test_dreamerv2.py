@@ -16,8 +16,9 @@ from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.common import precision
 from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
-from sb3_dreamer.common.precision import has_native_bfloat16, resolve_mixed_precision
+from sb3_dreamer.common.precision import prefers_bfloat16, resolve_mixed_precision
 
 
 @pytest.mark.parametrize(
@@ -305,32 +306,44 @@ def test_mixed_precision_needs_bfloat16_on_cuda(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "device, capability, cpu_probes, expected",
+    "device, capability, cpu_probes, speedup, expected",
     [
-        ("cuda", (8, 0), (False, False), True),
-        ("cuda", (7, 5), (True, True), False),
-        ("cpu", None, (True, False), True),
-        ("cpu", None, (False, True), True),
-        ("cpu", None, (False, False), False),
-        ("mps", None, (True, True), False),
+        ("cuda", (8, 0), (False, False), 0.5, True),
+        ("cuda", (7, 5), (True, True), 4.0, False),
+        ("cpu", None, (True, False), 4.3, True),
+        ("cpu", None, (False, True), 1.3, True),
+        ("cpu", None, (True, False), 0.6, False),  # AVX512-BF16 whose bfloat16 matmul is slower than float32
+        ("cpu", None, (False, False), 4.0, False),
+        ("mps", None, (True, True), 4.0, False),
     ],
 )
-def test_mixed_precision_auto(monkeypatch, device, capability, cpu_probes, expected):
+def test_mixed_precision_auto(monkeypatch, device, capability, cpu_probes, speedup, expected):
     monkeypatch.setattr(th.cuda, "get_device_capability", lambda device: capability)
     monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda: cpu_probes[0])
     monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: cpu_probes[1])
-    assert has_native_bfloat16(th.device(device)) is expected
+    monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda threads: speedup)
+    assert prefers_bfloat16(th.device(device)) is expected
     assert resolve_mixed_precision("auto", th.device(device)) is expected
     # True and False override the hardware (an old GPU is refused above)
     assert resolve_mixed_precision(False, th.device(device)) is False
 
 
+def test_cpu_bfloat16_speedup_is_measured_once_per_thread_count():
+    precision.cpu_bfloat16_speedup.cache_clear()
+    generator_state = th.get_rng_state()
+    speedup = precision.cpu_bfloat16_speedup(1)
+    assert speedup > 0 and precision.cpu_bfloat16_speedup(1) == speedup
+    assert precision.cpu_bfloat16_speedup.cache_info().hits == 1
+    assert th.equal(th.get_rng_state(), generator_state)  # seeded runs are not disturbed
+
+
 def test_mixed_precision_auto_is_the_default_and_logged(monkeypatch):
-    for native in (True, False):
-        monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
-        monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda: True)
+    for speedup in (4.0, 0.5):
+        monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda threads, speedup=speedup: speedup)
         model = DreamerV2("CnnPolicy", "Breakout-MinAtar", **{**TINY, "mixed_precision": "auto"})
         assert inspect.signature(DreamerV2).parameters["mixed_precision"].default == "auto"
+        native = speedup > 1
         assert model.bfloat16_autocast is native
         model.learn(60)
         assert model.logger.name_to_value["train/mixed_precision"] == int(native)
@@ -338,7 +351,7 @@ def test_mixed_precision_auto_is_the_default_and_logged(monkeypatch):
         buffer = io.BytesIO()
         model.save(buffer)
         buffer.seek(0)
-        monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda native=native: not native)
+        monkeypatch.setattr(precision, "cpu_bfloat16_speedup", lambda threads, speedup=speedup: 1 / speedup)
         loaded = DreamerV2.load(buffer)
         assert loaded.mixed_precision == "auto" and loaded.bfloat16_autocast is not native
 

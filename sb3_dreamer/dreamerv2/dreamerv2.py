@@ -123,8 +123,9 @@ class DreamerV2(OffPolicyAlgorithm):
         convolutions in bfloat16, while the GRU state, the distributions, losses, gradients and optimizer states stay
         float32 (DreamerV2 trains in mixed precision on GPUs too). Faster where the hardware multiplies bfloat16
         natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX), slower elsewhere; acting stays float32.
-        ``"auto"``: bfloat16 exactly there (:func:`has_native_bfloat16`, decided again when a saved model is loaded);
-        True or False forces it on or off. ``train/mixed_precision`` logs the decision (1 or 0)
+        ``"auto"``: bfloat16 where it is faster (:func:`~sb3_dreamer.common.precision.prefers_bfloat16`: GPUs from
+        Ampere on, CPUs whose bfloat16 matmul measures faster than float32), decided again when a saved model is
+        loaded; True or False forces it on or off. ``train/mixed_precision`` logs the decision (1 or 0)
     :param target_update_interval: update the target critic every this many env steps or gradient steps (see
         ``target_update_unit``)
     :param target_update_unit: what ``target_update_interval`` counts: ``"env_steps"`` (the reference's, as SB3's DQN)
