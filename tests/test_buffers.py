@@ -54,13 +54,15 @@ def stored_rows(buffer: SequenceReplayBuffer, env_index: int = 0) -> dict[str, n
 class CounterVecEnv:
     """
     Fake vectorised env whose observations are (env id, counter), the counter counting the observations of each env.
-    Env i has episodes of ``i + 2`` steps; every other episode ends with a time-limit truncation.
+    Env i has episodes of ``i + 2`` steps, or of ``episode_steps[i][0]``, ``episode_steps[i][1]``, ... steps in turn;
+    every other episode ends with a time-limit truncation.
     The reward for reaching an observation is its counter and the action taken in an observation is its counter modulo
     ``N_ACTIONS``, so every stored field can be recomputed from the counter.
     """
 
-    def __init__(self, n_envs: int):
+    def __init__(self, n_envs: int, episode_steps: list[list[int]] | None = None):
         self.n_envs = n_envs
+        self.episode_steps = episode_steps or [[i + 2] for i in range(n_envs)]
         self.counters = np.zeros(n_envs, dtype=np.int64)
         self.steps = np.zeros(n_envs, dtype=np.int64)
         self.episodes = np.zeros(n_envs, dtype=np.int64)
@@ -79,7 +81,9 @@ class CounterVecEnv:
             self.steps += 1
             next_obs = self.obs()
             rewards = self.counters.astype(np.float32)
-            dones = self.steps == np.arange(self.n_envs) + 2
+            dones = self.steps == [
+                steps[episode % len(steps)] for steps, episode in zip(self.episode_steps, self.episodes, strict=True)
+            ]
             infos: list[dict[str, Any]] = [{} for _ in range(self.n_envs)]
             for i in np.flatnonzero(dones):
                 truncated = self.episodes[i] % 2 == 1
@@ -92,8 +96,37 @@ class CounterVecEnv:
                 self.episodes[i] += 1
             buffer.add(obs, next_obs, actions, rewards, dones, infos)
 
-    def check_windows(self, samples: SequenceSamples) -> np.ndarray:
-        """Check every field of the sampled windows against the counters; return the counters, (T, B)."""
+    def reset(self, buffer: SequenceReplayBuffer) -> None:
+        """Reset all envs, cutting their episodes, as ``DreamerV2._setup_learn`` does."""
+        ongoing = self.steps > 0
+        self.counters[ongoing] += 1
+        for i in np.flatnonzero(ongoing):
+            self.first_counters[i].add(int(self.counters[i]))
+            self.episodes[i] += 1
+        self.steps[:] = 0
+        buffer.start_new_episodes()
+
+    def finished_episodes(self, env_index: int, ring_size: int) -> list[tuple[int, int]]:
+        """
+        :return: (first counter, number of rows) of the finished episodes of an env whose rows are still in its ring of
+            ``ring_size`` rows, oldest first; the first rows of the oldest one may be overwritten
+        """
+        # The counter of an observation is its write index; a reset observation is written with the next step
+        n_written = int(self.counters[env_index]) + int(self.steps[env_index] > 0)
+        firsts = sorted(counter for counter in self.first_counters[env_index] if counter < n_written)
+        ends = [*firsts[1:], n_written]
+        if self.steps[env_index] > 0:
+            firsts, ends = firsts[:-1], ends[:-1]  # the ongoing episode
+        oldest = n_written - ring_size
+        return [
+            (max(first, oldest), end - max(first, oldest)) for first, end in zip(firsts, ends, strict=True) if end > oldest
+        ]
+
+    def check_windows(self, samples: SequenceSamples, first_row_is_first: bool = False) -> np.ndarray:
+        """
+        Check every field of the sampled windows against the counters; return the counters, (T, B).
+        With ``first_row_is_first`` (``sampling="episodes"``), the first row of each window must be marked ``is_first``.
+        """
         observations = samples.observations.numpy()
         env_ids, counters = observations[..., 0].astype(np.int64), observations[..., 1].astype(np.int64)
         # Each window lies in one env ring and holds consecutive rows
@@ -101,7 +134,9 @@ class CounterVecEnv:
         assert np.all(np.diff(counters, axis=0) == 1)
         is_first = np.vectorize(lambda counter, env_id: counter in self.first_counters[env_id])(counters, env_ids)
         terminated = np.vectorize(lambda counter, env_id: counter in self.terminal_counters[env_id])(counters, env_ids)
-        np.testing.assert_array_equal(samples.is_first.numpy(), is_first)
+        marked_first = is_first.copy()
+        marked_first[0] |= first_row_is_first
+        np.testing.assert_array_equal(samples.is_first.numpy(), marked_first)
         np.testing.assert_array_equal(samples.terminated.numpy(), terminated)
         np.testing.assert_array_equal(samples.rewards.numpy(), np.where(is_first, 0, counters))
         np.testing.assert_array_equal(samples.actions.numpy(), np.where(is_first, 0, (counters - 1) % N_ACTIONS))
@@ -376,3 +411,298 @@ def test_filled_by_off_policy_algorithm() -> None:
     assert n_truncated > 0
     samples = buffer.sample(4)
     assert samples.observations.shape == (8, 4, 4) and samples.actions.shape == (8, 4)
+
+
+def episode_of_windows(counters: np.ndarray, episodes: list[tuple[int, int]], sequence_length: int) -> np.ndarray:
+    """
+    Check that each window of one env lies inside one of ``episodes`` ((first counter, number of rows), oldest first)
+    of at least ``sequence_length`` rows.
+
+    :param counters: counters of the windows, (T, B)
+    :return: the index in ``episodes`` of the episode of each window, (B,)
+    """
+    firsts = np.array([first for first, _ in episodes], dtype=np.int64)
+    lengths = np.array([n_rows for _, n_rows in episodes], dtype=np.int64)
+    index = np.searchsorted(firsts, counters[0], side="right") - 1
+    assert np.all(index >= 0)
+    assert np.all(counters[-1] < firsts[index] + lengths[index])
+    assert np.all(lengths[index] >= sequence_length)
+    return index
+
+
+def test_episodes_windows_lie_in_finished_episodes() -> None:
+    sequence_length = 4
+    buffer = SequenceReplayBuffer(
+        200, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=sequence_length, sampling="episodes"
+    )
+    # Episodes of 3, 4, 7, 2, 10 rows, then an ongoing one of 10 rows
+    env = CounterVecEnv(n_envs=1, episode_steps=[[2, 3, 6, 1, 9, 12]])
+    env.collect(buffer, 30)
+    episodes = env.finished_episodes(0, buffer.buffer_size)
+    assert [n_rows for _, n_rows in episodes] == [3, 4, 7, 2, 10] and env.steps[0] == 9
+    counters = env.check_windows(samples := buffer.sample(2000), first_row_is_first=True)
+    # is_first marks the first row of each window and no other
+    assert samples.is_first[0].all() and not samples.is_first[1:].any()
+    index = episode_of_windows(counters, episodes, sequence_length)
+    # Every finished episode of at least 4 rows is sampled, the ongoing one never
+    assert set(index.tolist()) == {1, 2, 4}
+
+    # Resetting the env cuts the ongoing episode: it is finished
+    env.reset(buffer)
+    env.collect(buffer, 1)
+    episodes = env.finished_episodes(0, buffer.buffer_size)
+    assert [n_rows for _, n_rows in episodes] == [3, 4, 7, 2, 10, 10]
+    index = episode_of_windows(env.check_windows(buffer.sample(2000), first_row_is_first=True), episodes, sequence_length)
+    assert set(index.tolist()) == {1, 2, 4, 5}
+
+
+@pytest.mark.parametrize("prioritize_ends", [False, True])
+def test_episodes_distribution(prioritize_ends: bool) -> None:
+    """The frequency of each (episode, window start) follows the official DreamerV2's sampling."""
+    ring_size, sequence_length, n_windows = 40, 4, 40_000
+    buffer = SequenceReplayBuffer(
+        ring_size,
+        COUNTER_OBS,
+        spaces.Discrete(N_ACTIONS),
+        device="cpu",
+        sequence_length=sequence_length,
+        sampling="episodes",
+        prioritize_ends=prioritize_ends,
+    )
+    # Episodes of 6, 15, 4, 13, 3 and 7 rows, then an ongoing one of 3 rows: the ring overwrote the first episode
+    # and the first 11 rows of the second
+    env = CounterVecEnv(n_envs=1, episode_steps=[[5, 14, 3, 12, 2, 6]])
+    env.collect(buffer, 44)
+    episodes = env.finished_episodes(0, ring_size)
+    assert episodes == [(11, 10), (21, 4), (25, 13), (38, 3), (41, 7)]
+    assert 11 not in env.first_counters[0]
+
+    # The official formula: an episode uniformly among those of at least sequence_length rows, then the window start
+    # min(randint(upper), total - sequence_length), upper = total - sequence_length + 1 (+ sequence_length)
+    expected: dict[tuple[int, int], float] = {}
+    eligible = [(first, total) for first, total in episodes if total >= sequence_length]
+    for first, total in eligible:
+        upper = total - sequence_length + 1 + (sequence_length if prioritize_ends else 0)
+        for draw in range(upper):
+            key = (first, min(draw, total - sequence_length))
+            expected[key] = expected.get(key, 0.0) + 1 / len(eligible) / upper
+
+    np.random.seed(0)
+    counters = buffer.sample(n_windows).observations[..., 1].numpy().astype(np.int64)
+    index = episode_of_windows(counters, episodes, sequence_length)
+    firsts = np.array([first for first, _ in episodes])[index]
+    keys, counts = np.unique(np.stack([firsts, counters[0] - firsts], axis=1), axis=0, return_counts=True)
+    found = {(int(first), int(start)): int(count) for (first, start), count in zip(keys, counts, strict=True)}
+    assert set(found) <= set(expected)
+    for key, probability in expected.items():
+        sigma = np.sqrt(n_windows * probability * (1 - probability))
+        assert abs(found.get(key, 0) - n_windows * probability) <= 5 * sigma, key
+
+
+def test_episodes_ring_wrap_around() -> None:
+    ring_size, sequence_length = 20, 4
+    buffer = SequenceReplayBuffer(
+        ring_size,
+        COUNTER_OBS,
+        spaces.Discrete(N_ACTIONS),
+        device="cpu",
+        sequence_length=sequence_length,
+        sampling="episodes",
+        prioritize_ends=True,
+    )
+    # An episode of 25 steps fills the ring by itself
+    env = CounterVecEnv(n_envs=1, episode_steps=[[3, 1, 7, 25, 2, 5, 4]])
+    partial_episode_sampled = none_sampleable = False
+    for _ in range(60):
+        env.collect(buffer, 3)
+        episodes = env.finished_episodes(0, ring_size)
+        n_written = int(env.counters[0]) + int(env.steps[0] > 0)
+        # The episode index matches the rows and the one rebuilt from them (as on unpickling)
+        env_indices, starts, lengths = buffer.finished_episodes()
+        assert list(zip(starts.tolist(), lengths.tolist(), strict=True)) == episodes and not env_indices.any()
+        for index, rebuilt in zip(buffer.finished_episodes(), copy.deepcopy(buffer).finished_episodes(), strict=True):
+            np.testing.assert_array_equal(index, rebuilt)
+        # It drops the episodes the ring overwrote (when an episode starts): each of the others has a row in the ring
+        # at the last episode start, and episodes have at least 2 rows
+        assert len(buffer._episode_starts[0].starts) <= ring_size // 2 + 1
+        if all(n_rows < sequence_length for _, n_rows in episodes):
+            # The episode of 25 steps overwrote all others
+            with pytest.raises(ValueError, match="it needs a finished episode of at least 4 rows"):
+                buffer.sample(1)
+            none_sampleable = True
+            continue
+        counters = env.check_windows(samples := buffer.sample(200), first_row_is_first=True)
+        episode_of_windows(counters, episodes, sequence_length)
+        # Windows hold only rows still in the ring, never the stale rows at the write head
+        assert counters.min() >= n_written - ring_size and counters.max() < n_written
+        # Windows starting at the oldest row of an episode whose first rows were overwritten are marked is_first too
+        first_rows = np.isin(counters[0], list(env.first_counters[0]))
+        partial_episode_sampled |= bool(np.any(samples.is_first[0].numpy() > first_rows))
+    assert buffer.full and partial_episode_sampled and none_sampleable and env.episodes[0] > 20
+
+
+def test_episodes_several_envs() -> None:
+    n_envs, ring_size, sequence_length, n_windows = 3, 20, 4, 3000
+    buffer = SequenceReplayBuffer(
+        n_envs * ring_size,
+        COUNTER_OBS,
+        spaces.Discrete(N_ACTIONS),
+        device="cpu",
+        n_envs=n_envs,
+        sequence_length=sequence_length,
+        sampling="episodes",
+    )
+    # Episodes of 3, 4 and 5 rows in envs 0, 1 and 2
+    env = CounterVecEnv(n_envs)
+    env.collect(buffer, 40)
+    assert buffer.full
+    counters = env.check_windows(samples := buffer.sample(n_windows), first_row_is_first=True)
+    env_ids = samples.observations[0, :, 0].numpy().astype(np.int64)
+    # Env 0's episodes are too short; an episode is drawn uniformly among those of envs 1 and 2
+    assert set(env_ids.tolist()) == {1, 2}
+    eligible = [[episode for episode in env.finished_episodes(i, ring_size) if episode[1] >= sequence_length] for i in (1, 2)]
+    probability = len(eligible[0]) / (len(eligible[0]) + len(eligible[1]))
+    assert abs(np.mean(env_ids == 1) - probability) <= 5 * np.sqrt(probability * (1 - probability) / n_windows)
+    for env_index, episodes in zip((1, 2), eligible, strict=True):
+        index = episode_of_windows(counters[:, env_ids == env_index], episodes, sequence_length)
+        assert set(index.tolist()) == set(range(len(episodes)))
+
+
+def test_episodes_pickle_round_trip() -> None:
+    buffer = SequenceReplayBuffer(
+        60,
+        COUNTER_OBS,
+        spaces.Discrete(N_ACTIONS),
+        device="cpu",
+        n_envs=2,
+        sequence_length=4,
+        sampling="episodes",
+        prioritize_ends=True,
+    )
+    env = CounterVecEnv(n_envs=2, episode_steps=[[3, 9, 1, 5], [13, 11]])
+    env.collect(buffer, 26)
+    assert buffer.env_full.any() and not buffer.env_full.all()
+    loaded = pickle.loads(pickle.dumps(buffer))
+    assert loaded.sampling == "episodes" and loaded.prioritize_ends
+    for _ in range(2):
+        for index, loaded_index in zip(buffer.finished_episodes(), loaded.finished_episodes(), strict=True):
+            np.testing.assert_array_equal(index, loaded_index)
+        np.random.seed(3)
+        samples = buffer.sample(64)
+        np.random.seed(3)
+        for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
+            assert th.equal(tensor, loaded_tensor)
+        # Both buffers keep adding the same rows
+        env_copy = copy.deepcopy(env)
+        env.collect(buffer, 13)
+        env_copy.collect(loaded, 13)
+    env.check_windows(loaded.sample(100), first_row_is_first=True)
+
+
+def test_old_pickle_samples_uniform(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buffer pickled before the sampling modes existed loads with sampling="uniform" and a correct episode index."""
+    buffer = SequenceReplayBuffer(60, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", n_envs=2, sequence_length=4)
+    env = CounterVecEnv(n_envs=2, episode_steps=[[3, 9, 1, 5], [13, 11]])
+    env.collect(buffer, 26)
+    assert buffer.env_full.any() and not buffer.env_full.all()
+
+    def old_getstate(self: SequenceReplayBuffer) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("sampling", "prioritize_ends", "_rows_written", "_episode_starts"):
+            del state[name]
+        return state
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SequenceReplayBuffer, "__getstate__", old_getstate)
+        loaded = pickle.loads(pickle.dumps(buffer))
+    assert loaded.sampling == "uniform" and not loaded.prioritize_ends
+    np.random.seed(5)
+    samples = buffer.sample(64)
+    np.random.seed(5)
+    for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
+        assert th.equal(tensor, loaded_tensor)
+
+    # The rebuilt index holds the same episodes (its write indices may differ by multiples of the ring size)
+    for _ in range(2):
+        (env_indices, starts, lengths), (loaded_env_indices, loaded_starts, loaded_lengths) = (
+            buffer.finished_episodes(),
+            loaded.finished_episodes(),
+        )
+        np.testing.assert_array_equal(env_indices, loaded_env_indices)
+        np.testing.assert_array_equal(starts % 30, loaded_starts % 30)
+        np.testing.assert_array_equal(lengths, loaded_lengths)
+        buffer.sampling = loaded.sampling = "episodes"
+        np.random.seed(5)
+        samples = buffer.sample(64)
+        np.random.seed(5)
+        for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
+            assert th.equal(tensor, loaded_tensor)
+        env_copy = copy.deepcopy(env)
+        env.collect(buffer, 13)
+        env_copy.collect(loaded, 13)
+    env.check_windows(loaded.sample(100), first_row_is_first=True)
+
+
+def test_episodes_errors() -> None:
+    with pytest.raises(ValueError, match=r"Unknown sampling='episode': it must be one of 'uniform', 'episodes'"):
+        SequenceReplayBuffer(100, COUNTER_OBS, spaces.Discrete(N_ACTIONS), sampling="episode")
+    with pytest.raises(ValueError, match=r"prioritize_ends=True needs sampling='episodes'"):
+        SequenceReplayBuffer(100, COUNTER_OBS, spaces.Discrete(N_ACTIONS), prioritize_ends=True)
+
+    buffer = SequenceReplayBuffer(
+        100, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=4, sampling="episodes"
+    )
+    with pytest.raises(ValueError, match=r"holds 0 finished episodes, it needs a finished episode of at least 4 rows"):
+        buffer.sample(2)
+    # Episodes of 3, 3 and 6 rows
+    env = CounterVecEnv(n_envs=1, episode_steps=[[2, 2, 5]])
+    env.collect(buffer, 1)
+    with pytest.raises(ValueError, match=r"holds 0 finished episodes"):
+        buffer.sample(2)
+    env.collect(buffer, 7)
+    assert buffer.size() == 11  # enough rows for sampling="uniform"
+    with pytest.raises(ValueError, match=r"holds 2 finished episodes, the longest of 3 rows, it needs a finished episode"):
+        buffer.sample(2)
+    env.collect(buffer, 1)
+    env.check_windows(buffer.sample(2), first_row_is_first=True)
+
+    # Emptying the buffer empties the episode index
+    buffer.reset()
+    with pytest.raises(ValueError, match=r"holds 0 finished episodes"):
+        buffer.sample(2)
+    env = CounterVecEnv(n_envs=1, episode_steps=[[4]])
+    env.collect(buffer, 4)
+    assert env.finished_episodes(0, 100) == [(0, 5)]
+    env.check_windows(buffer.sample(8), first_row_is_first=True)
+
+
+def test_uniform_sampling_unchanged() -> None:
+    """The default sampling draws the same windows as before the sampling modes existed, from the same random draws."""
+    n_envs, ring_size, sequence_length, batch_size = 3, 20, 5, 100
+    buffer = SequenceReplayBuffer(
+        n_envs * ring_size,
+        COUNTER_OBS,
+        spaces.Discrete(N_ACTIONS),
+        device="cpu",
+        n_envs=n_envs,
+        sequence_length=sequence_length,
+    )
+    assert buffer.sampling == "uniform" and not buffer.prioritize_ends
+    env = CounterVecEnv(n_envs)
+    for n_steps in (3, 4, 30):
+        env.collect(buffer, n_steps)
+        np.random.seed(7)
+        samples = buffer.sample(batch_size)
+        state = np.random.get_state()
+        # Before: one draw among all windows of all rings (those wrapping around a ring's end included)
+        n_written = env.counters + (env.steps > 0)
+        n_rows = np.minimum(n_written, ring_size)
+        n_starts = np.maximum(n_rows - sequence_length + 1, 0)
+        np.random.seed(7)
+        draws = np.random.randint(0, n_starts.sum(), size=batch_size)
+        env_ids = np.searchsorted(np.cumsum(n_starts), draws, side="right")
+        first_counters = (n_written - n_rows)[env_ids] + draws - (np.cumsum(n_starts) - n_starts)[env_ids]
+        np.testing.assert_array_equal(samples.observations[0, :, 0].numpy(), env_ids)
+        np.testing.assert_array_equal(samples.observations[0, :, 1].numpy(), first_counters)
+        assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), state, strict=True))
+        env.check_windows(samples)

@@ -276,3 +276,25 @@ def test_official_yaml_holds_the_official_choices_for_every_minatar_id():
     hyperparams["policy_kwargs"] = eval(hyperparams["policy_kwargs"])
     model = DreamerV2(env="Breakout-MinAtar", **hyperparams)
     assert model.policy.rssm.gru.__class__ is LayerNormGRUCell and model.policy.world_model_optimizer.defaults["eps"] == 1e-5
+
+
+def test_episode_replay_waits_for_a_finished_episode_of_a_window():
+    """The official replay draws windows inside finished episodes: updates wait until one holds a whole window."""
+    model = tiny_model(replay_buffer_kwargs=dict(sampling="episodes", prioritize_ends=True), sequence_length=8)
+    buffer = model.replay_buffer
+    model.learn(48)
+    can_sample = buffer.can_sample()
+    assert (model._n_updates > 0) == can_sample
+    if not can_sample:
+        assert model.logger.name_to_value["train/waiting_for_episodes"] == 1
+    model.learn(400, reset_num_timesteps=False)
+    assert buffer.can_sample() and model._n_updates > 0
+    samples = buffer.sample(4)
+    assert samples.is_first[0].eq(1).all() and not samples.is_first[1:].any()
+    # A loaded buffer samples as the model says
+    path = io.BytesIO()
+    model.save_replay_buffer(path)
+    path.seek(0)
+    uniform = tiny_model()
+    uniform.load_replay_buffer(path)
+    assert uniform.replay_buffer.sampling == "uniform" and not uniform.replay_buffer.prioritize_ends

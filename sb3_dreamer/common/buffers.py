@@ -43,6 +43,45 @@ def is_binary_box(space: spaces.Space) -> bool:
     )
 
 
+class _EpisodeStarts:
+    """
+    Write indices of the first rows of the episodes of one env ring, oldest first: a growable array from whose front
+    the episodes the ring overwrote are dropped. Appending and dropping cost amortized O(1).
+
+    Write indices count the rows an env wrote since the buffer was emptied (row g is in ring slot g % ring size), so
+    episode i spans the write indices [starts[i], starts[i + 1]) and the last episode ends at the write head.
+    """
+
+    def __init__(self, starts: np.ndarray | None = None):
+        starts = np.zeros(0, dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
+        self._array = np.zeros(max(2 * len(starts), 16), dtype=np.int64)
+        self._array[: len(starts)] = starts
+        self._front, self._end = 0, len(starts)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """:return: the write indices of the first rows, oldest first (a view), (n_episodes,)"""
+        return self._array[self._front : self._end]
+
+    def append(self, start: int, oldest: int) -> None:
+        """
+        Add an episode starting at write index ``start``, then drop the episodes that lie wholly before the write
+        index ``oldest`` (the oldest row the ring still holds), keeping at least the last episode.
+        """
+        if self._end == len(self._array):
+            n_starts = self._end - self._front
+            array = np.zeros(2 * len(self._array), dtype=np.int64) if 2 * n_starts > len(self._array) else self._array
+            array[:n_starts] = self._array[self._front : self._end]
+            self._array, self._front, self._end = array, 0, n_starts
+        self._array[self._end] = start
+        self._end += 1
+        while self._end - self._front >= 2 and self._array[self._front + 1] <= oldest:
+            self._front += 1
+
+
+SAMPLING_MODES = ("uniform", "episodes")
+
+
 class SequenceReplayBuffer(ReplayBuffer):
     """
     Replay buffer storing one row per observation and sampling windows of consecutive rows (DreamerV2).
@@ -51,8 +90,11 @@ class SequenceReplayBuffer(ReplayBuffer):
     (o_t, a_{t-1}, r_t, terminated_t, is_first_t): the observation, the action that led to it, the reward received
     on arriving at it, whether it is a terminal state and whether it starts an episode. First rows carry action 0,
     reward 0 and terminated False, so an episode of n steps takes n + 1 rows.
-    Sampled windows lie in one ring, never cross its write head, and may cross episode boundaries
-    (``is_first`` marks them).
+    Sampled windows lie in one ring and never cross its write head. With ``sampling="uniform"`` they may cross
+    episode boundaries (``is_first`` marks them); with ``sampling="episodes"`` each lies in one finished episode.
+    An episode is finished once its last row was written with ``done`` (terminated or truncated), or when
+    :meth:`start_new_episodes` cut it; when the ring overwrites the first rows of an episode, its surviving rows
+    remain an episode.
 
     Storage is allocated on the first :meth:`add`. Observations of a binary ``Box`` space (integer or bool dtype,
     bounds [0, 1]) are stored bit-packed, other observations in the space dtype; ``Discrete`` actions are stored in
@@ -67,6 +109,17 @@ class SequenceReplayBuffer(ReplayBuffer):
     :param handle_timeout_termination: Treat time-limit truncations (``info["TimeLimit.truncated"]``) as
         non-terminal: the episode still ends (the next row is a first row) but ``terminated`` is False
     :param sequence_length: Number of consecutive rows in a sampled window
+    :param sampling: How windows are drawn (see :meth:`sample`):
+
+        - ``"uniform"``: uniformly among all windows of consecutive rows of the rings, across episode boundaries
+        - ``"episodes"``: the official DreamerV2's replay (``minlen = maxlen = sequence_length``, no ongoing
+          episodes): an episode uniformly among the finished episodes of at least ``sequence_length`` rows, then a
+          window inside it, whose first row is marked ``is_first``. The first update then needs a finished episode of
+          ``sequence_length`` rows, which rows alone (DreamerV2's ``learning_starts`` check) do not ensure:
+          :meth:`sample` raises a ``ValueError`` until one exists.
+    :param prioritize_ends: With ``sampling="episodes"``, give the last window of each episode ``sequence_length``
+        extra shares of the draw of the window start, as the official DreamerV2 does (its default). Only valid with
+        ``sampling="episodes"``.
     """
 
     observations: np.ndarray | None  # (n_envs, buffer_size, *obs_shape) or bit-packed (n_envs, buffer_size, n_bytes)
@@ -85,7 +138,15 @@ class SequenceReplayBuffer(ReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         sequence_length: int = 50,
+        sampling: str = "uniform",
+        prioritize_ends: bool = False,
     ):
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(f"Unknown sampling={sampling!r}: it must be one of {', '.join(map(repr, SAMPLING_MODES))}")
+        if prioritize_ends and sampling != "episodes":
+            raise ValueError(
+                f"prioritize_ends=True needs sampling='episodes' (the official DreamerV2's replay), got sampling={sampling!r}"
+            )
         if optimize_memory_usage:
             raise ValueError(
                 "SequenceReplayBuffer does not support optimize_memory_usage=True: "
@@ -108,6 +169,8 @@ class SequenceReplayBuffer(ReplayBuffer):
                 f"buffer_size // n_envs = {self.buffer_size}"
             )
         self.sequence_length = sequence_length
+        self.sampling = sampling
+        self.prioritize_ends = prioritize_ends
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
 
@@ -137,6 +200,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.env_full = np.zeros(n_envs, dtype=bool)
         # The next add must write the obs of these envs as the first row of an episode
         self._needs_first_row = np.ones(n_envs, dtype=bool)
+        # Rows written by each env since the buffer was emptied: the write index of its next row, (n_envs,)
+        self._rows_written = np.zeros(n_envs, dtype=np.int64)
+        # Episode boundaries of each ring, updated by the row writes
+        self._episode_starts = [_EpisodeStarts() for _ in range(n_envs)]
 
     @property
     def nbytes_per_row(self) -> int:
@@ -158,8 +225,12 @@ class SequenceReplayBuffer(ReplayBuffer):
         return int(self._rows_per_env().sum())
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the rows written so far only: a buffer filled to a tenth takes about a tenth of its capacity."""
+        """
+        Pickle the rows written so far only: a buffer filled to a tenth takes about a tenth of its capacity.
+        The episode index is left out: unpickling rebuilds it from the rows.
+        """
         state = self.__dict__.copy()
+        del state["_episode_starts"]
         if self.observations is not None:
             written = int(self._rows_per_env().max())
             for name in self._row_layout:
@@ -167,14 +238,40 @@ class SequenceReplayBuffer(ReplayBuffer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle, giving the storage arrays back their capacity (rows never written are zeros)."""
+        """
+        Unpickle, giving the storage arrays back their capacity (rows never written are zeros) and rebuilding the
+        episode index. Buffers pickled before the sampling modes existed sample with ``sampling="uniform"``.
+        """
         self.__dict__.update(state)
+        self.__dict__.setdefault("sampling", "uniform")
+        self.__dict__.setdefault("prioritize_ends", False)
+        if "_rows_written" not in state:
+            # Only the write indices relative to the write head matter, and the ring slot of each: that of row g is
+            # g % buffer_size
+            self._rows_written = self.env_pos + np.where(self.env_full, self.buffer_size, 0).astype(np.int64)
         if self.observations is not None and self.observations.shape[1] < self.buffer_size:
             for name, (shape, dtype) in self._row_layout.items():
                 stored = getattr(self, name)
                 storage = np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype)
                 storage[:, : stored.shape[1]] = stored
                 setattr(self, name, storage)
+        self._episode_starts = [self._index_episodes(env_index) for env_index in range(self.n_envs)]
+
+    def _index_episodes(self, env_index: int) -> _EpisodeStarts:
+        """
+        :return: the episode index of a ring, rebuilt from its rows (O(ring size)): its episodes start at its
+            ``is_first`` rows and at its oldest row
+        """
+        if self.is_first is None:
+            return _EpisodeStarts()
+        n_rows = int(self._rows_per_env()[env_index])
+        oldest = int(self._rows_written[env_index]) - n_rows
+        write_indices = oldest + np.arange(n_rows)
+        starts = write_indices[self.is_first[env_index, write_indices % self.buffer_size]]
+        if n_rows > 0 and (len(starts) == 0 or starts[0] != oldest):
+            # An episode whose first rows were overwritten
+            starts = np.concatenate([[oldest], starts])
+        return _EpisodeStarts(starts)
 
     def reset(self) -> None:
         """Empty the buffer (the storage stays allocated); the next add starts new episodes."""
@@ -182,9 +279,14 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.env_pos[:] = 0
         self.env_full[:] = False
         self._needs_first_row[:] = True
+        self._rows_written[:] = 0
+        self._episode_starts = [_EpisodeStarts() for _ in range(self.n_envs)]
 
     def start_new_episodes(self) -> None:
-        """The envs were reset: the next add writes the observations it gets as first rows of new episodes."""
+        """
+        The envs were reset: the next add writes the observations it gets as first rows of new episodes.
+        The episodes this cuts are finished: no row will be added to them.
+        """
         self._needs_first_row[:] = True
 
     def _encode_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -202,9 +304,16 @@ class SequenceReplayBuffer(ReplayBuffer):
         terminated: np.ndarray | bool,
         is_first: bool,
     ) -> None:
-        """Write one row at the head of each env in ``env_indices`` (n,), then advance these heads."""
+        """
+        Write one row at the head of each env in ``env_indices`` (n,), then advance these heads.
+        First rows (``is_first``) start episodes in the episode index.
+        """
         assert self.observations is not None and self.actions is not None and self.rewards is not None
         assert self.terminated is not None and self.is_first is not None
+        if is_first:
+            for env_index, write_index in zip(env_indices.tolist(), self._rows_written[env_indices].tolist(), strict=True):
+                self._episode_starts[env_index].append(write_index, oldest=write_index + 1 - self.buffer_size)
+        self._rows_written[env_indices] += 1
         rows = self.env_pos[env_indices]
         self.observations[env_indices, rows] = obs
         self.actions[env_indices, rows] = action
@@ -266,13 +375,23 @@ class SequenceReplayBuffer(ReplayBuffer):
         """
         Sample ``batch_size`` windows of ``sequence_length`` consecutive rows.
 
-        A window lies in one env ring, chosen with probability proportional to its number of valid window starts;
-        its start is uniform over them.
+        With ``sampling="uniform"``, a window lies in one env ring, chosen with probability proportional to its number
+        of valid window starts; its start is uniform over them. Windows may cross episode boundaries.
+
+        With ``sampling="episodes"`` (the official DreamerV2's replay), an episode is drawn uniformly among the finished
+        episodes of at least T = ``sequence_length`` rows of all rings, whatever their lengths; of an episode of
+        ``total`` rows, the window starts at row ``min(randint(upper), total - T)`` with ``upper = total - T + 1``,
+        plus T with ``prioritize_ends`` (then the last window gets T + 1 shares). The first row of every window is
+        marked ``is_first``, so that the world model starts it afresh.
 
         :param batch_size: Number of windows B
         :param env: associated VecNormalize to normalize the observations and rewards when sampling
         :return: the windows, time-major (T = sequence_length)
+        :raises ValueError: when no window can be sampled: with ``"uniform"``, no ring holds T rows; with
+            ``"episodes"``, no finished episode holds T rows
         """
+        if self.sampling == "episodes":
+            return self._sample_episodes(batch_size, env=env)
         rows_per_env = self._rows_per_env()
         n_starts = np.maximum(rows_per_env - self.sequence_length + 1, 0)
         total_starts = int(n_starts.sum())
@@ -290,10 +409,64 @@ class SequenceReplayBuffer(ReplayBuffer):
         rows = (starts + np.arange(self.sequence_length)[:, np.newaxis]) % self.buffer_size
         return self._get_samples(env_indices * self.buffer_size + rows, env=env)
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> SequenceSamples:  # type: ignore[override]
+    def finished_episodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        The finished episodes still (partly) in the rings, from the episode index: O(n_envs + number of episodes).
+        An episode whose first rows were overwritten is reported with its surviving rows.
+
+        :return: for each episode, its env index, the write index of its oldest surviving row (row g of an env is in
+            ring slot g % buffer_size) and its number of surviving rows, each (n_episodes,) int64, ordered by env,
+            then oldest first
+        """
+        env_indices, starts, lengths = [], [], []
+        for env_index, episode_starts in enumerate(self._episode_starts):
+            first_rows = episode_starts.starts
+            written = int(self._rows_written[env_index])
+            ends = np.append(first_rows[1:], written)
+            if not self._needs_first_row[env_index]:
+                # The last episode is ongoing
+                first_rows, ends = first_rows[:-1], ends[:-1]
+            first_rows = np.maximum(first_rows, written - self.buffer_size)
+            surviving = ends > first_rows
+            env_indices.append(np.full(int(surviving.sum()), env_index, dtype=np.int64))
+            starts.append(first_rows[surviving])
+            lengths.append((ends - first_rows)[surviving])
+        return np.concatenate(env_indices), np.concatenate(starts), np.concatenate(lengths)
+
+    def can_sample(self) -> bool:
+        """Whether :meth:`sample` has a window: T rows in a ring, or with ``"episodes"`` a finished episode of T rows."""
+        if self.sampling == "episodes":
+            return bool((self.finished_episodes()[2] >= self.sequence_length).any())
+        return bool((self._rows_per_env() >= self.sequence_length).any())
+
+    def _sample_episodes(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:
+        """Sample like the official DreamerV2 (``sampling="episodes"``, see :meth:`sample`)."""
+        env_indices, starts, lengths = self.finished_episodes()
+        long_enough = lengths >= self.sequence_length
+        if not long_enough.any():
+            longest = f", the longest of {lengths.max()} rows" if len(lengths) > 0 else ""
+            raise ValueError(
+                f"Cannot sample sequences of {self.sequence_length} rows with sampling='episodes': the replay buffer "
+                f"holds {len(lengths)} finished episodes{longest}, it needs a finished episode of at least "
+                f"{self.sequence_length} rows"
+            )
+        env_indices, starts, lengths = env_indices[long_enough], starts[long_enough], lengths[long_enough]
+        # Uniform over the episodes, whatever their lengths
+        episodes = np.random.randint(0, len(lengths), size=batch_size)
+        last_start = lengths[episodes] - self.sequence_length
+        upper = last_start + 1 + (self.sequence_length if self.prioritize_ends else 0)
+        offsets = np.minimum(np.random.randint(0, upper), last_start)
+        write_indices = starts[episodes] + offsets + np.arange(self.sequence_length)[:, np.newaxis]
+        batch_inds = env_indices[episodes] * self.buffer_size + write_indices % self.buffer_size
+        return self._get_samples(batch_inds, env=env, first_row_is_first=True)
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None, first_row_is_first: bool = False
+    ) -> SequenceSamples:
         """
         :param batch_inds: rows to gather, as indices into the storage flattened over (n_envs, buffer_size), (T, B)
         :param env: associated VecNormalize to normalize the observations and rewards
+        :param first_row_is_first: mark the first row of each window ``is_first``
         :return: the gathered rows
         """
         assert self.observations is not None and self.actions is not None and self.rewards is not None
@@ -307,10 +480,13 @@ class SequenceReplayBuffer(ReplayBuffer):
             observations = np.unpackbits(observations, axis=-1, count=self.obs_size)
         observations = observations.reshape(*batch_inds.shape, *self.obs_shape)
         action_dtype = np.int64 if isinstance(self.action_space, spaces.Discrete) else np.float32
+        is_first = gather(self.is_first)
+        if first_row_is_first:
+            is_first[0] = True
         return SequenceSamples(
             observations=self.to_torch(self._normalize_obs(observations, env), copy=False),  # type: ignore[arg-type]
             actions=self.to_torch(gather(self.actions).astype(action_dtype, copy=False), copy=False),
             rewards=self.to_torch(self._normalize_reward(gather(self.rewards), env), copy=False),
             terminated=self.to_torch(gather(self.terminated).astype(np.float32), copy=False),
-            is_first=self.to_torch(gather(self.is_first).astype(np.float32), copy=False),
+            is_first=self.to_torch(is_first.astype(np.float32), copy=False),
         )

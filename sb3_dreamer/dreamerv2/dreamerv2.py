@@ -495,6 +495,9 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"differ from the model's {expected}"
             )
         buffer.device = self.device
+        # How to sample is the model's setting; the rows are the buffer's
+        buffer.sampling = self.replay_buffer.sampling
+        buffer.prioritize_ends = self.replay_buffer.prioritize_ends
         self.replay_buffer = buffer
 
     def save_checkpoint(self, path: str | os.PathLike, save_env: bool = True) -> None:
@@ -740,6 +743,10 @@ class DreamerV2(OffPolicyAlgorithm):
         self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        if not self.replay_buffer.can_sample():
+            # Episode replay (replay_buffer_kwargs sampling="episodes") waits for a finished episode of a full window
+            self.logger.record("train/waiting_for_episodes", 1)
+            return
         self.policy.set_training_mode(True)
         self._update_schedules()
         # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
