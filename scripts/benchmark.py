@@ -1,19 +1,23 @@
 """
 Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by the RL Zoo
-(``python -m sb3_dreamer.zoo train``), in parallel subprocesses, then summarised in ROOT:
+(``python -m sb3_dreamer.zoo train``), in parallel subprocesses, its final model then scored over
+``--final-episodes`` episodes, then summarised in ROOT:
 
 - ``results.csv``: one row per evaluation point (algo, env, seed, frames and eval_episodes of the run, timesteps =
   env frames, mean_return, std_return, wall_clock_s and cpu_s of the run: elapsed time and CPU time, user plus
   system, of its zoo process),
-- ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return, frames, seeds,
-  mean wall-clock and CPU time per run and frames per second of wall-clock time; then the evaluation return at every
-  evaluation point (mean over seeds) of each algo x env,
+- ``final.csv``: one row per run (algo, env, seed, frames, final_episodes, final_mean_return and final_std_return of
+  its final score, empty for a run that has none, wall_clock_s and cpu_s of its training),
+- ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return and of the final score (over
+  the seeds that have one), frames, seeds, mean wall-clock and CPU time per run and frames per second of wall-clock
+  time; then the evaluation return at every evaluation point (mean over seeds) of each algo x env,
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
   one panel per env and one line per algo.
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
 (its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
-actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time).
+actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time and
+final score).
 The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
 checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--eval-freq`` frames and at its
 end) and an unfinished one resumes from it through the zoo's ``-i checkpoint/model.zip``: an interrupted run loses
@@ -21,13 +25,25 @@ at most ``--eval-freq`` frames of work, and a finished run given a larger ``--fr
 Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``, ...), whose evaluations are merged,
 and ``segments.json`` records the time of each part (a part killed with the machine is not counted). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
-Ctrl-C or SIGTERM stops the running trainings; the same command then picks up where the grid stopped.
+Ctrl-C or SIGTERM stops the running trainings and evaluations; the same command then picks up where the grid stopped.
 Each run gets cores // ``--processes`` torch threads and glibc allocator settings that keep large
 tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
 batch 16 with 1 thread measured 4% and 9% faster in two sets of interleaved runs).
+The final score of a run: once its training has ended, the model that the zoo saved at its end (``ENV.zip`` in the
+zoo log folder of its last part) plays ``--final-episodes`` episodes (default 100) of its deterministic policy, with
+stable_baselines3's ``evaluate_policy``, in a subprocess with the run's torch threads and allocator settings, on a
+fresh env made by the zoo's ``create_test_env`` from the run's saved settings (for the MinAtar ids the zoo's eval env:
+``gym.make`` in a Monitor), with the env, torch and numpy seeded with the run's seed + ``FINAL_EVAL_SEED_OFFSET``
+(the zoo's training and evaluation envs have the run's seed). ``run.json`` records its mean and std (population) of
+the returns, episodes, seed and wall-clock and CPU time (final_mean_return, final_std_return, final_episodes,
+final_eval_seed, final_eval_s, final_eval_cpu_s); its wall_clock_s and cpu_s are the training's alone. A run whose
+final evaluation fails or is interrupted writes no ``run.json``: it is not finished. ``--final-eval-missing`` trains
+nothing: it scores the finished runs under ROOT that have no final score (finished before it existed) and whose model
+is still on disk, adds the fields to their ``run.json`` and rebuilds the report; runs whose model is gone stay without.
 The report covers every finished run under ROOT, so a grid can be run in parts (e.g. fewer seeds of dreamerv2),
-and keeps the rows of ``results.csv`` whose run folder is gone: the CSV is the lasting record of every run; delete
-its rows to drop a run from the report.
+and keeps the rows of ``results.csv`` and ``final.csv`` whose run folder is gone: the CSVs are the lasting record of
+every run (``final.csv`` gets a row without a final score for a run known only from ``results.csv``); delete its rows
+from both to drop a run from the report.
 
 ``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
 Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
@@ -42,6 +58,7 @@ Usage:
   python scripts/benchmark.py --algos dreamerv2 dreamerv2@batch16 --algo-hyperparams dreamerv2@batch16 batch_size:16 \\
       --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
+  python scripts/benchmark.py --final-eval-missing --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
 """
 
@@ -54,10 +71,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import matplotlib
 
@@ -74,6 +92,17 @@ TENSORBOARD_DIR = "tensorboard"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 SEGMENTS_FILE = "segments.json"
+FINAL_CSV = "final.csv"
+#: Where the final evaluation's subprocess writes its score, read into ``run.json`` and then removed
+FINAL_EVAL_FILE = "final_eval.json"
+#: The final evaluation's seed is the run's seed + this: the zoo seeds the training envs with seed + rank (rank < n_envs)
+#: and its evaluation env with the seed itself
+FINAL_EVAL_SEED_OFFSET = 10_000
+#: Body of the final evaluation's subprocess: :func:`evaluate_final_model` with the keyword arguments of its JSON argument
+FINAL_EVAL_CODE = (
+    f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+    "from benchmark import evaluate_final_model; evaluate_final_model(**json.loads(sys.argv[1]))"
+)
 #: Checkpoint directory of a DreamerV2 run, and the algorithms that keep one
 CHECKPOINT_DIR = "checkpoint"
 RESUMABLE_ALGOS = ("dreamerv2",)
@@ -85,11 +114,12 @@ GLIBC_MALLOC_SETTINGS = {
     "MALLOC_TOP_PAD_": "1000000000",
 }
 COLUMNS = ["algo", "env", "seed", "frames", "eval_episodes", "timesteps", "mean_return", "std_return", "wall_clock_s", "cpu_s"]
-#: Columns that identify a run in ``results.csv``
+#: Columns that identify a run in ``results.csv`` and ``final.csv``
 RUN_KEY = ["algo", "env", "seed", "frames"]
-#: (frames, eval_freq, eval_episodes) of the full grid and of ``--quick``
-FULL_BUDGET = (100_000, 10_000, 10)
-QUICK_BUDGET = (300, 100, 2)
+FINAL_COLUMNS = [*RUN_KEY, "final_episodes", "final_mean_return", "final_std_return", "wall_clock_s", "cpu_s"]
+#: (frames, eval_freq, eval_episodes, final_episodes) of the full grid and of ``--quick``
+FULL_BUDGET = (100_000, 10_000, 10, 100)
+QUICK_BUDGET = (300, 100, 2, 5)
 #: Tiny DreamerV2 networks of ``--quick``: a few hundred steps take seconds of a CPU core
 QUICK_POLICY_KWARGS = (
     "embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,cnn_depth=4,mlp_units=16,mlp_layers=1,"
@@ -131,6 +161,11 @@ class Run:
         """Deterministic folder of the run."""
         return root / RUNS_DIR / self.algo / self.env / f"seed_{self.seed}"
 
+    def final_model(self, root: Path) -> Path:
+        """The model that the zoo saved at the end of the run: ``ENV.zip`` in the zoo log folder of its last part."""
+        parts = self.directory(root).glob(f"{self.zoo_algo}/{self.env}_*")
+        return max(parts, key=lambda path: int(path.name.rsplit("_", 1)[1])) / f"{self.env}.zip"
+
     def __str__(self) -> str:
         return f"{self.algo} {self.env} seed {self.seed}"
 
@@ -165,6 +200,11 @@ def is_finished(run_dir: Path, frames: int) -> bool:
     return json.loads(run_file.read_text())["frames"] >= frames
 
 
+def process_environment(threads: int, malloc: dict[str, str]) -> dict[str, str]:
+    """Environment variables of a run's subprocesses: ``threads`` OpenMP and MKL threads, allocator settings ``malloc``."""
+    return {**os.environ, **malloc, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def merge_hyperparams(*groups: list[str]) -> list[str]:
     """``key:value`` strings of several groups, a later value of a key replacing an earlier one."""
     merged: dict[str, str] = {}
@@ -175,11 +215,12 @@ def merge_hyperparams(*groups: list[str]) -> list[str]:
 
 
 class Launcher:
-    """Starts the zoo subprocesses and stops them all on interruption."""
+    """Starts the zoo and evaluation subprocesses and stops them all on interruption."""
 
-    def __init__(self, args: argparse.Namespace, threads: int) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.threads = threads
+        #: torch threads of a run
+        self.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
         self.lock = threading.Lock()
         self.processes: set[subprocess.Popen] = set()
         self.stopped = False
@@ -235,38 +276,17 @@ class Launcher:
             run_dir.mkdir(parents=True)
         segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if resume and (run_dir / SEGMENTS_FILE).is_file() else []
         command = self.command(run, run_dir, resume)
-        env = {
-            **GLIBC_MALLOC_SETTINGS,
-            **os.environ,
-            "OMP_NUM_THREADS": str(self.threads),
-            "MKL_NUM_THREADS": str(self.threads),
-        }
-        start = time.monotonic()
+        # The caller's allocator settings win over the script's
+        malloc = {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
         with open(run_dir / LOG_FILE, "a" if resume else "w") as log:
-            with self.lock:
-                if self.stopped:
-                    return "interrupted"
-                # Own session: Ctrl-C reaches the benchmark only, which stops the runs (the zoo would save and exit 0)
-                process = subprocess.Popen(
-                    command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                self.processes.add(process)
-            # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = returncode = os.waitstatus_to_exitcode(status)
-        segments.append(
-            {
-                "resumed": resume,
-                "returncode": returncode,
-                "wall_clock_s": round(time.monotonic() - start, 3),
-                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-            }
-        )
+            ended = self.execute(command, process_environment(self.threads, malloc), log)
+        if ended is None:
+            return "interrupted"
+        returncode, wall_clock_s, cpu_s = ended
+        segments.append({"resumed": resume, "returncode": returncode, "wall_clock_s": wall_clock_s, "cpu_s": cpu_s})
         write_json(run_dir / SEGMENTS_FILE, segments)
-        with self.lock:
-            self.processes.discard(process)
-            if self.stopped:
-                return "interrupted"
+        if self.stopped:
+            return "interrupted"
         if returncode != 0:
             return f"exit code {returncode}, see {run_dir / LOG_FILE}"
         if not find_evaluations(run_dir):
@@ -281,17 +301,81 @@ class Launcher:
             "hyperparams": self.hyperparams(run.algo),
             "threads": self.threads,
             "processes": self.args.processes,
-            "malloc": {name: env[name] for name in GLIBC_MALLOC_SETTINGS},
+            "malloc": malloc,
             "segments": len(segments),
             "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
             "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),
             "command": command,
         }
-        write_json(run_dir / RUN_FILE, info)
+        # run.json comes last: a run without its final score is not finished
+        error = self.evaluate(run, info)
+        if error is None:
+            write_json(run_dir / RUN_FILE, info)
+        return error
+
+    def evaluate(self, run: Run, info: dict[str, Any]) -> str | None:
+        """
+        Score the final model of ``run`` over ``--final-episodes`` episodes in a subprocess with the threads and
+        allocator settings of ``info`` (its ``run.json``), and add the final_* fields to ``info``; ``None`` on success,
+        else why it failed.
+        """
+        run_dir = run.directory(self.args.root)
+        output = run_dir / FINAL_EVAL_FILE
+        settings = {
+            "model": str(run.final_model(self.args.root)),
+            "algo": run.zoo_algo,
+            "env_id": run.env,
+            "episodes": self.args.final_episodes,
+            "seed": run.seed + FINAL_EVAL_SEED_OFFSET,
+            "threads": info["threads"],
+            "device": self.args.device,
+            "output": str(output),
+        }
+        command = [sys.executable, "-c", FINAL_EVAL_CODE, json.dumps(settings)]
+        with open(run_dir / LOG_FILE, "a") as log:
+            ended = self.execute(command, process_environment(info["threads"], info.get("malloc", {})), log)
+        if ended is None or self.stopped:
+            return "interrupted"
+        returncode, wall_clock_s, cpu_s = ended
+        if returncode != 0:
+            return f"final evaluation: exit code {returncode}, see {run_dir / LOG_FILE}"
+        info.update(json.loads(output.read_text()))
+        info.update(final_eval_seed=settings["seed"], final_eval_s=wall_clock_s, final_eval_cpu_s=cpu_s)
+        output.unlink()
         return None
 
+    def add_final_score(self, run: Run) -> str | None:
+        """Score the final model of the finished ``run`` and add the fields to its ``run.json``; ``None`` on success."""
+        run_file = run.directory(self.args.root) / RUN_FILE
+        info = json.loads(run_file.read_text())
+        error = self.evaluate(run, info)
+        if error is None:
+            write_json(run_file, info)
+        return error
+
+    def execute(self, command: list[str], env: dict[str, str], log: IO[str]) -> tuple[int, float, float] | None:
+        """
+        Run ``command`` to its end with the environment ``env`` and its output in ``log``: its exit code, wall-clock
+        and CPU time (user + system, s), or ``None`` when the grid was stopped before it started.
+        """
+        start = time.monotonic()
+        with self.lock:
+            if self.stopped:
+                return None
+            # Own session: Ctrl-C reaches the benchmark only, which stops the runs (the zoo would save and exit 0)
+            process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self.processes.add(process)
+        # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        with self.lock:
+            self.processes.discard(process)
+        return process.returncode, round(time.monotonic() - start, 3), round(usage.ru_utime + usage.ru_stime, 3)
+
     def stop(self) -> None:
-        """Terminate the running trainings; runs not started yet will not start."""
+        """Terminate the running subprocesses; those not started yet will not start."""
         with self.lock:
             self.stopped = True
             for process in self.processes:
@@ -304,23 +388,52 @@ def write_json(path: Path, data: Any) -> None:
     path.with_name(f"{path.name}.tmp").replace(path)
 
 
+def evaluate_final_model(
+    model: str, algo: str, env_id: str, episodes: int, seed: int, threads: int, device: str, output: str
+) -> None:
+    """
+    The final evaluation's subprocess: ``episodes`` episodes of the deterministic policy of the zoo model ``model``
+    (of ``rl_zoo3.ALGOS[algo]``) with stable_baselines3's ``evaluate_policy`` on the zoo's test env of the run's saved
+    settings (``config.yml`` next to the model; for the MinAtar ids the zoo's eval env, ``gym.make`` in a Monitor), the
+    env, torch and numpy seeded with ``seed``; writes the mean and std of the returns and the episodes to ``output``.
+    Imports torch and the zoo here only: the grid's own process does without them.
+    """
+    import torch
+    from rl_zoo3 import ALGOS, create_test_env, get_saved_hyperparams
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.utils import set_random_seed
+
+    from sb3_dreamer.zoo import apply
+
+    apply()  # dreamerv2 in ALGOS and the MinAtar ids, also without the start-up hook
+    torch.set_num_threads(threads)  # as the zoo's --num-threads
+    # The zoo's own reading of the saved settings (as rl_zoo3.enjoy): env wrapper, frame stack, VecNormalize statistics
+    hyperparams, stats_path = get_saved_hyperparams(str(Path(model).parent / env_id))
+    env_kwargs = hyperparams.pop("env_kwargs", None)
+    env = create_test_env(
+        env_id, stats_path=stats_path, seed=seed, should_render=False, hyperparams=hyperparams, env_kwargs=env_kwargs
+    )
+    agent = ALGOS[algo].load(model, device=device)
+    set_random_seed(seed)
+    returns, _ = evaluate_policy(agent, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    score = {"final_mean_return": float(np.mean(returns)), "final_std_return": float(np.std(returns))}
+    write_json(Path(output), {**score, "final_episodes": len(returns)})
+
+
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     """Signal handler: stop the grid as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
-def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
-    """Train the unfinished ``runs``, ``args.processes`` at a time; return the failed ones."""
-    pending = [run for run in runs if not is_finished(run.directory(args.root), args.frames)]
-    print(f"{len(runs)} runs: skipped {len(runs) - len(pending)} finished, {len(pending)} to train", flush=True)
-    if not pending:
-        return []
-    threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
-    launcher = Launcher(args, threads)
+def run_parallel(launcher: Launcher, task: Callable[[Run], str | None], runs: list[Run]) -> list[Run]:
+    """
+    ``task`` (a method of ``launcher``, ``None`` on success, else why it failed) on every run, ``--processes`` at a
+    time; return the runs it failed on. Ctrl-C or SIGTERM stops the launcher's subprocesses.
+    """
     failed = []
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    with ThreadPoolExecutor(args.processes) as pool, tqdm(total=len(pending), unit="run") as progress:
-        futures = {pool.submit(launcher.train, run): run for run in pending}
+    with ThreadPoolExecutor(launcher.args.processes) as pool, tqdm(total=len(runs), unit="run") as progress:
+        futures = {pool.submit(task, run): run for run in runs}
         try:
             for future in as_completed(futures):
                 error = future.result()
@@ -335,12 +448,43 @@ def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
     return failed
 
 
-def collect(root: Path) -> pd.DataFrame:
+def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
+    """Train and score the unfinished ``runs``, ``args.processes`` at a time; return the failed ones."""
+    pending = [run for run in runs if not is_finished(run.directory(args.root), args.frames)]
+    print(f"{len(runs)} runs: skipped {len(runs) - len(pending)} finished, {len(pending)} to train", flush=True)
+    if not pending:
+        return []
+    launcher = Launcher(args)
+    return run_parallel(launcher, launcher.train, pending)
+
+
+def score_missing(args: argparse.Namespace) -> list[Run]:
     """
-    Evaluation points (:data:`COLUMNS`) of every finished run under ``root``, and those of ``root/results.csv`` for
-    the runs whose folder is gone: the CSV is the lasting record of a grid, its runs folders may be partial.
+    Score the final model of every finished run under ``args.root`` that has no final score and whose model is
+    still on disk, ``args.processes`` at a time; return the runs whose evaluation failed.
     """
-    rows = []
+    unscored = []
+    for run_file in sorted(args.root.glob(f"{RUNS_DIR}/*/*/seed_*/{RUN_FILE}")):
+        info = json.loads(run_file.read_text())
+        if "final_mean_return" not in info:
+            unscored.append(Run(info["algo"], info["env"], info["seed"]))
+    pending = [run for run in unscored if run.final_model(args.root).is_file()]
+    gone = "".join(f"\n  no model: {run}" for run in unscored if run not in pending)
+    print(f"{len(unscored)} finished runs without a final score: {len(pending)} to evaluate{gone}", flush=True)
+    if not pending:
+        return []
+    launcher = Launcher(args)
+    return run_parallel(launcher, launcher.add_final_score, pending)
+
+
+def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """
+    Evaluation points (:data:`COLUMNS`) and final scores (:data:`FINAL_COLUMNS`, one row per run) of every finished
+    run under ``root``, and those of ``root/results.csv`` and ``root/final.csv`` for the runs whose folder is gone: the
+    CSVs are the lasting record of a grid, its runs folders may be partial. A run known only from ``results.csv``
+    gets a final row without a final score.
+    """
+    rows, finals = [], []
     for run_file in sorted(root.glob(f"{RUNS_DIR}/*/*/seed_*/{RUN_FILE}")):
         info = json.loads(run_file.read_text())
         for timesteps, returns in read_evaluations(run_file.parent).items():
@@ -358,15 +502,24 @@ def collect(root: Path) -> pd.DataFrame:
                     "eval_episodes": info["eval_episodes"],
                 }
             )
-    results = pd.DataFrame(rows, columns=COLUMNS)
-    if not (root / "results.csv").is_file():
-        return results
-    recorded = pd.read_csv(root / "results.csv")
-    if list(recorded.columns) != COLUMNS:
-        raise SystemExit(f"{root / 'results.csv'} has the columns {list(recorded.columns)}, expected {COLUMNS}")
-    on_disk = recorded.set_index(RUN_KEY).index.isin(results.set_index(RUN_KEY).index)
+        finals.append({name: info.get(name, np.nan) for name in FINAL_COLUMNS})
+    results = with_recorded(pd.DataFrame(rows, columns=COLUMNS), root / "results.csv")
+    final = with_recorded(pd.DataFrame(finals, columns=FINAL_COLUMNS), root / FINAL_CSV)
+    runs = results.groupby(RUN_KEY, as_index=False)[["wall_clock_s", "cpu_s"]].first()
+    unknown = runs[~runs.set_index(RUN_KEY).index.isin(final.set_index(RUN_KEY).index)]
+    return results, pd.concat([final, unknown.reindex(columns=FINAL_COLUMNS)], ignore_index=True).infer_objects()
+
+
+def with_recorded(rows: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``rows`` of the runs on disk and those of the CSV ``path`` (if any) of the other runs."""
+    if not path.is_file():
+        return rows
+    recorded = pd.read_csv(path)
+    if list(recorded.columns) != list(rows.columns):
+        raise SystemExit(f"{path} has the columns {list(recorded.columns)}, expected {list(rows.columns)}")
+    on_disk = recorded.set_index(RUN_KEY).index.isin(rows.set_index(RUN_KEY).index)
     # infer_objects: the columns of runs are untyped when no run is on disk
-    return pd.concat([results, recorded[~on_disk]], ignore_index=True).infer_objects()
+    return pd.concat([rows, recorded[~on_disk]], ignore_index=True).infer_objects()
 
 
 def _duration(seconds: float) -> str:
@@ -380,19 +533,26 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def markdown_table(results: pd.DataFrame) -> str:
-    """Per algo x env x frame budget: final evaluation return over seeds, seeds, wall-clock, CPU time and frames/s."""
+def markdown_table(results: pd.DataFrame, finals: pd.DataFrame) -> str:
+    """
+    Per algo x env x frame budget: final evaluation return over seeds, final score over the seeds that have one, seeds,
+    wall-clock, CPU time and frames/s.
+    """
     final = results.sort_values("timesteps").groupby(["algo", "env", "frames", "seed"]).tail(1)
+    scored = finals.dropna(subset=["final_mean_return"]).groupby(["algo", "env", "frames"])["final_mean_return"]
+    scores = {key: group.to_numpy() for key, group in scored}
     lines = [
-        "| algo | env | final return (mean ± std over seeds) | frames | seeds | wall-clock per run | CPU time per run "
-        "| frames/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| algo | env | final return (mean ± std over seeds) | final score (mean ± std over seeds, n) | frames | seeds "
+        "| wall-clock per run | CPU time per run | frames/s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for (algo, env, frames), group in final.groupby(["algo", "env", "frames"]):
         returns = group["mean_return"].to_numpy()
+        score = scores.get((algo, env, frames))
+        score_cell = "n/a" if score is None else f"{score.mean():.2f} ± {score.std():.2f} (n={len(score)})"
         wall_clock = group["wall_clock_s"].to_numpy()
         lines.append(
-            f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {frames:,} | {len(group)} "
+            f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {score_cell} | {frames:,} | {len(group)} "
             f"| {_duration(wall_clock.mean())} | {_duration(group['cpu_s'].mean())} | {np.mean(frames / wall_clock):.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -432,24 +592,31 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
 
 
 def write_report(root: Path) -> None:
-    """Write ``results.csv``, ``results.md`` and ``learning_curves.png`` of the finished runs under ``root``."""
-    results = collect(root)
+    """Write ``results.csv``, ``final.csv``, ``results.md`` and ``learning_curves.png`` of the finished runs under ``root``."""
+    results, finals = collect(root)
     if results.empty:
         print(f"no finished runs under {root}")
         return
     results.sort_values([*RUN_KEY, "timesteps"]).to_csv(root / "results.csv", index=False)
+    finals = finals.astype({"final_episodes": "Int64"}).sort_values(RUN_KEY)
+    finals.to_csv(root / FINAL_CSV, index=False)
     episodes = sorted(results["eval_episodes"].unique())
+    final_episodes = sorted(finals["final_episodes"].dropna().unique())
     header = (
         "# Benchmark results\n\n"
         f"Final return: each run's last evaluation (mean over {'/'.join(map(str, episodes))} episodes of the "
-        "deterministic policy), then mean ± std (population) over seeds. Frames: training budget in env frames "
-        "(MinAtar has no frame skip). Wall-clock and CPU time (user + system, all threads): whole zoo process, "
-        f"evaluations included; frames/s = frames / wall-clock. Machine: {os.cpu_count()} CPU cores.\n\n"
+        "deterministic policy), then mean ± std (population) over seeds. Final score: the mean return of the run's "
+        f"final model over {'/'.join(map(str, final_episodes)) or 'n/a'} episodes of the deterministic policy on a fresh "
+        f"env seeded with the run's seed + {FINAL_EVAL_SEED_OFFSET:,}, then mean ± std (population) over the n seeds that "
+        "have one (runs from before the final evaluation whose model is gone have none). Frames: training budget in env "
+        "frames (MinAtar has no frame skip). Wall-clock and CPU time (user + system, all threads): whole zoo process, "
+        "evaluations included, final score not included; frames/s = frames / wall-clock. "
+        f"Machine: {os.cpu_count()} CPU cores.\n\n"
     )
     curves = "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n" + curve_table(results)
-    (root / "results.md").write_text(header + markdown_table(results) + curves)
+    (root / "results.md").write_text(header + markdown_table(results, finals) + curves)
     plot_learning_curves(results, root / "learning_curves.png")
-    print(f"wrote {root / 'results.csv'}, {root / 'results.md'} and {root / 'learning_curves.png'}")
+    print(f"wrote {root / 'results.csv'}, {root / FINAL_CSV}, {root / 'results.md'} and {root / 'learning_curves.png'}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -464,6 +631,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, help=f"env frames per run (default {FULL_BUDGET[0]}, quick {QUICK_BUDGET[0]})")
     parser.add_argument("--eval-freq", type=int, help=f"env frames between evaluations (default {FULL_BUDGET[1]})")
     parser.add_argument("--eval-episodes", type=int, help=f"episodes per evaluation (default {FULL_BUDGET[2]})")
+    parser.add_argument(
+        "--final-episodes",
+        type=int,
+        help=f"episodes of the final score of a run (default {FULL_BUDGET[3]}, quick {QUICK_BUDGET[3]})",
+    )
     parser.add_argument("--processes", type=int, default=2, help="runs in parallel; torch threads = cores // processes")
     parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
     parser.add_argument("--device", default="auto", help="--device of the zoo")
@@ -478,10 +650,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="zoo --hyperparams for one algo or variant ALGO@NAME (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
     )
     parser.add_argument("--quick", action="store_true", help="tiny budgets and models, for tests")
-    parser.add_argument("--report-only", action="store_true", help="only rebuild the report from the finished runs")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--report-only", action="store_true", help="only rebuild the report from the finished runs")
+    mode.add_argument(
+        "--final-eval-missing",
+        action="store_true",
+        help="train nothing: score the finished runs under --root without a final score whose model is on disk, "
+        "then rebuild the report",
+    )
     args = parser.parse_args(argv)
     budget = QUICK_BUDGET if args.quick else FULL_BUDGET
-    for name, default in zip(("frames", "eval_freq", "eval_episodes"), budget, strict=True):
+    for name, default in zip(("frames", "eval_freq", "eval_episodes", "final_episodes"), budget, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
     args.root = args.root.resolve()
@@ -491,27 +670,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seeds-per-algo takes ALGO=N items")
     missing = sorted({base_algo(algo) for algo in args.algos} - {"dreamerv2"})
     missing = [algo for algo in missing if not (CONF_DIR / f"{algo}.yml").is_file()]
-    if missing and not args.report_only:
+    if missing and not (args.report_only or args.final_eval_missing):
         parser.error(f"no hyperparameter file {', '.join(str(CONF_DIR / f'{algo}.yml') for algo in missing)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train the grid (unless ``--report-only``), then write the report."""
+    """Train the grid (``--final-eval-missing``: score the unscored runs instead; ``--report-only``: neither), then report."""
     args = parse_args(argv)
     failed = []
-    if not args.report_only:
-        runs = [
-            Run(algo, env, seed)
-            for algo in args.algos
-            for env in args.envs
-            for seed in args.seeds[: args.seeds_per_algo.get(algo, len(args.seeds))]
-        ]
-        try:
+    try:
+        if args.final_eval_missing:
+            failed = score_missing(args)
+        elif not args.report_only:
+            runs = [
+                Run(algo, env, seed)
+                for algo in args.algos
+                for env in args.envs
+                for seed in args.seeds[: args.seeds_per_algo.get(algo, len(args.seeds))]
+            ]
             failed = run_grid(args, runs)
-        except KeyboardInterrupt:
-            print("interrupted: the running trainings were stopped; run the same command again to resume", flush=True)
-            raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted: the running subprocesses were stopped; run the same command again to resume", flush=True)
+        raise SystemExit(130) from None
     write_report(args.root)
     if failed:
         raise SystemExit(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
