@@ -1,10 +1,15 @@
 """Reliability: validation at construction, non-finite guards, exact resume, atomic saves and checked loads."""
 
+import itertools
+import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -104,11 +109,23 @@ def checkpoint(tmp_path_factory):
         (SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Box(-np.inf, np.inf, (2,))), "MlpPolicy", r"finite bounds.*Box\(-inf"),
         (SpacesEnv(spaces.Box(0, 1, (10, 10, 4), np.uint8), spaces.Discrete(3)), "CnnPolicy", r"\(10, 10, 4\).*channels-last"),
         (SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Discrete(2)), "CnnPolicy", r"got shape \(3,\).*MlpPolicy"),
+        (
+            SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Discrete(3, start=5)),
+            "MlpPolicy",
+            r"starting at 0 only, got action space Discrete\(3, start=5\): .*TransformAction\(env, lambda action: action \+ 5",
+        ),
     ],
 )
 def test_rejected_spaces(env, policy, match):
     with pytest.raises(ValueError, match=match):
         tiny_model(env, policy)
+
+
+def test_actions_starting_elsewhere_through_the_suggested_wrapper():
+    env = SpacesEnv(spaces.Box(0, 1, (3,)), spaces.Discrete(3, start=5))
+    model = tiny_model(gym.wrappers.TransformAction(env, lambda action: action + 5, spaces.Discrete(3)), "MlpPolicy")
+    actions, _ = model.predict(np.zeros((4, 3), dtype=np.float32))
+    assert model.action_space == spaces.Discrete(3) and set(actions.tolist()) <= {0, 1, 2}
 
 
 def test_channels_last_uint8_images_are_transposed():
@@ -150,6 +167,17 @@ def test_channels_last_uint8_images_are_transposed():
         (dict(critic_learning_rate=-1.0), r"critic_learning_rate must be a finite number >= 0"),
         (dict(actor_grad="backprop"), r"Unknown actor_grad='backprop'"),
         (dict(image_likelihood="laplace"), r"Unknown image_likelihood='laplace'"),
+        (dict(learning_starts=float("nan")), r"learning_starts must be a non-negative integer, got nan \(float\)"),
+        (dict(learning_starts="32"), r"learning_starts must be a non-negative integer, got '32' \(str\)"),
+        (dict(diagnostics_interval="x"), r"diagnostics_interval must be a non-negative integer, got 'x' \(str\)"),
+        (dict(diagnostics_interval=1.5), r"diagnostics_interval must be a non-negative integer, got 1.5 \(float\)"),
+        (dict(recovery_dir=123), r"recovery_dir must be a path \(a str or an os.PathLike\) or None, got 123 \(int\)"),
+        (dict(gamma=True), r"gamma must be in \[0, 1\], got True \(bool\)"),
+        (dict(exploration_noise=float("nan")), r"exploration_noise must be a finite number >= 0, got nan \(float\)"),
+        (dict(max_grad_norm=float("inf")), r"max_grad_norm must be a finite number > 0, got inf \(float\)"),
+        (dict(gradient_steps=True), r"gradient_steps must be an integer >= 0, or -1 .* got True \(bool\)"),
+        (dict(stats_window_size=0), r"stats_window_size must be a positive integer, got 0 \(int\)"),
+        (dict(seed="0"), r"seed must be a non-negative integer, got '0' \(str\)"),
     ],
 )
 def test_rejected_hyperparameters(kwargs, match):
@@ -176,7 +204,19 @@ def test_rejected_episodic_train_freq_with_several_envs():
         (dict(head_units=0), r"head_units must be a positive integer"),
         (dict(cnn_layers=-1), r"cnn_layers must be a non-negative integer, got -1"),
         (dict(mlp_layers=-1), r"mlp_layers must be a non-negative integer, got -1"),
-        (dict(head_layers=0), r"head_layers=0"),
+        (dict(head_layers=0), r"head_layers must be a positive integer, got 0 \(int\)"),
+        (dict(head_layers=1.5), r"head_layers must be a positive integer, got 1.5 \(float\)"),
+        (dict(actor_init_std=float("nan")), r"actor_init_std must be a finite number, got nan \(float\)"),
+        (
+            dict(activation_fn="relu"),
+            r"activation_fn must be a class derived from Module, such as torch.nn.ReLU .* got 'relu' \(str\)",
+        ),
+        (dict(optimizer_class="adam"), r"optimizer_class must be a class derived from Optimizer, .*got 'adam' \(str\)"),
+        (
+            dict(optimizer_kwargs=[("eps", 1e-5)]),
+            r"optimizer_kwargs must be a dict or None, got \[\('eps', 1e-05\)\] \(list\)",
+        ),
+        (dict(normalize_images="no"), r"normalize_images must be True or False, got 'no' \(str\)"),
         (dict(min_std=-0.1), r"min_std must be a finite number >= 0"),
         (dict(latent_type="beta"), r"Unknown latent_type 'beta'"),
         (dict(encoder_type="transformer"), r"Unknown encoder_type 'transformer'"),
@@ -199,6 +239,8 @@ def test_nan_observation_stops_training(tmp_path, recovery):
     with pytest.raises(NonFiniteError, match=match) as error:
         model.learn(100)
     assert error.value.quantities == ("observation",) and error.value.num_timesteps == 5
+    # A ValueError too, which the RL Zoo's hyperparameter search prunes (see test_zoo.py)
+    assert isinstance(error.value, RuntimeError) and isinstance(error.value, ValueError)
     assert (tmp_path / "recovery" / "model.zip").exists() == recovery
     assert np.isfinite(model.replay_buffer.observations[0, : model.replay_buffer.size()]).all()
 
@@ -382,6 +424,72 @@ def test_replay_buffer_of_another_model(checkpoint):
         tiny_model().load_replay_buffer(checkpoint / "replay_buffer.pkl")
 
 
+@pytest.mark.parametrize(
+    "buffer_env, model_env, found, expected", [("Breakout", "Asterix", 3, 5), ("Asterix", "Breakout", 5, 3)]
+)
+def test_replay_buffer_of_other_actions(tmp_path, buffer_env, model_env, found, expected):
+    path = tmp_path / "buffer.pkl"
+    tiny_model(make_vec_env(f"{buffer_env}-MinAtar", n_envs=2)).learn(16).save_replay_buffer(path)
+    model = tiny_model(make_vec_env(f"{model_env}-MinAtar", n_envs=2))
+    match = rf"buffer.pkl: its action space Discrete\({found}\) differs from the model's Discrete\({expected}\)"
+    with pytest.raises(ValueError, match=match):
+        model.load_replay_buffer(path)
+
+
+def test_replay_buffer_of_other_observation_encoding(checkpoint):
+    float_images = make_vec_env(lambda: SpacesEnv(spaces.Box(0, 1, (4, 10, 10)), spaces.Discrete(3)), n_envs=2)
+    match = r"buffer.pkl: it stores observations as bit-packed uint8 \(observation space Box\(0, 1, \(4, 10, 10\), uint8\)\)"
+    match += r", the model as float32 \(observation space Box\(0.0, 1.0, \(4, 10, 10\), float32\)\)"
+    with pytest.raises(ValueError, match=match):
+        tiny_model(float_images).load_replay_buffer(checkpoint / "replay_buffer.pkl")
+
+
+def rewrite_model_file(source: os.PathLike, target: os.PathLike, drop: str | None = None, data: object = None) -> None:
+    """Copy a model zip file without the member ``drop``, and with ``data`` as its ``data`` if given."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for name in original.namelist():
+            if name != drop:
+                copy.writestr(name, json.dumps(data) if name == "data" and data is not None else original.read(name))
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("no-actor-optimizer", r"it lacks the members \['policy.actor_optimizer.pth'\]"),
+        ("data-list", r"its data is a JSON list, not an object"),
+        ("data-dict", r"its data lacks the keys \['observation_space', 'action_space', 'policy_class'\]"),
+        ("dqn", r"it lacks the members \['policy.actor_optimizer.pth', 'policy.critic_optimizer.pth', 'policy.world_model"),
+    ],
+)
+def test_model_file_that_is_not_a_dreamerv2_model(checkpoint, tmp_path, how, match):
+    path = tmp_path / "model.zip"
+    if how == "dqn":
+        from stable_baselines3 import DQN
+
+        DQN("MlpPolicy", "CartPole-v1").save(path)
+    else:
+        drop = "policy.actor_optimizer.pth" if how == "no-actor-optimizer" else None
+        rewrite_model_file(checkpoint / "model.zip", path, drop, {"data-list": [], "data-dict": {}}.get(how))
+    with pytest.raises(ValueError, match=rf"Cannot load DreamerV2 model from .*model.zip: {match}"):
+        DreamerV2.load(path)
+
+
+@pytest.mark.parametrize(
+    "state, match",
+    [
+        ([], r"its checkpoint.pkl holds a list, not the dict"),
+        ({"digests": {}}, r"its checkpoint.pkl lacks the keys \['rng_states',"),
+    ],
+)
+def test_checkpoint_state_that_is_not_one(checkpoint, tmp_path, state, match):
+    path = tmp_path / "run"
+    shutil.copytree(checkpoint, path)
+    with open(path / "checkpoint.pkl", "wb") as file:
+        pickle.dump(state, file)
+    with pytest.raises(ValueError, match=rf"Cannot load the checkpoint in .*run: {match}"):
+        DreamerV2.load_checkpoint(path)
+
+
 def test_torn_checkpoint(checkpoint, tmp_path):
     path = tmp_path / "run"
     shutil.copytree(checkpoint, path)
@@ -390,6 +498,71 @@ def test_torn_checkpoint(checkpoint, tmp_path):
     model.save_replay_buffer(path / "replay_buffer.pkl")  # as if the save stopped after the buffer
     with pytest.raises(ValueError, match=r"replay_buffer.pkl is not the file its checkpoint.pkl was saved with"):
         DreamerV2.load_checkpoint(path)
+
+
+KILLS = 20  # saves interrupted by the test below
+
+
+def test_killed_checkpoint_saves_leave_a_complete_checkpoint(tmp_path):
+    """
+    A forked copy of the process saves checkpoints in a loop until SIGKILL, at a random time: the path names the last
+    complete checkpoint after every kill, and the next save removes what the killed ones left.
+    """
+    model = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2, seed=0)).learn(32)
+    path = tmp_path / "checkpoint"
+    start = time.perf_counter()
+    model.save_checkpoint(path)
+    save_time = time.perf_counter() - start
+    saved, interrupted = model.num_timesteps, 0  # the checkpoint's num_timesteps; kills that left files behind
+    rng = np.random.default_rng(0)
+    for kill in range(KILLS):
+        first = 1000 * (kill + 1)  # the num_timesteps of the child's first save, then + 1 per save
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read)
+                for number in itertools.count(first):
+                    model.num_timesteps = number
+                    model.save_checkpoint(path)
+                    os.write(write, b".")
+            finally:
+                os._exit(1)
+        os.close(write)
+        time.sleep(rng.uniform(0, 3 * save_time))
+        os.kill(pid, signal.SIGKILL)
+        assert os.WIFSIGNALED(os.waitpid(pid, 0)[1])
+        with os.fdopen(read, "rb") as pipe:
+            completed = len(pipe.read())
+        interrupted += len(os.listdir(tmp_path)) > 2
+        loaded = DreamerV2.load_checkpoint(path)
+        # The last save reported complete, or the next one if the kill came after its switch but before its report
+        newest = first + completed - 1 if completed else saved
+        assert loaded.num_timesteps in (newest, first + completed)
+        assert loaded.replay_buffer.size() == model.replay_buffer.size()
+        saved = loaded.num_timesteps
+    assert interrupted >= KILLS // 2
+
+    model.save_checkpoint(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["checkpoint", os.readlink(path)])
+    assert sorted(os.listdir(path)) == ["checkpoint.pkl", "model.zip", "replay_buffer.pkl"]
+
+
+def test_checkpoint_directory_of_an_earlier_version(checkpoint, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(checkpoint, path)  # a directory, as earlier versions saved, with the leftover of a killed save
+    (path / ".model.zip.0123456789ab.tmp").write_bytes(b"half a model")
+    model = DreamerV2.load_checkpoint(path)
+    model.learn(16, reset_num_timesteps=False)
+    model.save_checkpoint(path)
+    assert path.is_symlink() and sorted(os.listdir(tmp_path)) == sorted(["run", os.readlink(path)])
+    assert DreamerV2.load_checkpoint(path).num_timesteps == model.num_timesteps > N_STEPS
+    # A directory that holds other files is not replaced
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"Cannot save to .*logs: it is a directory that holds other files .*\['notes.txt'\]"):
+        model.save_checkpoint(tmp_path / "logs")
+    assert os.listdir(tmp_path / "logs") == ["notes.txt"]
 
 
 def test_interrupted_model_save_keeps_previous_file(checkpoint, tmp_path, monkeypatch):

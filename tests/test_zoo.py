@@ -179,6 +179,22 @@ def test_optimize_shared_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_optimize_prunes_a_diverging_trial(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'dreamer.db'}"
+    study = optuna.create_study(study_name="dreamer", storage=storage, direction="maximize")
+    # The first trial's world model steps by 1e30 in its first update: the actor's and critic's losses are not finite
+    study.enqueue_trial({"learning_rate": 1e30, "train_freq": 10, "gradient_steps": 1})
+    study.enqueue_trial({"train_freq": 10, "gradient_steps": 1, "deter_size": 100, "stoch_size": 16, "class_size": 16})
+    args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]
+    args += ["--n-jobs", "1", "--n-trials", "2", "--storage", storage, "--study-name", "dreamer", *SHORT_EPISODES]
+    result = zoo("train", tmp_path, *args, "--hyperparams", *TINY, "learning_starts:150", "recovery_dir:None")
+    # The zoo prints the error of a pruned trial, and the study goes on
+    assert "Non-finite" in result.stdout and "training stopped" in result.stdout
+    states = [trial.state for trial in optuna.load_study(study_name="dreamer", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.mark.timeout(300)
 def test_explicit_entry_point(tmp_path: Path) -> None:
     args = ["train", "--algo", "dreamerv2", "--env", ENV_ID, "-n", "200", "--eval-freq", "100", "--eval-episodes", "1"]
     args += [*SHORT_EPISODES, "--hyperparams", *TINY]

@@ -43,6 +43,13 @@ def is_binary_box(space: spaces.Space) -> bool:
     )
 
 
+def action_layout(space: spaces.Discrete | spaces.Box) -> tuple[Any, ...]:
+    """:return: what stored actions depend on: ``("Discrete", n, start)`` or ``("Box", shape)``"""
+    if isinstance(space, spaces.Discrete):
+        return "Discrete", int(space.n), int(space.start)
+    return "Box", tuple(space.shape)
+
+
 class _EpisodeStarts:
     """
     Write indices of the first rows of the episodes of one env ring, oldest first: a growable array from whose front
@@ -209,6 +216,12 @@ class SequenceReplayBuffer(ReplayBuffer):
     def nbytes_per_row(self) -> int:
         """Bytes that one row takes across all storage arrays."""
         return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self._row_layout.values())
+
+    @property
+    def observation_encoding(self) -> str:
+        """How observations are stored: ``"bit-packed uint8"`` for a binary space, else the name of their dtype."""
+        dtype = self._row_layout["observations"][1]
+        return f"bit-packed {dtype}" if self.pack_observations else str(dtype)
 
     def _allocate(self) -> None:
         for name, (shape, dtype) in self._row_layout.items():
@@ -460,6 +473,19 @@ class SequenceReplayBuffer(ReplayBuffer):
         batch_inds = env_indices[episodes] * self.buffer_size + write_indices % self.buffer_size
         return self._get_samples(batch_inds, env=env, first_row_is_first=True)
 
+    def to_device(self, array: np.ndarray) -> th.Tensor:
+        """
+        A sampled host array as a tensor on the buffer's device, without waiting for the device: on a CUDA GPU through
+        pinned memory and an asynchronous copy (SB3's ``to_torch`` copies from pageable memory, which waits for the
+        work queued before it), on the CPU sharing the array's memory.
+        """
+        tensor = th.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cpu":
+            return tensor
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None, first_row_is_first: bool = False
     ) -> SequenceSamples:
@@ -484,9 +510,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         if first_row_is_first:
             is_first[0] = True
         return SequenceSamples(
-            observations=self.to_torch(self._normalize_obs(observations, env), copy=False),  # type: ignore[arg-type]
-            actions=self.to_torch(gather(self.actions).astype(action_dtype, copy=False), copy=False),
-            rewards=self.to_torch(self._normalize_reward(gather(self.rewards), env), copy=False),
-            terminated=self.to_torch(gather(self.terminated).astype(np.float32), copy=False),
-            is_first=self.to_torch(is_first.astype(np.float32), copy=False),
+            observations=self.to_device(self._normalize_obs(observations, env)),  # type: ignore[arg-type]
+            actions=self.to_device(gather(self.actions).astype(action_dtype, copy=False)),
+            rewards=self.to_device(self._normalize_reward(gather(self.rewards), env)),
+            terminated=self.to_device(gather(self.terminated).astype(np.float32)),
+            is_first=self.to_device(is_first.astype(np.float32)),
         )

@@ -8,10 +8,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 class ResumeCheckpointCallback(BaseCallback):
     """
     Keep a resumable checkpoint of a DreamerV2 run (see ``DreamerV2.save_checkpoint``): weights, optimizers,
-    counters, replay buffer and random generator states, overwritten every ``save_freq`` env steps and when
-    training ends. Saves happen between a training phase and the next collection (``_on_rollout_start``), the
-    point from which a resumed run continues as the interrupted one would have; with ``save_freq`` a multiple of
-    ``train_freq`` they fall on multiples of ``save_freq``.
+    counters, replay buffer and random generator states, replaced every ``save_freq`` env steps and when
+    training ends (atomically: a run killed while it saves leaves the previous checkpoint). Saves happen between a
+    training phase and the next collection (``_on_rollout_start``), the point from which a resumed run continues as
+    the interrupted one would have; with ``save_freq`` a multiple of ``train_freq`` they fall on multiples of
+    ``save_freq``.
 
     Resume with ``DreamerV2.load_checkpoint(save_path, env)`` and ``learn(remaining, reset_num_timesteps=False)``,
     or through the RL Zoo with ``-i SAVE_PATH/model.zip`` (``-n`` is then the total budget).
@@ -19,7 +20,7 @@ class ResumeCheckpointCallback(BaseCallback):
     save_path='ckpt')}]"``.
 
     :param save_freq: env steps (all envs together, like ``num_timesteps``) between two checkpoints
-    :param save_path: the checkpoint directory
+    :param save_path: the checkpoint (a link to the directory of the last one, see ``DreamerV2.save_checkpoint``)
     :param save_env: also save the gym envs (to continue their episodes; they must pickle)
     :param verbose: 1 to print a line per checkpoint
     """

@@ -1,8 +1,10 @@
 """Validation of spaces and hyperparameters, with messages that name the argument, its value and what is allowed."""
 
 import math
+import os
 from collections.abc import Callable
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -10,8 +12,8 @@ from gymnasium import spaces
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """
-    :raises ValueError: unless observations are a ``Box`` and actions ``Discrete`` or a ``Box`` of floats with finite
-        bounds, ``low < high`` (the actor's actions in [-1, 1] are rescaled to them)
+    :raises ValueError: unless observations are a ``Box`` and actions ``Discrete`` starting at 0 or a ``Box`` of floats
+        with finite bounds, ``low < high`` (the actor's actions in [-1, 1] are rescaled to them)
     """
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(
@@ -19,6 +21,13 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
             "turn the observations into a Box with a wrapper, e.g. gymnasium.wrappers.FlattenObservation"
         )
     if isinstance(action_space, spaces.Discrete):
+        if action_space.start != 0:
+            n, start = int(action_space.n), int(action_space.start)
+            raise ValueError(
+                f"DreamerV2 supports Discrete action spaces starting at 0 only, got action space {action_space}: shift "
+                f"the actions with a wrapper, e.g. gymnasium.wrappers.TransformAction(env, lambda action: action + {start}, "
+                f"gymnasium.spaces.Discrete({n}))"
+            )
         return
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
@@ -63,46 +72,84 @@ def check_image_space(observation_space: spaces.Box) -> None:
         )
 
 
+def describe(value: Any) -> str:
+    """:return: ``value`` and its type, for error messages (``'32' (str)``)"""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _is_number(value: Any) -> bool:
+    """:return: whether ``value`` is a real number, not a bool"""
+    return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
+
+
 def check_positive_integers(**values: int) -> None:
     """:raises ValueError: for the first value that is not an integer >= 1"""
     for name, value in values.items():
         if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"{name} must be a positive integer, got {describe(value)}")
 
 
 def check_non_negative_integers(**values: int) -> None:
     """:raises ValueError: for the first value that is not an integer >= 0"""
     for name, value in values.items():
         if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            raise ValueError(f"{name} must be a non-negative integer, got {describe(value)}")
 
 
 def check_booleans(**values: bool) -> None:
     """:raises ValueError: for the first value that is not a bool (or a NumPy bool)"""
     for name, value in values.items():
         if not isinstance(value, bool | np.bool_):
-            raise ValueError(f"{name} must be True or False, got {value!r}")
+            raise ValueError(f"{name} must be True or False, got {describe(value)}")
+
+
+def check_finite(**values: float) -> None:
+    """:raises ValueError: for the first value that is not a finite number"""
+    for name, value in values.items():
+        if not _is_number(value) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {describe(value)}")
 
 
 def check_non_negative(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number >= 0"""
     for name, value in values.items():
-        if not isinstance(value, Real) or not 0.0 <= value < math.inf:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not _is_number(value) or not 0.0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {describe(value)}")
 
 
 def check_positive(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number > 0"""
     for name, value in values.items():
-        if not isinstance(value, Real) or not 0.0 < value < math.inf:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not _is_number(value) or not 0.0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number > 0, got {describe(value)}")
 
 
 def check_probabilities(**values: float) -> None:
-    """:raises ValueError: for the first value outside [0, 1]"""
+    """:raises ValueError: for the first value that is not a number in [0, 1]"""
     for name, value in values.items():
-        if not isinstance(value, Real) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {describe(value)}")
+
+
+def check_subclasses(base: type, example: str, **values: type) -> None:
+    """
+    :param base: the class that each value must derive from
+    :param example: such a class, for the error message (e.g. ``"torch.nn.ReLU"``)
+    :raises ValueError: for the first value that is not a subclass of ``base`` (such as an instance or a name)
+    """
+    for name, value in values.items():
+        if not (isinstance(value, type) and issubclass(value, base)):
+            raise ValueError(
+                f"{name} must be a class derived from {base.__name__}, such as {example} (the class, not an instance or "
+                f"a name), got {describe(value)}"
+            )
+
+
+def check_optional_paths(**values: str | os.PathLike | None) -> None:
+    """:raises ValueError: for the first value that is not None, a str or an ``os.PathLike``"""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ValueError(f"{name} must be a path (a str or an os.PathLike) or None, got {describe(value)}")
 
 
 def check_non_negative_schedules(**values: float | Callable[[float], float]) -> None:

@@ -7,9 +7,12 @@ import torch as th
 from torch import nn
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(RuntimeError, ValueError):
     """
     A NaN or infinity in the data from the environment, or in a loss or gradient norm: training stopped.
+
+    A ``RuntimeError``, and a ``ValueError`` as the invalid values that SB3's distributions meet on NaN, so that the
+    RL Zoo's hyperparameter search prunes a diverging trial instead of stopping the study.
 
     :param message: what was not finite, where, and what was saved
     :param quantities: names of the non-finite quantities (e.g. ``"reward"``, ``"world_model_grad_norm"``)

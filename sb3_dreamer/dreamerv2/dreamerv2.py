@@ -1,3 +1,4 @@
+import contextlib
 import io
 import math
 import os
@@ -20,26 +21,30 @@ from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, polyak_
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples, action_layout
 from sb3_dreamer.common.checks import (
     check_booleans,
     check_non_negative,
     check_non_negative_integers,
     check_non_negative_schedules,
+    check_optional_paths,
     check_positive,
     check_positive_integers,
     check_probabilities,
     check_spaces,
     check_train_freq,
+    describe,
 )
 from sb3_dreamer.common.diagnostics import DREAM_TAG, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
+from sb3_dreamer.common.optimizers import keep_steps_on_cpu
 from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.common.returns import ReturnScale, lambda_return
 from sb3_dreamer.common.rssm import LatentState
 from sb3_dreamer.common.save_util import (
     CORRUPTED_FILE_ERRORS,
+    atomic_directory,
     atomic_open,
     check_model_file,
     corrupted_file_error,
@@ -63,6 +68,10 @@ REWARD_TRANSFORMS = {"identity": None, "tanh": th.tanh, "sign": th.sign}
 GUARDED_METRICS = ("_loss", "_grad_norm")
 #: Files of a checkpoint directory (see DreamerV2.save_checkpoint)
 CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE = "model.zip", "replay_buffer.pkl", "checkpoint.pkl"
+#: What ``checkpoint.pkl`` holds
+CHECKPOINT_STATE_KEYS = ("digests", "rng_states", "acting_state", "episode_starts", "envs")
+#: The optimizers, saved as state dicts of these names besides the policy's
+OPTIMIZERS = ("policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer")
 
 
 class DreamerV2(OffPolicyAlgorithm):
@@ -295,7 +304,7 @@ class DreamerV2(OffPolicyAlgorithm):
             raise ValueError(f"Unknown image_likelihood={self.image_likelihood!r}: use one of {IMAGE_LIKELIHOODS}")
         if self.target_update_unit not in TARGET_UPDATE_UNITS:
             raise ValueError(f"Unknown target_update_unit={self.target_update_unit!r}: use one of {TARGET_UPDATE_UNITS}")
-        if self.reward_transform not in REWARD_TRANSFORMS:
+        if self.reward_transform not in tuple(REWARD_TRANSFORMS):
             raise ValueError(f"Unknown reward_transform={self.reward_transform!r}: use one of {tuple(REWARD_TRANSFORMS)}")
         if self.image_likelihood == "bernoulli" and self.policy_kwargs.get("center_images"):
             raise ValueError(
@@ -307,19 +316,23 @@ class DreamerV2(OffPolicyAlgorithm):
                 "image_likelihood='bernoulli' needs binary targets, but symlog_observations=True in policy_kwargs makes "
                 "the decoder's targets symlog(obs): use image_likelihood='normal' (DreamerV3's squared error in symlog space)"
             )
-        if self.diagnostics_interval < 0:
-            raise ValueError(
-                f"diagnostics_interval must be >= 0 (0 disables the diagnostics), got {self.diagnostics_interval}"
-            )
         check_positive_integers(
             batch_size=self.batch_size,
             sequence_length=self.sequence_length,
             imagination_horizon=self.imagination_horizon,
             buffer_size=self.buffer_size,
             target_update_interval=self.target_update_interval,
+            stats_window_size=self._stats_window_size,
         )
-        check_non_negative_integers(exploration_decay_steps=self.exploration_decay_steps)
+        check_non_negative_integers(
+            learning_starts=self.learning_starts,
+            exploration_decay_steps=self.exploration_decay_steps,
+            diagnostics_interval=self.diagnostics_interval,
+        )
+        if self.seed is not None:
+            check_non_negative_integers(seed=self.seed)
         check_booleans(normalize_returns=self.normalize_returns, round_discount=self.round_discount)
+        check_optional_paths(recovery_dir=self.recovery_dir)
         if self.learning_starts < self.sequence_length * self.n_envs:
             raise ValueError(
                 f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
@@ -337,10 +350,10 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"hold, n_envs * (buffer_size // n_envs - sequence_length + 1) = {n_windows}"
             )
         check_train_freq(self.train_freq, self.n_envs)
-        if not isinstance(self.gradient_steps, Integral) or self.gradient_steps < -1:
+        if not isinstance(self.gradient_steps, Integral) or isinstance(self.gradient_steps, bool) or self.gradient_steps < -1:
             raise ValueError(
                 f"gradient_steps must be an integer >= 0, or -1 for as many as env steps collected, "
-                f"got {self.gradient_steps!r}"
+                f"got {describe(self.gradient_steps)}"
             )
         check_probabilities(
             gamma=self.gamma,
@@ -400,7 +413,7 @@ class DreamerV2(OffPolicyAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts = ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"]
+        state_dicts = ["policy", *OPTIMIZERS]
         if self.normalize_returns:
             state_dicts.append("return_scale")
         return state_dicts, []
@@ -414,7 +427,8 @@ class DreamerV2(OffPolicyAlgorithm):
         """
         Load the weights and optimizer states of a saved model (see SB3's ``set_parameters``). The return scale's state
         follows ``normalize_returns``: a model saved without it (or before it existed) starts from ``S = 0`` when it
-        is on now, and a saved state is ignored when it is off now.
+        is on now, and a saved state is ignored when it is off now. Adam's step counters stay on the CPU
+        (:func:`keep_steps_on_cpu`).
         """
         if isinstance(load_path_or_dict, dict):
             params = dict(load_path_or_dict)
@@ -425,6 +439,8 @@ class DreamerV2(OffPolicyAlgorithm):
         else:
             params.pop("return_scale", None)
         super().set_parameters(params, exact_match, device)
+        for optimizer in (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer):
+            keep_steps_on_cpu(optimizer)
 
     def save(
         self,
@@ -458,9 +474,9 @@ class DreamerV2(OffPolicyAlgorithm):
         Load a model saved by :meth:`save` (see SB3's ``load``) once its zip file is checked to be complete.
         Only load files you trust: the model's attributes are unpickled, which can run code.
 
-        :raises ValueError: naming the file, when it is truncated or corrupted
+        :raises ValueError: naming the file, when it is truncated or corrupted, or not a DreamerV2 model
         """
-        check_model_file(path, "DreamerV2 model")
+        check_model_file(path, "DreamerV2 model", ("policy", *OPTIMIZERS))
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except CORRUPTED_FILE_ERRORS as exc:
@@ -494,6 +510,17 @@ class DreamerV2(OffPolicyAlgorithm):
                 f"Cannot load the replay buffer in {path}: its (observation shape, n_envs, sequence_length) = {found} "
                 f"differ from the model's {expected}"
             )
+        if action_layout(buffer.action_space) != action_layout(self.action_space):
+            raise ValueError(
+                f"Cannot load the replay buffer in {path}: its action space {buffer.action_space} differs from the "
+                f"model's {self.action_space}"
+            )
+        if buffer.observation_encoding != self.replay_buffer.observation_encoding:
+            raise ValueError(
+                f"Cannot load the replay buffer in {path}: it stores observations as {buffer.observation_encoding} "
+                f"(observation space {buffer.observation_space}), the model as {self.replay_buffer.observation_encoding} "
+                f"(observation space {self.observation_space})"
+            )
         buffer.device = self.device
         # How to sample is the model's setting; the rows are the buffer's
         buffer.sampling = self.replay_buffer.sampling
@@ -505,25 +532,28 @@ class DreamerV2(OffPolicyAlgorithm):
         Save all that training needs to continue exactly as if uninterrupted into the directory ``path``:
         ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and ``checkpoint.pkl``
         (random generator states, the acting model state, the envs and the SHA-256 of the two other files).
-        Every file is replaced atomically and ``checkpoint.pkl`` comes last, so :meth:`load_checkpoint` detects a
-        checkpoint that an interrupted save left half-overwritten.
 
-        :param path: the checkpoint directory, created if needed
+        The files are written into a new directory beside ``path``, flushed to disk, and ``path``, a symbolic link,
+        is then switched to it in one rename (see :func:`~sb3_dreamer.common.save_util.atomic_directory`): a save
+        killed at any point leaves ``path`` naming the previous complete checkpoint. Once switched, the previous
+        directory and what interrupted saves left behind are removed.
+
+        :param path: the checkpoint (a link to a directory), whose parent directory is created if needed
         :param save_env: save the gym envs, when the env is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``)
             whose envs can be pickled
         """
-        directory = pathlib.Path(path)
-        self.save(directory / CHECKPOINT_MODEL)
-        self.save_replay_buffer(directory / CHECKPOINT_BUFFER)
-        state = {
-            "digests": {name: file_digest(directory / name) for name in (CHECKPOINT_MODEL, CHECKPOINT_BUFFER)},
-            "rng_states": get_rng_states(self.action_space),
-            "acting_state": None if self._acting_state is None else tuple(x.cpu() for x in self._acting_state),
-            "episode_starts": None if self._episode_starts is None else self._episode_starts.cpu(),
-            "envs": vec_env_state(self.env) if save_env else None,
-        }
-        with atomic_open(directory / CHECKPOINT_STATE, "pkl") as file:
-            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+        with atomic_directory(path, (CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE)) as directory:
+            self.save(directory / CHECKPOINT_MODEL)
+            self.save_replay_buffer(directory / CHECKPOINT_BUFFER)
+            state = {
+                "digests": {name: file_digest(directory / name) for name in (CHECKPOINT_MODEL, CHECKPOINT_BUFFER)},
+                "rng_states": get_rng_states(self.action_space),
+                "acting_state": None if self._acting_state is None else tuple(x.cpu() for x in self._acting_state),
+                "episode_starts": None if self._episode_starts is None else self._episode_starts.cpu(),
+                "envs": vec_env_state(self.env) if save_env else None,
+            }
+            with atomic_open(directory / CHECKPOINT_STATE, "pkl") as file:
+                pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def load_checkpoint(
@@ -541,14 +571,24 @@ class DreamerV2(OffPolicyAlgorithm):
         (same device and PyTorch build). Given an ``env``, or with no envs in the checkpoint, the envs are reset at
         the next ``learn``: the weights, optimizers, replay buffer and generators are restored, the episodes restart.
 
-        :param path: the checkpoint directory
+        :param path: the checkpoint directory (or the link to it that :meth:`save_checkpoint` writes)
         :param env: the env to continue in, None for the envs of the checkpoint
         :param device: the device of the model
         :param kwargs: passed to :meth:`load`
-        :raises ValueError: when a file of the checkpoint is truncated, corrupted, or from another save
+        :raises ValueError: naming the file, when a file of the checkpoint is truncated, corrupted, not what it should
+            be, or from another save
         """
-        directory = pathlib.Path(path)
+        # Followed once: a save that switches the link meanwhile does not mix two checkpoints
+        directory = pathlib.Path(os.path.realpath(path))
         state = load_pickle(directory / CHECKPOINT_STATE, "pkl", "checkpoint state")
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"Cannot load the checkpoint in {directory}: its {CHECKPOINT_STATE} holds a {type(state).__name__}, not "
+                "the dict that save_checkpoint writes"
+            )
+        missing = [key for key in CHECKPOINT_STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f"Cannot load the checkpoint in {directory}: its {CHECKPOINT_STATE} lacks the keys {missing}")
         for name, digest in state["digests"].items():
             if file_digest(directory / name) != digest:
                 raise ValueError(
@@ -793,9 +833,14 @@ class DreamerV2(OffPolicyAlgorithm):
             frames = dream_video(prediction).cpu().numpy()
             write_gif_summary(self.logger, DREAM_TAG, frames, fps=4, step=self.num_timesteps)
 
-    def _autocast(self) -> th.autocast:
-        """The bfloat16 autocast of the gradient steps' forward passes where ``mixed_precision`` chose it, else a no-op."""
-        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.bfloat16_autocast)
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """
+        The bfloat16 autocast of the gradient steps' forward passes where ``mixed_precision`` chose it, else a no-op
+        (not an autocast disabled, which some device types refuse to construct).
+        """
+        if not self.bfloat16_autocast:
+            return contextlib.nullcontext()
+        return th.autocast(self.device.type, dtype=th.bfloat16)
 
     def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
         """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""
