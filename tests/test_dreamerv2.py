@@ -299,10 +299,14 @@ def test_mixed_precision_close_to_float32():
 
 
 def test_mixed_precision_needs_bfloat16_on_cuda(monkeypatch):
-    monkeypatch.setattr(th.cuda, "is_bf16_supported", lambda: False)
-    monkeypatch.setattr(th.cuda, "get_device_name", lambda device: "an old GPU")
-    with pytest.raises(ValueError, match="an old GPU does not support"):
-        resolve_mixed_precision(True, th.device("cuda"))
+    # The model's GPU is asked, and emulated bfloat16 (which is_bf16_supported() counts) does not do
+    monkeypatch.setattr(th.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    capabilities = {0: (8, 0), 1: (7, 5)}
+    monkeypatch.setattr(th.cuda, "get_device_capability", lambda device: capabilities[th.device(device).index])
+    monkeypatch.setattr(th.cuda, "get_device_name", lambda device: f"GPU {th.device(device).index}")
+    assert resolve_mixed_precision(True, th.device("cuda:0")) is True
+    with pytest.raises(ValueError, match=r"GPU 1 \(compute capability 7.5\) does not support"):
+        resolve_mixed_precision(True, th.device("cuda:1"))
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -206,3 +209,14 @@ def test_register_twice_is_harmless() -> None:
         register_minatar_envs()
         register_minatar_envs()
     assert all(env_id in gym.registry for env_id in IDS)
+
+
+def test_ids_resolve_without_importing_the_package() -> None:
+    """``gym.make("sb3_dreamer:<id>")`` in a fresh interpreter, where nothing imported sb3_dreamer before."""
+    code = (
+        "import sys, gymnasium as gym; assert 'sb3_dreamer' not in sys.modules; "
+        "print(gym.make('sb3_dreamer:SpaceInvadersPOMDP-MinAtar').observation_space.shape)"
+    )
+    environment = {**os.environ, "SB3_DREAMER_NO_ZOO_HOOK": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert result.stdout.strip() == "(4, 10, 10)"

@@ -66,15 +66,16 @@ def resolve_mixed_precision(setting: str | bool, device: th.device) -> bool:
 
     :param setting: ``"auto"`` (where :func:`prefers_bfloat16`), True or False
     :param device: the device of the model
-    :raises ValueError: for another setting, or True on a CUDA GPU without bfloat16
+    :raises ValueError: for another setting, or True on a CUDA GPU (the model's) of compute capability below 8.0
     """
     if isinstance(setting, str) and setting == "auto":
         return prefers_bfloat16(device)
     if not isinstance(setting, bool):
         raise ValueError(f"mixed_precision must be 'auto', True or False, got {setting!r}")
-    if setting and device.type == "cuda" and not th.cuda.is_bf16_supported():
+    if setting and device.type == "cuda" and not has_native_bfloat16(device):
         raise ValueError(
-            f"mixed_precision=True computes in bfloat16, which {th.cuda.get_device_name(device)} does not support "
-            "(CUDA GPUs from Ampere on do): use mixed_precision='auto' or False"
+            f"mixed_precision=True computes in bfloat16, which {th.cuda.get_device_name(device)} (compute capability "
+            f"{'.'.join(map(str, th.cuda.get_device_capability(device)))}) does not support natively (CUDA GPUs of "
+            "compute capability 8.0 and more do): use mixed_precision='auto' or False"
         )
     return setting

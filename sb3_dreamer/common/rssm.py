@@ -57,6 +57,24 @@ class OneHotLinear(th.autograd.Function):
         return None, grad_output.t() @ one_hot
 
 
+class GRUCell(nn.GRUCell):
+    """
+    ``nn.GRUCell`` whose gates and new state are computed in the state's dtype (float32) under autocast too, where its
+    two matmuls may run in bfloat16: CUDA's autocast would otherwise run the whole ``gru_cell`` in bfloat16, state
+    included. Without autocast it computes what ``nn.GRUCell`` computes, bit for bit (the same operations as
+    PyTorch's CPU ``gru_cell``).
+    """
+
+    def forward(self, inputs: th.Tensor, state: th.Tensor) -> th.Tensor:  # type: ignore[override]
+        """(N, input_size), (N, hidden_size) -> the new state (N, hidden_size), in the state's dtype."""
+        input_gates = F.linear(inputs, self.weight_ih, self.bias_ih).to(state.dtype).unsafe_chunk(3, 1)
+        state_gates = F.linear(state, self.weight_hh, self.bias_hh).to(state.dtype).unsafe_chunk(3, 1)
+        reset = state_gates[0].add_(input_gates[0]).sigmoid_()
+        update = state_gates[1].add_(input_gates[1]).sigmoid_()
+        candidate = input_gates[2].add(state_gates[2].mul_(reset)).tanh_()
+        return (state - candidate).mul_(update).add_(candidate)
+
+
 class LayerNormGRUCell(nn.Module):
     """
     The GRU cell of the official DreamerV2: one linear map of ``cat(input, state)`` to the three gates' inputs, layer
@@ -119,7 +137,7 @@ class RSSM(nn.Module):
     :param unimix: weight of the uniform mixed into the prior and posterior categoricals (discrete latents only,
         DreamerV3; see :class:`CategoricalLatent`)
     :param layer_norm_gru: the official DreamerV2's layer-normalised GRU cell (:class:`LayerNormGRUCell`) instead of
-        ``nn.GRUCell``
+        ``nn.GRUCell`` (:class:`GRUCell`)
     """
 
     def __init__(
@@ -151,7 +169,7 @@ class RSSM(nn.Module):
         self.stoch_in = nn.Linear(self.stoch_dim, hidden_size)
         self.action_in = nn.Linear(action_dim, hidden_size, bias=False)
         self.activation = activation_fn()
-        self.gru = LayerNormGRUCell(hidden_size, deter_size) if layer_norm_gru else nn.GRUCell(hidden_size, deter_size)
+        self.gru = LayerNormGRUCell(hidden_size, deter_size) if layer_norm_gru else GRUCell(hidden_size, deter_size)
         self.prior_net = nn.Sequential(
             nn.Linear(deter_size, hidden_size), activation_fn(), nn.Linear(hidden_size, self.latent.stats_dim)
         )

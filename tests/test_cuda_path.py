@@ -1,0 +1,172 @@
+"""
+The CUDA path, checked on the CPU where possible: the ``meta`` device stands in for a GPU (a value read from it, or a
+copy from it to the host, is where the host would wait for a GPU), dispatch modes record what runs. Tests marked
+``cuda`` run where a GPU exists and are skipped elsewhere.
+"""
+
+import io
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.logger import configure
+from tiny import TINY_POLICY, tiny_model
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sb3_dreamer import DreamerV2
+from sb3_dreamer.common.optimizers import keep_steps_on_cpu
+from sb3_dreamer.common.rssm import GRUCell
+
+cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+class DeviceWaits(TorchDispatchMode):
+    """
+    Records the operations that make the host wait for the ``meta`` device (reading a value, copying to the host),
+    answering them with zeros, and the copies to it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[str] = []
+        self.copies_to_device: list[dict] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        source = args[0] if args and isinstance(args[0], th.Tensor) else None
+        if source is not None and source.device.type == "meta":
+            if func is th.ops.aten._local_scalar_dense.default:
+                self.waits.append("read a value")
+                return 0.0
+            if func is th.ops.aten._to_copy.default and th.device(kwargs.get("device") or "meta").type == "cpu":
+                self.waits.append("copy to the host")
+                return th.zeros(source.shape, dtype=kwargs.get("dtype") or source.dtype)
+        if func is th.ops.aten._to_copy.default and source is not None and source.device.type == "cpu":
+            if th.device(kwargs.get("device") or "cpu").type == "meta":
+                self.copies_to_device.append(kwargs)
+        return func(*args, **kwargs)
+
+
+def model_on_meta(**kwargs) -> DreamerV2:
+    """A tiny model on the ``meta`` device, with the replay buffer of a tiny CPU model that collected 60 steps."""
+    cpu = tiny_model(**kwargs).learn(60)
+    model = tiny_model(device="meta", diagnostics_interval=0, **kwargs)
+    policy = model.policy
+    # Moving to meta replaced the parameters (a GPU keeps them): give the optimizers the module's
+    for name, module in (("world_model", policy.world_model), ("actor", policy.actor), ("critic", policy.critic)):
+        setattr(policy, f"{name}_optimizer", th.optim.Adam(module.parameters(), lr=1e-4))
+    model.replay_buffer = cpu.replay_buffer
+    model.replay_buffer.device = th.device("meta")
+    model._current_progress_remaining = 0.5
+    model.set_logger(configure(None, []))
+    return model
+
+
+def test_one_wait_per_train_call():
+    """Gradient steps queue on the device without the host waiting; the metrics of the call come back once."""
+    model = model_on_meta()
+    with DeviceWaits() as recorder:
+        model.train(gradient_steps=3, batch_size=4)
+    assert recorder.waits == ["copy to the host"]
+
+
+def test_replayed_batches_copied_without_waiting():
+    model = model_on_meta()
+    with DeviceWaits() as recorder:
+        samples = model.replay_buffer.sample(4)
+    assert all(tensor.device.type == "meta" for tensor in samples)
+    assert len(recorder.copies_to_device) == len(samples) and not recorder.waits
+    assert all(copy.get("non_blocking") for copy in recorder.copies_to_device)
+
+
+def test_loaded_adam_steps_stay_on_the_cpu():
+    model = tiny_model().learn(60)
+    optimizer = model.policy.world_model_optimizer
+    steps = [state["step"] for state in optimizer.state.values()]
+    assert steps and all(step.device.type == "cpu" for step in steps)
+    # A state dict loaded onto a GPU puts the counters there; keep_steps_on_cpu moves them back
+    on_gpu = mock.MagicMock(spec=th.Tensor, device=th.device("cuda"))
+    on_gpu.to.return_value = th.tensor(5.0)
+    state = next(iter(optimizer.state.values()))
+    state["step"] = on_gpu
+    keep_steps_on_cpu(optimizer)
+    on_gpu.to.assert_called_once_with("cpu")
+    assert state["step"].device.type == "cpu"
+    # Capturable or fused Adam keeps them on the device, as it needs them there
+    state["step"] = on_gpu
+    optimizer.param_groups[0]["capturable"] = True
+    keep_steps_on_cpu(optimizer)
+    assert state["step"] is on_gpu
+
+
+def test_load_calls_keep_steps_on_cpu():
+    model = tiny_model().learn(60)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    with mock.patch("sb3_dreamer.dreamerv2.dreamerv2.keep_steps_on_cpu") as keep:
+        DreamerV2.load(buffer)
+    assert keep.call_count == 3
+
+
+def test_gru_state_stays_float32_under_autocast():
+    """The GRU never calls aten's gru_cell, which CUDA's autocast runs in bfloat16 with its state."""
+    th.manual_seed(0)
+    cell = GRUCell(6, 4)
+    inputs, state = th.randn(3, 6), th.randn(3, 4)
+    expected = th.nn.GRUCell.forward(cell, inputs, state)
+    assert th.equal(cell(inputs, state), expected)  # bit for bit nn.GRUCell in float32
+
+    class Calls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    with Calls() as calls, th.autocast("cpu", dtype=th.bfloat16):
+        new_state = cell(inputs.bfloat16(), state)
+    assert new_state.dtype == th.float32 and "gru_cell" not in calls.names
+    assert th.allclose(new_state, expected, atol=0.05)
+    model = tiny_model(mixed_precision=True)
+    samples = model.learn(60).replay_buffer.sample(4)
+    with model._autocast():
+        _, _, posterior = model._world_model_loss(samples)
+    assert posterior.deter.dtype == th.float32
+
+
+def test_autocast_is_not_built_when_off():
+    model = tiny_model(mixed_precision=False)
+    with mock.patch("torch.autocast", side_effect=RuntimeError("unknown device type")):
+        with model._autocast():
+            pass
+    model.bfloat16_autocast = True
+    assert isinstance(model._autocast(), th.autocast)
+
+
+@cuda
+def test_cuda_loaded_steps_on_cpu_and_samples_pinned():
+    model = tiny_model(device="cuda", policy_kwargs=TINY_POLICY).learn(60)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    loaded = DreamerV2.load(buffer, device="cuda")
+    for optimizer in (loaded.policy.world_model_optimizer, loaded.policy.actor_optimizer):
+        assert all(state["step"].device.type == "cpu" for state in optimizer.state.values())
+    with mock.patch.object(th.Tensor, "pin_memory", autospec=True, side_effect=th.Tensor.pin_memory) as pin:
+        samples = model.replay_buffer.sample(4)
+    assert pin.call_count == len(samples) and samples.observations.is_cuda
+    np.testing.assert_array_equal(samples.is_first.cpu().numpy().shape, (8, 4))
+
+
+@cuda
+def test_cuda_gru_state_float32_in_mixed_precision():
+    model = tiny_model(device="cuda", mixed_precision=True).learn(60)
+    samples = model.replay_buffer.sample(4)
+    with model._autocast():
+        _, _, posterior = model._world_model_loss(samples)
+    assert posterior.deter.dtype == th.float32
