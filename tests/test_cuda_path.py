@@ -7,6 +7,7 @@ copy from it to the host, is where the host would wait for a GPU), dispatch mode
 import io
 from unittest import mock
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -18,6 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
 from sb3_dreamer.common.rssm import GRUCell
+from sb3_dreamer.common.save_util import get_rng_states, set_rng_states
 
 cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -170,3 +172,33 @@ def test_cuda_gru_state_float32_in_mixed_precision():
     with model._autocast():
         _, _, posterior = model._world_model_loss(samples)
     assert posterior.deter.dtype == th.float32
+
+
+def test_cuda_generator_of_the_model_device_saved_and_restored():
+    """The model's GPU's generator, whatever the number of visible GPUs; a warning where it cannot be restored."""
+    space = gym.spaces.Discrete(3)
+    with mock.patch.object(th.cuda, "get_rng_state", return_value=th.arange(4, dtype=th.uint8)) as get_state:
+        states = get_rng_states(space, th.device("cuda:1"))
+    get_state.assert_called_once_with(th.device("cuda:1"))
+    assert get_rng_states(space, th.device("cpu"))["cuda"] is None
+    with mock.patch.object(th.cuda, "set_rng_state") as set_state:
+        set_rng_states(states, space, th.device("cuda:0"))
+    set_state.assert_called_once()
+    assert th.equal(set_state.call_args.args[0], th.arange(4, dtype=th.uint8))
+    with pytest.warns(UserWarning, match="cannot be restored for a model on cpu"):
+        set_rng_states(states, space, th.device("cpu"))
+    # Checkpoints that saved every visible GPU's generator: the model's one is restored
+    states["cuda"] = [th.zeros(4, dtype=th.uint8), th.ones(4, dtype=th.uint8)]
+    with mock.patch.object(th.cuda, "set_rng_state") as set_state:
+        set_rng_states(states, space, th.device("cuda:1"))
+    assert th.equal(set_state.call_args.args[0], th.ones(4, dtype=th.uint8))
+
+
+@cuda
+def test_cuda_generator_restored_on_resume(tmp_path):
+    model = tiny_model(device="cuda").learn(60)
+    model.save_checkpoint(tmp_path / "checkpoint")
+    expected = th.rand(3, device=model.device)
+    th.cuda.manual_seed(123)
+    DreamerV2.load_checkpoint(tmp_path / "checkpoint", device="cuda")
+    assert th.equal(th.rand(3, device=model.device), expected)

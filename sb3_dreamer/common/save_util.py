@@ -219,24 +219,41 @@ def load_pickle(path: str | os.PathLike | io.BufferedIOBase, suffix: str, what: 
             raise corrupted_file_error(what, path, exc) from exc
 
 
-def get_rng_states(action_space: spaces.Space) -> dict[str, Any]:
-    """:return: the states of Python's, NumPy's and PyTorch's global generators and of the action space's generator"""
+def get_rng_states(action_space: spaces.Space, device: th.device) -> dict[str, Any]:
+    """
+    :return: the states of Python's, NumPy's and PyTorch's global generators, of the generator of the model's CUDA
+        device (None on another device) and of the action space's generator
+    """
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": th.get_rng_state(),
-        "cuda": th.cuda.get_rng_state_all() if th.cuda.is_available() and th.cuda.is_initialized() else None,
+        "cuda": th.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "action_space": action_space.np_random.bit_generator.state,
     }
 
 
-def set_rng_states(states: dict[str, Any], action_space: spaces.Space) -> None:
-    """Restore the generator states returned by :func:`get_rng_states`."""
+def set_rng_states(states: dict[str, Any], action_space: spaces.Space, device: th.device) -> None:
+    """
+    Restore the generator states returned by :func:`get_rng_states` for a model on ``device``. A CUDA generator's
+    state that cannot be restored (the model is not on a CUDA device now) is reported with a warning: sampling on the
+    device then differs from an uninterrupted run.
+    """
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     th.set_rng_state(states["torch"])
-    if states["cuda"] is not None and th.cuda.is_available() and th.cuda.device_count() == len(states["cuda"]):
-        th.cuda.set_rng_state_all(states["cuda"])
+    cuda_state = states["cuda"]
+    if isinstance(cuda_state, list):  # checkpoints that saved the generators of every visible GPU
+        index = (device.index or 0) if device.type == "cuda" else 0
+        cuda_state = cuda_state[index] if index < len(cuda_state) else cuda_state[0]
+    if cuda_state is not None:
+        if device.type == "cuda":
+            th.cuda.set_rng_state(cuda_state, device)
+        else:
+            warnings.warn(
+                f"The checkpoint holds the state of a CUDA generator, which cannot be restored for a model on {device}: "
+                "random draws on the device differ from those of an uninterrupted run"
+            )
     action_space.np_random.bit_generator.state = states["action_space"]
 
 

@@ -547,7 +547,7 @@ class DreamerV2(OffPolicyAlgorithm):
             self.save_replay_buffer(directory / CHECKPOINT_BUFFER)
             state = {
                 "digests": {name: file_digest(directory / name) for name in (CHECKPOINT_MODEL, CHECKPOINT_BUFFER)},
-                "rng_states": get_rng_states(self.action_space),
+                "rng_states": get_rng_states(self.action_space, self.device),
                 "acting_state": None if self._acting_state is None else tuple(x.cpu() for x in self._acting_state),
                 "episode_starts": None if self._episode_starts is None else self._episode_starts.cpu(),
                 "envs": vec_env_state(self.env) if save_env else None,
@@ -605,7 +605,7 @@ class DreamerV2(OffPolicyAlgorithm):
             model._acting_state = ActingState(*(x.to(model.device) for x in state["acting_state"]))
             starts = state["episode_starts"]
             model._episode_starts = None if starts is None else starts.to(model.device)
-        set_rng_states(state["rng_states"], model.action_space)
+        set_rng_states(state["rng_states"], model.action_space, model.device)
         return model
 
     def _setup_learn(
