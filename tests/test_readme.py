@@ -1,10 +1,12 @@
 """
-Every Python and shell block of the README runs, with tiny budgets, so that a pasted snippet works.
+Every Python and shell block of the README and of the documentation's pages (``docs/*.md``) runs, with tiny budgets, so
+that a pasted snippet works; the documentation builds with warnings as errors.
 
-Python blocks run in order in one namespace (later blocks use what earlier ones made), with ``learn`` capped at a few
-hundred steps and MinAtar episodes at 200 steps (an untrained agent may otherwise play up to the 10,000-step limit).
-Shell blocks run command by command in one folder, with the budgets, trial counts, seeds and output folders of
-:data:`SHELL_BUDGETS`; installation, test and ``export`` lines are not run.
+Each page's Python blocks run in order in one namespace of their own (later blocks use what earlier ones made), with
+``learn`` capped at a few hundred steps and MinAtar episodes at 200 steps (an untrained agent may otherwise play up to
+the 10,000-step limit). The shell commands of all pages run once each, command by command in one folder, with the
+budgets, trial counts, seeds and output folders of :data:`SHELL_BUDGETS`; installation, test, documentation-build and
+``export`` lines are not run.
 """
 
 import os
@@ -21,10 +23,12 @@ from sb3_dreamer.envs.registration import GAME_IDS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-#: env steps a README ``learn`` call or zoo run gets here
+DOCS = REPO / "docs"
+#: env steps a ``learn`` call or zoo run of a page gets here
 TINY_BUDGET = 300
-#: lines of shell blocks that are not run here: installing, testing, environment settings
-NOT_RUN = ("pip ", "pytest", "export ", "#")
+#: lines of shell blocks that are not run here: installing, testing, building the documentation (see
+#: :func:`test_docs_build`), environment settings
+NOT_RUN = ("pip ", "pytest", "sphinx-build ", "export ", "#")
 #: (pattern, replacement) applied in order to each shell command: tiny budgets, one seed and env, output under the
 #: test's folder
 SHELL_BUDGETS = (
@@ -43,15 +47,33 @@ SHELL_BUDGETS = (
 )
 
 
-def readme_blocks(language: str) -> list[str]:
-    """The README's fenced blocks of ``language``, in order."""
-    return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+def reading_order() -> tuple[Path, ...]:
+    """
+    The README, then the documentation's Markdown pages in the order of its table of contents (the benchmark reports it
+    includes are not among them), then any other page: later shell commands may use what earlier ones wrote.
+    """
+    listed = [DOCS / f"{name}.md" for name in re.findall(r"^ +(\w+)$", (DOCS / "index.rst").read_text(), flags=re.M)]
+    listed = [page for page in listed if page.exists()]
+    return (README, *listed, *sorted(set(DOCS.glob("*.md")) - set(listed)))
 
 
-def shell_commands() -> list[str]:
-    """The README's shell commands (continuation lines joined), in order, without the ones not run."""
+#: the pages whose blocks run here
+PAGES = reading_order()
+
+
+def page_name(page: Path) -> str:
+    return page.relative_to(REPO).as_posix()
+
+
+def page_blocks(page: Path, language: str) -> list[str]:
+    """The page's fenced blocks of ``language``, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+
+
+def shell_commands(page: Path) -> list[str]:
+    """The page's shell commands (continuation lines joined), in order, without the ones not run."""
     commands: list[str] = []
-    for block in readme_blocks("bash"):
+    for block in page_blocks(page, "bash"):
         for command in block.replace("\\\n", " ").splitlines():
             command = " ".join(command.split())
             if command and not command.startswith(NOT_RUN):
@@ -66,15 +88,24 @@ def with_tiny_budget(command: str) -> str:
 
 
 def tiny_shell_commands() -> list[str]:
-    """:func:`shell_commands` with tiny budgets, each once."""
-    return list(dict.fromkeys(map(with_tiny_budget, shell_commands())))
+    """The shell commands of all pages with tiny budgets, each once, in the order of :data:`PAGES`."""
+    return list(dict.fromkeys(with_tiny_budget(command) for page in PAGES for command in shell_commands(page)))
 
 
-def test_readme_has_blocks_of_both_kinds():
-    assert len(readme_blocks("python")) >= 4 and len(shell_commands()) >= 8
+def test_pages_have_blocks_of_both_kinds():
+    assert len(page_blocks(README, "python")) >= 2 and shell_commands(README)
+    assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and len(tiny_shell_commands()) >= 8
 
 
-def test_python_blocks(tmp_path, monkeypatch):
+def test_readme_links_exist():
+    """The README's relative links (to the documentation's pages, mostly) name files of the repository."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
+    relative = [link for link in links if "://" not in link]
+    assert relative and [link for link in relative if not (REPO / link).exists()] == []
+
+
+@pytest.mark.parametrize("page", [page for page in PAGES if page_blocks(page, "python")], ids=page_name)
+def test_python_blocks(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     learn = DreamerV2.learn
     monkeypatch.setattr(
@@ -86,8 +117,8 @@ def test_python_blocks(tmp_path, monkeypatch):
         for env_id in (f"{name}-MinAtar", f"{name}POMDP-MinAtar"):
             monkeypatch.setattr(gym.spec(env_id), "max_episode_steps", 200)
     namespace: dict = {}
-    for block in readme_blocks("python"):
-        exec(compile(block, str(README), "exec"), namespace)
+    for block in page_blocks(page, "python"):
+        exec(compile(block, str(page), "exec"), namespace)
     assert isinstance(namespace["model"], DreamerV2)
 
 
@@ -97,3 +128,15 @@ def test_shell_blocks(tmp_path):
     for command in tiny_shell_commands():
         result = subprocess.run(command, shell=True, cwd=tmp_path, env=environment, capture_output=True, text=True)
         assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::PendingDeprecationWarning")
+def test_docs_build(tmp_path):
+    """``sphinx-build -W --keep-going -b html docs OUT``, as CI runs it (with the ``docs`` extra installed)."""
+    for module in ("sphinx", "myst_parser", "sphinx_rtd_theme"):
+        pytest.importorskip(module, reason='the documentation needs pip install -e ".[docs]"')
+    from sphinx.cmd.build import build_main
+
+    arguments = ["-W", "--keep-going", "-q", "-b", "html", "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
+    assert build_main(arguments) == 0
+    assert (tmp_path / "html" / "api.html").exists()
