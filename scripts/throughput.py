@@ -1,8 +1,10 @@
 """
-Throughput of DreamerV2 at its default sizes: one JSON line with
+Throughput of DreamerV2 at its default sizes (``--batch-size`` changes the batch): one JSON line with
 
 - ``grad_step_ms``: one gradient step (world model, then actor and critic) on batch 50 x sequence 50, horizon 10,
   and its parts ``world_model_ms`` and ``actor_critic_ms``,
+- ``grad_step_ops``: the operators one gradient step dispatches (forward, backward and optimizer; on a GPU each is at
+  least one kernel launch),
 - ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
 - ``frames_per_s``: env frames per second of ``learn`` at the default schedule after the random warm-up,
 - ``replay_bytes_per_transition`` and ``replay_mb_at_capacity``,
@@ -15,6 +17,7 @@ Throughput of DreamerV2 at its default sizes: one JSON line with
 alone means ``true``); ``bfloat16_autocast`` in the output says whether the gradient steps ran under bfloat16 autocast.
 
 Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2] [--mixed-precision false]
+    [--batch-size 16]
 """
 
 import argparse
@@ -26,6 +29,7 @@ import time
 import numpy as np
 import torch as th
 from stable_baselines3.common.utils import obs_as_tensor
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer import DreamerV2
@@ -69,6 +73,27 @@ def gradient_step_gflop(model: DreamerV2) -> float:
         _, posterior = model._train_world_model(samples)
         model._train_actor_critic(posterior, samples.terminated)
     return counter.get_total_flops() / 1e9
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts the operators dispatched to the device kernels while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def gradient_step_ops(model: DreamerV2) -> int:
+    """Operators dispatched by one gradient step."""
+    samples = model.replay_buffer.sample(model.batch_size)
+    with OperatorCount() as counter:
+        _, posterior = model._train_world_model(samples)
+        model._train_actor_critic(posterior, samples.terminated)
+    return counter.count
 
 
 def matmul_gflops(device: th.device, size: int = 1024, n_steps: int = 20) -> float:
@@ -123,12 +148,15 @@ def main() -> None:
         help="mixed_precision of the model: bfloat16 autocast in the gradient steps (default: auto)",
     )
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
+    parser.add_argument("--batch-size", type=int, default=50, help="sequences per gradient step (the default's 50)")
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
     mixed_precision = MIXED_PRECISION[args.mixed_precision]
-    model = DreamerV2("CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=mixed_precision)
+    model = DreamerV2(
+        "CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=mixed_precision, batch_size=args.batch_size
+    )
     # Random warm-up fills the replay buffer; learn() does not train before learning_starts.
     model.learn(model.learning_starts)
     result: dict[str, object] = {
@@ -136,6 +164,7 @@ def main() -> None:
         "device": str(model.device),
         "torch": th.__version__,
         "threads": th.get_num_threads(),
+        "batch_size": args.batch_size,
         "mixed_precision": mixed_precision,
         "bfloat16_autocast": model.bfloat16_autocast,
         "cpu": platform.processor() or platform.machine(),
@@ -143,6 +172,7 @@ def main() -> None:
     result["matmul_gflops"] = matmul_gflops(model.device)
     result.update(time_gradient_steps(model, args.grad_steps))
     result["grad_step_gflop"] = gradient_step_gflop(model)
+    result["grad_step_ops"] = gradient_step_ops(model)
     result["act_ms_n1"] = time_acting(model, 1, args.act_steps)
     result["act_ms_n8"] = time_acting(model, 8, args.act_steps)
 
