@@ -249,13 +249,15 @@ class RSSM(nn.Module):
         :param state: state before the first step, (B, ...)
         """
         keep = (1.0 - is_first).unsqueeze(-1)  # (T, B, 1)
-        action_in = self.action_in(actions) * keep  # (T, B, hidden)
-        embed_in = self.post_embed_in(embeds)  # (T, B, hidden)
+        # Unbound once: the backward pass then stacks the steps' gradients in one operation, where indexing each
+        # step would write each into a zero tensor of the whole window
+        action_ins = (self.action_in(actions) * keep).unbind(0)  # T x (B, hidden)
+        embed_ins = self.post_embed_in(embeds).unbind(0)  # T x (B, hidden)
         deters, stochs, post_stats = [], [], []
-        for t in range(embeds.shape[0]):
-            state = LatentState(state.deter * keep[t], state.stoch * keep[t])
-            deter = self._recurrent(state, action_in[t])
-            stats = self._posterior(deter, embed_in[t])
+        for step_keep, action_in, embed_in in zip(keep.unbind(0), action_ins, embed_ins, strict=True):
+            state = LatentState(state.deter * step_keep, state.stoch * step_keep)
+            deter = self._recurrent(state, action_in)
+            stats = self._posterior(deter, embed_in)
             state = LatentState(deter, self.latent.sample(stats))
             deters.append(deter)
             stochs.append(state.stoch)
