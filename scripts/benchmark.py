@@ -10,14 +10,38 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
   its final score, empty for a run that has none, wall_clock_s and cpu_s of its training),
 - ``results.md``: per algo x env, mean +- std over seeds of the final evaluation return and of the final score (over
   the seeds that have one), frames, seeds, mean wall-clock and CPU time per run and frames per second of wall-clock
-  time; then the evaluation return at every evaluation point (mean over seeds) of each algo x env,
+  time; then the evaluation return at every evaluation point (mean over seeds) of each algo x env; then per algo x env
+  the mean score over seeds with a 95% bootstrap interval; then the aggregate over envs (below),
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
-  one panel per env and one line per algo.
+  one panel per env and one line per algo,
+- ``aggregate.png`` and ``aggregate_curves.png``: rliable's plots of the aggregate, its metrics with their intervals
+  and the IQM of the normalised evaluation returns against env frames.
+
+The score of a run is its final score (below) or, for a run without one, its last evaluation, which the report marks
+and names. Per algo x env, the mean score over seeds has a percentile bootstrap interval: ``--bootstrap-reps`` (2000)
+resamples of the seeds with replacement from a generator seeded with ``BOOTSTRAP_SEED`` (0), so that the same runs
+give the same report. The aggregate (with rliable, the ``benchmark`` extra) covers ``--aggregate-algos`` (default:
+every algorithm with finished runs, no variant ``ALGO@NAME``) over the envs where each of them has runs of the largest
+frame budget of their runs. It normalises each score per env: (score - low) / (high - low), with high (= 1) the best
+score of any run on the env and low (= 0) the lowest return any run on it scored (its score or any evaluation: in
+practice an early evaluation), over every run of the report at that budget, also those outside the aggregate; no
+random policy is measured. rliable's score matrices need as many runs on every env, so an algorithm's runs are cut to
+its lowest seeds on the env where it has fewest (the report names those left out). On these it computes rliable's
+IQM, mean and optimality gap, the probability of improvement of each algorithm over each other one (rliable's
+``probability_of_improvement``; its bootstrap counts the same without scipy's test, which would take a minute), and the
+IQM of the normalised evaluation returns at each evaluation point, each with a 95% stratified-bootstrap interval (rliable's
+``get_interval_estimates``: runs resampled within each env, percentile intervals, ``--bootstrap-reps`` replications,
+NumPy's global random numbers, from which rliable draws, seeded with ``BOOTSTRAP_SEED`` for each estimate).
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
 (its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
 actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time and
-final score).
+final score). TensorBoard event files are not committed (``.gitignore``): once a run with them has finished, every
+scalar in them goes to ``scalars.csv`` in its folder (tag, step, value; ``scripts/tb_scalars.py`` reads it where the
+event files are gone), and the first run of the packaged DreamerV2 (``dreamerv2``, not its variants: one GIF per id)
+of each env to finish with a dream video writes its last one to ``ROOT/dream_dreamerv2_ENV.gif``
+(``scripts/dream_gif.py``). Every command, ``--report-only`` included, does the same
+for the finished runs that have event files and no up-to-date ``scalars.csv`` or GIF (by seed: the lowest one's GIF).
 The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
 checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--eval-freq`` frames and at its
 end) and an unfinished one resumes from it through the zoo's ``-i checkpoint/model.zip``: an interrupted run loses
@@ -60,6 +84,7 @@ Usage:
   python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --final-eval-missing --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
+  python scripts/benchmark.py --report-only --root benchmarks/minatar-100k --aggregate-algos dreamerv2@ratio2bf16 qrdqn
 """
 
 import argparse
@@ -89,6 +114,12 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "hyperparams"
 RUNS_DIR = "runs"
 TENSORBOARD_DIR = "tensorboard"
+#: TensorBoard event files (under ``RUN/tensorboard``) and the CSV of every scalar in them that a finished run keeps
+EVENT_FILES = "events.out.tfevents.*"
+SCALARS_FILE = "scalars.csv"
+#: Dream video of the first finished run of GIF_ALGO on ENV with one, in ROOT: at most one GIF per id
+DREAM_GIF = "dream_{algo}_{env}.gif"
+GIF_ALGO = "dreamerv2"
 RUN_FILE = "run.json"
 LOG_FILE = "train.log"
 SEGMENTS_FILE = "segments.json"
@@ -117,6 +148,15 @@ COLUMNS = ["algo", "env", "seed", "frames", "eval_episodes", "timesteps", "mean_
 #: Columns that identify a run in ``results.csv`` and ``final.csv``
 RUN_KEY = ["algo", "env", "seed", "frames"]
 FINAL_COLUMNS = [*RUN_KEY, "final_episodes", "final_mean_return", "final_std_return", "wall_clock_s", "cpu_s"]
+#: Bootstrap of the report's intervals: replications (default of ``--bootstrap-reps``), seed of its random numbers (the
+#: same runs give the same report) and coverage
+BOOTSTRAP_REPS = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+#: The aggregates of the report's normalised scores, with rliable's functions (:func:`import_rliable`)
+AGGREGATE_METRICS = ("IQM", "mean", "optimality gap")
+AGGREGATE_PLOT = "aggregate.png"
+AGGREGATE_CURVES_PLOT = "aggregate_curves.png"
 #: (frames, eval_freq, eval_episodes, final_episodes) of the full grid and of ``--quick``
 FULL_BUDGET = (100_000, 10_000, 10, 100)
 QUICK_BUDGET = (300, 100, 2, 5)
@@ -311,6 +351,8 @@ class Launcher:
         error = self.evaluate(run, info)
         if error is None:
             write_json(run_dir / RUN_FILE, info)
+            for message in export_tensorboard(run, self.args.root):
+                tqdm.write(message)
         return error
 
     def evaluate(self, run: Run, info: dict[str, Any]) -> str | None:
@@ -418,6 +460,67 @@ def evaluate_final_model(
     returns, _ = evaluate_policy(agent, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
     score = {"final_mean_return": float(np.mean(returns)), "final_std_return": float(np.std(returns))}
     write_json(Path(output), {**score, "final_episodes": len(returns)})
+
+
+def write_scalars(run_dir: Path) -> None:
+    """Every scalar of the TensorBoard event files of the run in ``run_dir``, to ``RUN/scalars.csv``: tag, step, value."""
+    from tb_scalars import read_scalars  # tensorboard's event reader, only for runs that have event files
+
+    temporary = run_dir / f"{SCALARS_FILE}.tmp"
+    read_scalars(run_dir / TENSORBOARD_DIR).to_csv(temporary, index=False)
+    temporary.replace(run_dir / SCALARS_FILE)
+
+
+def write_dream_gif(run: Run, root: Path) -> str:
+    """
+    The last dream video of the DreamerV2 ``run`` to ``ROOT/dream_ALGO_ENV.gif`` by ``scripts/dream_gif.py``, in a
+    subprocess (it imports torch, which the grid's own process does without); what it wrote, or why it wrote nothing.
+    """
+    output = root / DREAM_GIF.format(algo=run.algo, env=run.env)
+    temporary = output.with_name(f"{output.name}.tmp")
+    command = [sys.executable, str(Path(__file__).with_name("dream_gif.py")), str(run.directory(root)), str(temporary)]
+    written = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if written.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        return f"{run}: no dream GIF: {(written.stderr.strip().splitlines() or ['no output'])[-1]}"
+    temporary.replace(output)
+    # dream_gif.py's "wrote OUTPUT: the dream video at N frames"
+    return f"{run}: wrote {output.name}: {written.stdout.strip().removeprefix(f'wrote {temporary}: ')}"
+
+
+def export_tensorboard(run: Run, root: Path) -> list[str]:
+    """
+    What the finished ``run`` keeps of its TensorBoard logs, whose event files are not committed: every scalar in
+    ``RUN/scalars.csv`` (rewritten when an event file is newer), and if it logged images (DreamerV2's dream videos)
+    and it is a run of ``GIF_ALGO`` whose env has no GIF yet, its last dream video there. Returns what it did, nothing
+    for a run without event files or with nothing to do.
+    """
+    from tb_scalars import image_tags  # tensorboard's event reader, only for runs that have event files
+
+    run_dir = run.directory(root)
+    events = list((run_dir / TENSORBOARD_DIR).rglob(EVENT_FILES))
+    if not events:
+        return []
+    messages = []
+    scalars = run_dir / SCALARS_FILE
+    if not scalars.is_file() or scalars.stat().st_mtime < max(path.stat().st_mtime for path in events):
+        write_scalars(run_dir)
+        messages.append(f"{run}: wrote {SCALARS_FILE}")
+    gif = root / DREAM_GIF.format(algo=run.algo, env=run.env)
+    if run.algo == GIF_ALGO and not gif.is_file() and image_tags(run_dir / TENSORBOARD_DIR):
+        messages.append(write_dream_gif(run, root))
+    return messages
+
+
+def export_finished_runs(root: Path) -> None:
+    """:func:`export_tensorboard` of every finished run under ``root``, by algo, env and seed (the lowest seed's GIF)."""
+    runs = []
+    for run_file in root.glob(f"{RUNS_DIR}/*/*/seed_*/{RUN_FILE}"):
+        info = json.loads(run_file.read_text())
+        runs.append(Run(info["algo"], info["env"], info["seed"]))
+    for run in sorted(runs, key=lambda run: (run.algo, run.env, run.seed)):
+        for message in export_tensorboard(run, root):
+            print(message, flush=True)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
@@ -573,8 +676,7 @@ def curve_table(results: pd.DataFrame) -> str:
 def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     """Evaluation return against env frames: mean over seeds and min-max band, a panel per env, a line per algo."""
     envs = sorted(results["env"].unique())
-    algos = sorted(results["algo"].unique())
-    colors = dict(zip(algos, plt.get_cmap("tab10").colors, strict=False))
+    colors = algo_colors(list(results["algo"].unique()))
     figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
     for axis, env in zip(axes[0], envs, strict=True):
         for algo, runs in results[results["env"] == env].groupby("algo"):
@@ -591,8 +693,313 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(root: Path) -> None:
-    """Write ``results.csv``, ``final.csv``, ``results.md`` and ``learning_curves.png`` of the finished runs under ``root``."""
+def run_scores(results: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
+    """
+    The score of each run (:data:`RUN_KEY`, one row per run of ``results``): its final score where it has one, else its
+    last evaluation's mean return; ``final`` tells which, ``episodes`` over how many episodes.
+    """
+    last = results.sort_values("timesteps").groupby(RUN_KEY).tail(1)[[*RUN_KEY, "mean_return", "eval_episodes"]]
+    scores = last.merge(finals[[*RUN_KEY, "final_mean_return", "final_episodes"]], on=RUN_KEY, how="left")
+    scores["final"] = scores["final_mean_return"].notna()
+    scores["score"] = scores["final_mean_return"].where(scores["final"], scores["mean_return"])
+    scores["episodes"] = scores["final_episodes"].where(scores["final"], scores["eval_episodes"]).astype(int)
+    return scores[[*RUN_KEY, "score", "final", "episodes"]].sort_values(RUN_KEY, ignore_index=True)
+
+
+def bootstrap_interval(values: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """
+    Percentile bootstrap interval (coverage :data:`CONFIDENCE`) of the mean of ``values``: ``reps`` resamples with
+    replacement drawn by a generator seeded with ``seed``.
+    """
+    resamples = np.random.default_rng(seed).integers(len(values), size=(reps, len(values)))
+    tail = 50 * (1 - CONFIDENCE)
+    low, high = np.percentile(values[resamples].mean(axis=1), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _sources(runs: pd.DataFrame) -> str:
+    """Which of ``runs`` (rows of :func:`run_scores`) are scored by their final score and which by their last evaluation."""
+    parts = []
+    for (final, episodes), group in runs.groupby(["final", "episodes"], sort=False):
+        seeds = ", ".join(map(str, sorted(group["seed"])))
+        kind = "final score" if final else "**last evaluation**"
+        parts.append(f"{kind} ({episodes} episodes): seed{'s' if len(group) > 1 else ''} {seeds}")
+    return "; ".join(parts)
+
+
+def score_table(scores: pd.DataFrame, reps: int) -> str:
+    """
+    Per algo x env x frame budget: the runs' scores (:func:`run_scores`), mean and bootstrap interval (``reps``
+    resamples) over seeds.
+    """
+    lines = [
+        f"| algo | env | frames | seeds | score: mean [{CONFIDENCE:.0%} interval] | scored by |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for (algo, env, frames), runs in scores.groupby(["algo", "env", "frames"]):
+        values = runs["score"].to_numpy()
+        low, high = bootstrap_interval(values, reps)
+        interval = f"{values.mean():.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(f"| {algo} | {env} | {frames:,} | {len(runs)} | {interval} | {_sources(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def import_rliable() -> tuple[Any, Any, Any]:
+    """rliable's ``library``, ``metrics`` and ``plot_utils`` (the ``benchmark`` extra; training does without them)."""
+    from rliable import library, metrics, plot_utils
+
+    return library, metrics, plot_utils
+
+
+def normalisation_bounds(scores: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """
+    Per env (index): ``low``, the lowest return that any run of ``scores``/``results`` scored on it (its score or any
+    evaluation), and ``high``, the best score of any run on it: a normalised score is (score - low) / (high - low).
+    """
+    returns = pd.concat([scores[["env", "score"]], results[["env", "mean_return"]].set_axis(["env", "score"], axis=1)])
+    return pd.DataFrame({"low": returns.groupby("env")["score"].min(), "high": scores.groupby("env")["score"].max()})
+
+
+def normalise(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(values - low) / (high - low)`` (broadcast), 0 where ``high == low`` (every run scored the same)."""
+    span = high - low
+    return (values - low) / np.where(span > 0, span, 1.0)
+
+
+def _improvement_probability(scores_x: np.ndarray, scores_y: np.ndarray) -> np.ndarray:
+    """
+    rliable's ``metrics.probability_of_improvement`` of ``scores_x`` (runs_x, envs) over ``scores_y`` (runs_y, envs)
+    (per env Mann-Whitney's U / (runs_x runs_y): P(X > Y) + P(X = Y) / 2, averaged over the envs), counted without
+    scipy's test, which takes a millisecond a call, for the bootstrap.
+    """
+    pairs = scores_x[:, None, :] - scores_y[None, :, :]  # (runs_x, runs_y, envs)
+    return np.array([np.mean((pairs > 0).mean(axis=(0, 1)) + (pairs == 0).mean(axis=(0, 1)) / 2)])
+
+
+def _iqm_curve(scores: np.ndarray) -> np.ndarray:
+    """
+    rliable's ``aggregate_iqm`` (scipy's 25% trimmed mean of the scores of all runs on all envs) at each evaluation
+    point of ``scores`` (runs, envs, points), in one NumPy sort rather than a scipy call a point, for the bootstrap.
+    """
+    scores = np.sort(scores.reshape(-1, scores.shape[-1]), axis=0)  # (runs x envs, points)
+    cut = int(0.25 * len(scores))  # as scipy's trim_mean
+    return scores[cut : len(scores) - cut].mean(axis=0)
+
+
+def _seeded_estimates(
+    library: Any, scores: np.ndarray | tuple[np.ndarray, ...], function: Callable, reps: int
+) -> tuple[Any, Any]:
+    """
+    rliable's stratified-bootstrap point estimate and interval (``reps`` replications) of ``function`` of ``scores``,
+    with NumPy's global random numbers (rliable's resampling draws from them) seeded with :data:`BOOTSTRAP_SEED` and
+    restored afterwards.
+    """
+    state = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        points, intervals = library.get_interval_estimates(
+            {"scores": scores}, function, reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    finally:
+        np.random.set_state(state)
+    return points["scores"], intervals["scores"]
+
+
+@dataclass
+class Aggregate:
+    """The report's aggregate of the normalised scores of ``algos`` over ``envs`` (:func:`aggregate`)."""
+
+    algos: list[str]
+    envs: list[str]
+    frames: int
+    #: bootstrap replications of the intervals
+    reps: int
+    #: per env: the normalisation's ``low`` (0) and ``high`` (1)
+    bounds: pd.DataFrame
+    #: per algo: its runs (rows of :func:`run_scores`, ``rank`` k for the k-th lowest seed on each env), the runs left
+    #: out to have as many on every env, and per algo its normalised scores (runs, envs)
+    runs: dict[str, pd.DataFrame]
+    left_out: pd.DataFrame
+    normalised: dict[str, np.ndarray]
+    #: per algo: :data:`AGGREGATE_METRICS` and their intervals (2, metrics)
+    metrics: dict[str, np.ndarray]
+    intervals: dict[str, np.ndarray]
+    #: per pair (X, Y), X != Y: the probability of improvement of X over Y and its interval (2,)
+    improvement: dict[tuple[str, str], tuple[float, np.ndarray]]
+    #: evaluation points (env frames) of every run, and per algo the IQM of the normalised evaluations at each and its
+    #: interval (2, points)
+    timesteps: list[int]
+    curves: dict[str, np.ndarray]
+    curve_intervals: dict[str, np.ndarray]
+
+
+def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], reps: int = BOOTSTRAP_REPS) -> Aggregate | str:
+    """
+    Aggregate of ``algos`` over the envs where each has runs of the largest frame budget of their runs: rliable's IQM,
+    mean and optimality gap of the normalised scores (:func:`normalisation_bounds`, from every run on the env, also
+    of other algos), the probability of improvement of each algo over each other one, and the IQM of the normalised
+    evaluations at each evaluation point, each with a stratified-bootstrap interval of ``reps`` replications.
+    rliable's score matrices need as many runs on every env: an algo's runs are cut to its lowest seeds on the env
+    where it has fewest. A string says why there is no aggregate.
+    """
+    library, rliable_metrics, _ = import_rliable()
+    missing = sorted(set(algos) - set(scores["algo"]))
+    if missing:
+        return f"no finished runs of {', '.join(missing)}"
+    frames = int(scores[scores["algo"].isin(algos)]["frames"].max())
+    scores, results = scores[scores["frames"] == frames], results[results["frames"] == frames]
+    envs = sorted(set.intersection(*(set(scores[scores["algo"] == algo]["env"]) for algo in algos)))
+    if not envs:
+        return f"no env where each of {', '.join(algos)} has runs of {frames:,} frames"
+    bounds = normalisation_bounds(scores[scores["env"].isin(envs)], results[results["env"].isin(envs)]).loc[envs]
+    low, high = bounds["low"].to_numpy(), bounds["high"].to_numpy()
+    runs, left_out, normalised, evaluations = {}, [], {}, {}
+    for algo in algos:
+        own = scores[(scores["algo"] == algo) & scores["env"].isin(envs)].sort_values(["env", "seed"])
+        kept = own.groupby("env").head(own.groupby("env").size().min())
+        left_out.append(own.drop(kept.index))
+        runs[algo] = kept.assign(rank=kept.groupby("env").cumcount()).reset_index(drop=True)  # rank: k-th lowest seed
+        normalised[algo] = normalise(runs[algo].pivot(index="rank", columns="env", values="score")[envs].to_numpy(), low, high)
+        evaluations[algo] = results.merge(runs[algo][[*RUN_KEY, "rank"]], on=RUN_KEY)
+    timesteps = sorted(
+        set.intersection(*(set(steps) for algo in algos for _, steps in evaluations[algo].groupby(RUN_KEY)["timesteps"]))
+    )
+    # AGGREGATE_METRICS
+    functions = (rliable_metrics.aggregate_iqm, rliable_metrics.aggregate_mean, rliable_metrics.aggregate_optimality_gap)
+    metrics, intervals, curves, curve_intervals = {}, {}, {}, {}
+    for algo in algos:
+        metrics[algo], intervals[algo] = _seeded_estimates(
+            library, normalised[algo], lambda x: np.array([function(x) for function in functions]), reps
+        )
+        curve = evaluations[algo].pivot(index="rank", columns=["env", "timesteps"], values="mean_return")
+        curve = curve.reindex(columns=pd.MultiIndex.from_product([envs, timesteps])).to_numpy()
+        curve = normalise(curve.reshape(-1, len(envs), len(timesteps)), low[:, None], high[:, None])  # (runs, envs, points)
+        curves[algo], curve_intervals[algo] = _seeded_estimates(library, curve, _iqm_curve, reps)
+    improvement = {}
+    for index, x in enumerate(algos):
+        for y in algos[index + 1 :]:
+            _, interval = _seeded_estimates(library, (normalised[x], normalised[y]), _improvement_probability, reps)
+            point = float(rliable_metrics.probability_of_improvement(normalised[x], normalised[y]))
+            improvement[(x, y)] = (point, interval[:, 0])
+            # P(Y > X) = 1 - P(X > Y), in every resample too
+            improvement[(y, x)] = (1 - point, 1 - interval[::-1, 0])
+    return Aggregate(
+        algos, envs, frames, reps, bounds, runs, pd.concat(left_out), normalised, metrics, intervals, improvement, timesteps,
+        curves, curve_intervals,
+    )  # fmt: skip
+
+
+def _estimate(point: float, interval: np.ndarray) -> str:
+    """A point estimate and its interval (low, high), for the report."""
+    return f"{point:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def aggregate_section(result: Aggregate) -> str:
+    """The report's section on the aggregate ``result``: how it was computed, its tables and its two plots."""
+    share = f"{CONFIDENCE:.0%}"
+    used = pd.concat(result.runs.values())
+    left_out = ", ".join(f"{row.algo} {row.env} seed {row.seed}" for row in result.left_out.itertuples())
+    counts = ", ".join(f"{algo} {len(runs) // len(result.envs)}" for algo, runs in result.runs.items())
+    if left_out:
+        counts += f"; left out, to have as many runs of an algorithm on every env (its lowest seeds are kept): {left_out}"
+    lines = [
+        "## Aggregate over envs\n",
+        f"Algorithms: {', '.join(result.algos)} (`--aggregate-algos`; by default every algorithm with finished runs, "
+        f"variants ALGO@NAME only when named). Envs where each has runs of {result.frames:,} frames "
+        f"({len(result.envs)}): {', '.join(result.envs)}. Runs per env: {counts}. Of these {len(used)} runs, "
+        f"{int((~used['final']).sum())} are scored by their last evaluation (see above).\n",
+        "Normalised score: (score - low) / (high - low) per env, with high (= 1) the best score of any run on the env "
+        "and low (= 0) the lowest return of any run on it, its score or any of its evaluations (in practice an early "
+        "evaluation); every run of the report at this frame budget counts, also those of algorithms and variants "
+        "outside the aggregate, so a run's normalised score does not depend on `--aggregate-algos`. No random policy "
+        "is measured.\n",
+        "| env | low (= 0) | high (= 1) |",
+        "|---|---:|---:|",
+        *(f"| {env} | {row.low:.2f} | {row.high:.2f} |" for env, row in result.bounds.iterrows()),
+        "",
+        f"IQM (mean of the middle 50% of the normalised scores of all runs on all envs), mean (of the per-env means) and "
+        f"optimality gap (1 - mean of min(score, 1); lower is better) by rliable, with {share} stratified-bootstrap "
+        f"intervals (rliable's `get_interval_estimates`: runs resampled with replacement within each env, "
+        f"{result.reps} replications, percentile intervals, NumPy's random numbers seeded with {BOOTSTRAP_SEED} "
+        f"for each algorithm):\n",
+        f"| algo | runs | {' | '.join(AGGREGATE_METRICS)} |",
+        f"|---|---:|{'---|' * len(AGGREGATE_METRICS)}",
+    ]
+    for algo in result.algos:
+        cells = " | ".join(_estimate(point, result.intervals[algo][:, i]) for i, point in enumerate(result.metrics[algo]))
+        lines.append(f"| {algo} | {len(result.runs[algo])} | {cells} |")
+    lines.append(f"\n![Aggregate metrics with {share} intervals]({AGGREGATE_PLOT})\n")
+    if len(result.algos) > 1:
+        lines += [
+            "Probability of improvement P(X > Y) of the row's algorithm X over the column's Y (rliable's "
+            "`probability_of_improvement`: on each env the probability that a run of X scores more than one of Y, ties "
+            f"counting half, averaged over the envs), with {share} stratified-bootstrap intervals (each algorithm's runs "
+            "resampled within each env independently of the other's; P(Y > X) = 1 - P(X > Y)):\n",
+            f"| P(row > column) | {' | '.join(result.algos)} |",
+            f"|---|{'---|' * len(result.algos)}",
+        ]
+        for x in result.algos:
+            cells = " | ".join("" if x == y else _estimate(*result.improvement[(x, y)]) for y in result.algos)
+            lines.append(f"| {x} | {cells} |")
+        lines.append("")
+    points = [f"{timesteps / 1000:g}k" for timesteps in result.timesteps]
+    lines += [
+        f"Sample efficiency: IQM of the normalised evaluation returns (mean over their episodes; same normalisation) at "
+        f"each evaluation point, env frames, with {share} stratified-bootstrap intervals:\n",
+        f"| algo | {' | '.join(points)} |",
+        f"|---|{'---|' * len(points)}",
+        *(
+            f"| {algo} | {' | '.join(_estimate(point, result.curve_intervals[algo][:, t]) for t, point in enumerate(curve))} |"
+            for algo, curve in result.curves.items()
+        ),
+        f"\n![IQM of the normalised evaluation returns against env frames]({AGGREGATE_CURVES_PLOT})\n",
+    ]
+    return "\n".join(lines)
+
+
+def plot_aggregate(result: Aggregate, colors: dict[str, Any], root: Path) -> None:
+    """rliable's plots of ``result``: its metrics with their intervals, and its IQM curves against env frames."""
+    _, _, plot_utils = import_rliable()
+    figure, _ = plot_utils.plot_interval_estimates(
+        result.metrics,
+        result.intervals,
+        metric_names=AGGREGATE_METRICS,
+        algorithms=result.algos,
+        colors=colors,
+        row_height=0.6,
+        xlabel=f"normalised score ({len(result.envs)} envs, {result.frames:,} frames)",
+        xlabel_y_coordinate=-0.4 if len(result.algos) < 3 else -0.2,
+    )
+    figure.savefig(root / AGGREGATE_PLOT, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    axis = plot_utils.plot_sample_efficiency_curve(
+        result.timesteps,
+        result.curves,
+        result.curve_intervals,
+        algorithms=result.algos,
+        colors=colors,
+        xlabel="env frames",
+        ylabel="IQM of normalised evaluation return",
+        labelsize="large",
+        ticklabelsize="large",
+    )
+    axis.set_title(f"{len(result.envs)} envs: {', '.join(result.envs)}", fontsize="small")
+    axis.legend(fontsize="small")
+    axis.figure.savefig(root / AGGREGATE_CURVES_PLOT, dpi=120, bbox_inches="tight")
+    plt.close(axis.figure)
+
+
+def algo_colors(algos: list[str]) -> dict[str, Any]:
+    """Colour of each algo in the report's plots: the same in all of them."""
+    return dict(zip(sorted(algos), plt.get_cmap("tab10").colors * (len(algos) // 10 + 1), strict=False))
+
+
+def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int = BOOTSTRAP_REPS) -> None:
+    """
+    Write ``results.csv``, ``final.csv``, ``results.md``, ``learning_curves.png``, ``aggregate.png`` and
+    ``aggregate_curves.png`` of the finished runs under ``root``; the aggregate covers ``aggregate_algos`` (default:
+    every algorithm with finished runs, no variant ``ALGO@NAME``); the intervals take ``reps`` bootstrap replications.
+    """
     results, finals = collect(root)
     if results.empty:
         print(f"no finished runs under {root}")
@@ -614,9 +1021,31 @@ def write_report(root: Path) -> None:
         f"Machine: {os.cpu_count()} CPU cores.\n\n"
     )
     curves = "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n" + curve_table(results)
-    (root / "results.md").write_text(header + markdown_table(results, finals) + curves)
+    scores = run_scores(results, finals)
+    intervals = (
+        f"\n## Scores with {CONFIDENCE:.0%} bootstrap intervals\n\n"
+        "The score of a run: its final score, or for a run without one its last evaluation (marked in bold in the last "
+        "column, which names the seeds scored each way); then the mean over seeds and a percentile bootstrap interval "
+        f"of that mean ({reps} resamples of the seeds with replacement, random numbers seeded with "
+        f"{BOOTSTRAP_SEED}; a single seed gives no interval, shown as its score twice).\n\n" + score_table(scores, reps)
+    )
+    algos = list(dict.fromkeys(aggregate_algos or sorted(algo for algo in scores["algo"].unique() if "@" not in algo)))
+    try:
+        result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
+    except ImportError as error:
+        result = f"rliable is not installed ({error}): `pip install -e '.[benchmark]'`"
+    written = ["results.csv", FINAL_CSV, "results.md", "learning_curves.png"]
+    if isinstance(result, Aggregate):
+        section = aggregate_section(result)
+        plot_aggregate(result, algo_colors(list(results["algo"].unique())), root)
+        written += [AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT]
+    else:
+        section = f"## Aggregate over envs\n\nNone: {result}.\n"
+        for name in (AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT):
+            (root / name).unlink(missing_ok=True)  # an earlier report's
+    (root / "results.md").write_text(header + markdown_table(results, finals) + curves + intervals + "\n" + section)
     plot_learning_curves(results, root / "learning_curves.png")
-    print(f"wrote {root / 'results.csv'}, {root / FINAL_CSV}, {root / 'results.md'} and {root / 'learning_curves.png'}")
+    print(f"wrote {', '.join(str(root / name) for name in written)}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -650,8 +1079,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="zoo --hyperparams for one algo or variant ALGO@NAME (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
     )
     parser.add_argument("--quick", action="store_true", help="tiny budgets and models, for tests")
+    parser.add_argument(
+        "--aggregate-algos",
+        nargs="+",
+        metavar="ALGO",
+        help="algorithms and variants ALGO@NAME of the report's aggregate over envs (default: every algorithm with "
+        "finished runs, no variant)",
+    )
+    parser.add_argument(
+        "--bootstrap-reps",
+        type=int,
+        default=BOOTSTRAP_REPS,
+        help=f"bootstrap replications of the report's intervals (default {BOOTSTRAP_REPS})",
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--report-only", action="store_true", help="only rebuild the report from the finished runs")
+    mode.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild the report, and the scalars.csv and dream GIFs of the finished runs, from the finished runs",
+    )
     mode.add_argument(
         "--final-eval-missing",
         action="store_true",
@@ -693,7 +1139,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted: the running subprocesses were stopped; run the same command again to resume", flush=True)
         raise SystemExit(130) from None
-    write_report(args.root)
+    export_finished_runs(args.root)
+    write_report(args.root, args.aggregate_algos, args.bootstrap_reps)
     if failed:
         raise SystemExit(f"{len(failed)} runs failed: {', '.join(map(str, failed))}")
 

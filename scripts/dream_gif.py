@@ -1,7 +1,8 @@
 """
 Save a DreamerV2 run's dream video as a GIF file: the ``diagnostics/dream`` image of its TensorBoard logs (truth,
 model and error side by side; observed frames, then the prior's imagination), the last one logged at or before
-``--at`` env frames (default: the last one).
+``--at`` env frames (default: the last one). ``scripts/benchmark.py`` writes the last one of the first finished run of
+each algo x env in this way, as ``ROOT/dream_ALGO_ENV.gif``.
 
 Usage:
   python scripts/dream_gif.py benchmarks/minatar-100k/runs/dreamerv2@ratio2bf16/Breakout-MinAtar/seed_0 dream.gif \\

@@ -4,8 +4,10 @@ algo x env (mean over seeds), a column per frame. The value of a run at frame F 
 in the window (F - ``--window``, F] (a run that logged none there is left out of that frame's mean over seeds); a
 resumed run's later event files replace its earlier ones at the same step.
 
-It reads the runs that ``scripts/benchmark.py --tensorboard`` trained under ROOT (``ROOT/runs/ALGO/ENV/seed_N/
-tensorboard``), finished or not, e.g. to compare the world-model loss or the actor's entropy of two variants.
+It reads the runs that ``scripts/benchmark.py --tensorboard`` trained under ROOT, finished or not, e.g. to compare the
+world-model loss or the actor's entropy of two variants: a run's TensorBoard event files (``ROOT/runs/ALGO/ENV/seed_N/
+tensorboard``) where it has them, else the ``scalars.csv`` that the benchmark wrote from them when the run finished
+(every scalar: tag, step, value). The event files are not committed, so a clone of the repository has only the latter.
 
 Usage:
   python scripts/tb_scalars.py --root benchmarks/minatar-100k --algos dreamerv2@bf16 dreamerv2@ratio2bf16 \\
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchmark import RUNS_DIR, TENSORBOARD_DIR
+from benchmark import EVENT_FILES, RUNS_DIR, SCALARS_FILE, TENSORBOARD_DIR
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 DEFAULT_TAGS = [
@@ -35,24 +37,44 @@ def event_files(tensorboard_dir: Path, size_guidance: dict[str, int]) -> list[Ev
     first: a resumed part of a run writes a later file.
     """
     files = []
-    for path in tensorboard_dir.rglob("events.out.tfevents.*"):
+    for path in tensorboard_dir.rglob(EVENT_FILES):
         events = EventAccumulator(str(path), size_guidance=size_guidance)
         events.Reload()
         files.append(events)
     return sorted(files, key=lambda events: events.FirstEventTimestamp())
 
 
-def read_scalars(tensorboard_dir: Path, tags: list[str]) -> pd.DataFrame:
+def read_scalars(tensorboard_dir: Path, tags: list[str] | None = None) -> pd.DataFrame:
     """
-    Scalars ``tags`` of the event files under ``tensorboard_dir``: columns tag, step (env frames) and value; a later
-    event file replaces an earlier one's values at the same tag and step.
+    Scalars ``tags`` (``None``: every scalar tag) of the event files under ``tensorboard_dir``: columns tag, step (env
+    frames) and value (float32, as logged); a later event file replaces an earlier one's values at the same tag and step.
     """
     rows = []
     for events in event_files(tensorboard_dir, {"scalars": 0}):
-        for tag in set(tags) & set(events.Tags()["scalars"]):
+        logged = events.Tags()["scalars"]
+        for tag in logged if tags is None else set(tags) & set(logged):
             rows += [(tag, event.step, event.value) for event in events.Scalars(tag)]
-    scalars = pd.DataFrame(rows, columns=["tag", "step", "value"]).drop_duplicates(["tag", "step"], keep="last")
-    return scalars.sort_values(["tag", "step"], ignore_index=True)
+    scalars = pd.DataFrame(rows, columns=["tag", "step", "value"]).astype({"step": "int64", "value": "float32"})
+    return scalars.drop_duplicates(["tag", "step"], keep="last").sort_values(["tag", "step"], ignore_index=True)
+
+
+def image_tags(tensorboard_dir: Path) -> set[str]:
+    """The tags of the images (e.g. DreamerV2's dream videos) in the event files under ``tensorboard_dir``."""
+    return {tag for events in event_files(tensorboard_dir, {"images": 1}) for tag in events.Tags()["images"]}
+
+
+def run_scalars(run_dir: Path, tags: list[str]) -> pd.DataFrame | None:
+    """
+    Scalars ``tags`` of the benchmark run in ``run_dir`` (columns as :func:`read_scalars`): from its TensorBoard event
+    files if it has any, else from its ``scalars.csv``; ``None`` if it has neither.
+    """
+    tensorboard_dir = run_dir / TENSORBOARD_DIR
+    if any(tensorboard_dir.rglob(EVENT_FILES)):
+        return read_scalars(tensorboard_dir, tags)
+    if not (run_dir / SCALARS_FILE).is_file():
+        return None
+    scalars = pd.read_csv(run_dir / SCALARS_FILE, dtype={"tag": str, "step": "int64", "value": "float32"})
+    return scalars[scalars["tag"].isin(tags)].sort_values(["tag", "step"], ignore_index=True)
 
 
 def values_at(scalars: pd.DataFrame, frames: list[int], window: int) -> pd.DataFrame:
@@ -66,16 +88,21 @@ def values_at(scalars: pd.DataFrame, frames: list[int], window: int) -> pd.DataF
 
 def collect(root: Path, algos: list[str], envs: list[str], seeds: list[int], tags: list[str], frames: list[int],
             window: int) -> pd.DataFrame:  # fmt: skip
-    """Values at ``frames`` of every selected run under ``root`` with TensorBoard logs, indexed by tag, algo, env, seed."""
+    """
+    Values at ``frames`` of every selected run under ``root`` with TensorBoard logs (event files or ``scalars.csv``),
+    indexed by tag, algo, env, seed.
+    """
     tables = {}
-    for tensorboard_dir in sorted((root / RUNS_DIR).glob(f"*/*/seed_*/{TENSORBOARD_DIR}")):
-        seed_dir = tensorboard_dir.parent
-        algo, env, seed = seed_dir.parent.parent.name, seed_dir.parent.name, int(seed_dir.name.removeprefix("seed_"))
+    for run_dir in sorted((root / RUNS_DIR).glob("*/*/seed_*")):
+        algo, env, seed = run_dir.parent.parent.name, run_dir.parent.name, int(run_dir.name.removeprefix("seed_"))
         if (algos and algo not in algos) or (envs and env not in envs) or (seeds and seed not in seeds):
             continue
-        tables[(algo, env, seed)] = values_at(read_scalars(tensorboard_dir, tags), frames, window)
+        scalars = run_scalars(run_dir, tags)
+        if scalars is not None:
+            tables[(algo, env, seed)] = values_at(scalars, frames, window)
     if not tables:
-        raise SystemExit(f"no run with TensorBoard logs under {root / RUNS_DIR} matches the selection")
+        logs = f"TensorBoard logs under {root / RUNS_DIR} (event files or {SCALARS_FILE})"
+        raise SystemExit(f"no run with {logs} matches the selection")
     values = pd.concat(tables, names=["algo", "env", "seed", "tag"])
     return values.reorder_levels(["tag", "algo", "env", "seed"]).sort_index()
 

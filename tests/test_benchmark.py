@@ -1,8 +1,10 @@
 """
 End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, the final scores of its runs, its
-report, and resuming.
+report, and resuming; and the report's statistics (bootstrap intervals, normalisation, rliable's aggregates) on
+hand-made scores.
 """
 
+import itertools
 import json
 import os
 import re
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,7 +22,18 @@ import yaml
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
 sys.path.insert(0, str(SCRIPT.parent))
-from benchmark import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS  # noqa: E402 (the script folder is not a package)
+from benchmark import (  # noqa: E402 (the script folder is not a package)
+    FINAL_EVAL_SEED_OFFSET,
+    GLIBC_MALLOC_SETTINGS,
+    _improvement_probability,
+    _iqm_curve,
+    aggregate,
+    bootstrap_interval,
+    import_rliable,
+    normalisation_bounds,
+    normalise,
+)
+from tb_scalars import read_scalars  # noqa: E402
 
 # DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
 ALGOS = ("dreamerv2", "dqn@batch16")
@@ -28,7 +42,7 @@ VARIANT = ["--algo-hyperparams", "dqn@batch16", "batch_size:16"]
 FINAL_EPISODES = ["--final-episodes", "3"]
 GRID = ["--quick", "--algos", *ALGOS, *VARIANT, "--envs", "Breakout-MinAtar", "--seeds", "0", "--processes", "2"]
 GRID += FINAL_EPISODES
-REPORT = ("results.csv", "final.csv", "results.md", "learning_curves.png")
+REPORT = ("results.csv", "final.csv", "results.md", "learning_curves.png", "aggregate.png", "aggregate_curves.png")
 FINAL_COLUMNS = ["final_episodes", "final_mean_return", "final_std_return"]
 #: Fields of a final score in run.json, apart from its time
 SCORE = [*FINAL_COLUMNS, "final_eval_seed"]
@@ -37,15 +51,18 @@ SCORE = [*FINAL_COLUMNS, "final_eval_seed"]
 def run_script(script: Path, root: Path, *args: str) -> str:
     """Run ``script`` on the grid in ``root``; return its output, failing on a non-zero exit code."""
     result = subprocess.run(
-        [sys.executable, str(script), *args, "--root", str(root)], capture_output=True, text=True, timeout=240
+        [sys.executable, str(script), *args, "--root", str(root)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 
 def benchmark(root: Path, *args: str) -> str:
-    """Run the benchmark script into ``root``; return its output."""
-    return run_script(SCRIPT, root, *args)
+    """
+    Run the benchmark script into ``root``, its report's intervals with fewer bootstrap replications than by default
+    (the rest of the report does not depend on them), to keep the tests short; return its output.
+    """
+    return run_script(SCRIPT, root, *args, "--bootstrap-reps", "200")
 
 
 def run_file(root: Path, algo: str) -> Path:
@@ -58,7 +75,7 @@ def modification_times(root: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("*") if path.is_file()}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = benchmark(tmp_path, *GRID)
     assert "skipped 0 finished, 2 to train" in output
@@ -96,8 +113,18 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         assert f"| {algo} | Breakout-MinAtar | {last:.2f} ± 0.00 | {score:.2f} ± 0.00 (n=1) | 300 | 1 | " in table
         curve = " | ".join(f"{x:.2f}" for x in results[results["algo"] == algo]["mean_return"])
         assert f"| {algo} | Breakout-MinAtar | 300 | 1 | {curve} |" in table
-    image = plt.imread(tmp_path / "learning_curves.png")
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        # A single seed: its final score and an interval of no width
+        interval = f"{score:.2f} [{score:.2f}, {score:.2f}]"
+        assert f"| {algo} | Breakout-MinAtar | 300 | 1 | {interval} | final score (3 episodes): seed 0 |" in table
+    assert "## Scores with 95% bootstrap intervals" in table
+    # The aggregate leaves the variant out unless asked; one algorithm has no probability of improvement
+    assert "## Aggregate over envs" in table and "Algorithms: dreamerv2 (`--aggregate-algos`" in table
+    assert "Envs where each has runs of 300 frames (1): Breakout-MinAtar. Runs per env: dreamerv2 1." in table
+    assert re.search(r"\| dreamerv2 \| 1 \|( \d\.\d\d \[\d\.\d\d, \d\.\d\d\] \|){3}\n", table), table
+    assert "P(row > column)" not in table
+    for name in ("learning_curves.png", "aggregate.png", "aggregate_curves.png"):
+        image = plt.imread(tmp_path / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
     # Re-running the grid trains nothing and touches no file of the runs
     before = modification_times(tmp_path)
@@ -129,9 +156,24 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     finals = pd.read_csv(tmp_path / "final.csv")
     assert finals[finals["algo"] == "dqn@batch16"][FINAL_COLUMNS].isna().all(axis=None)
     assert finals[finals["algo"] == "dreamerv2"]["final_mean_return"].tolist() == [pytest.approx(scored["final_mean_return"])]
-    assert re.search(
-        r"\| dqn@batch16 \| Breakout-MinAtar \| \d+\.\d\d ± 0\.00 \| n/a \| 300 \|", (tmp_path / "results.md").read_text()
-    )
+    table = (tmp_path / "results.md").read_text()
+    assert re.search(r"\| dqn@batch16 \| Breakout-MinAtar \| \d+\.\d\d ± 0\.00 \| n/a \| 300 \|", table)
+    # Its score is its last evaluation, and the report says so
+    last = results[results["algo"] == "dqn@batch16"]["mean_return"].iloc[-1]
+    interval = f"{last:.2f} [{last:.2f}, {last:.2f}]"
+    assert f"| dqn@batch16 | Breakout-MinAtar | 300 | 1 | {interval} | **last evaluation** (2 episodes): seed 0 |" in table
+
+    # Variants in the aggregate when named: both algorithms, their probabilities of improvement
+    benchmark(tmp_path, "--report-only", "--aggregate-algos", "dreamerv2", "dqn@batch16")
+    table = (tmp_path / "results.md").read_text()
+    assert "Algorithms: dreamerv2, dqn@batch16 (" in table and "Runs per env: dreamerv2 1, dqn@batch16 1." in table
+    assert "Of these 2 runs, 1 are scored by their last evaluation" in table
+    assert "| P(row > column) | dreamerv2 | dqn@batch16 |" in table
+    dreamer_score = json.loads(run_file(tmp_path, "dreamerv2").read_text())["final_mean_return"]
+    # One run each on one env: the probability of improvement is 1, 0 or 1/2, and resampling cannot change it
+    won = 1.0 if dreamer_score > last else 0.0 if dreamer_score < last else 0.5
+    assert f"| dreamerv2 |  | {won:.2f} [{won:.2f}, {won:.2f}] |" in table
+    assert f"| dqn@batch16 | {1 - won:.2f} [{1 - won:.2f}, {1 - won:.2f}] |  |" in table
 
     # results.csv and final.csv keep the record of a run whose folder is gone
     shutil.rmtree(tmp_path / "runs" / "dqn@batch16")
@@ -145,7 +187,7 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert pd.read_csv(tmp_path / "final.csv").equals(finals)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
     # Budgets in multiples of the quick train_freq (16): checkpoints and evaluations fall on the same frames
     grid = ["--quick", "--algos", "dreamerv2", "--envs", "Breakout-MinAtar", "--seeds", "0", "--eval-freq", "96"]
@@ -176,5 +218,117 @@ def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
     assert first.equals(resumed.loc[[96, 192]])
 
     # Its TensorBoard logs go on in the resumed part: scripts/tb_scalars.py reads the losses of both parts
-    tables = run_script(TB_SCALARS, tmp_path, "--tags", "train/world_model_loss", "--at", "192", "288", "--window", "96")
+    selection = ["--tags", "train/world_model_loss", "--at", "192", "288", "--window", "96"]
+    tables = run_script(TB_SCALARS, tmp_path, *selection)
     assert re.search(r"\| dreamerv2 \| Breakout-MinAtar \| 1 \| \d[\d.e+-]* \| \d[\d.e+-]* \|", tables), tables
+
+    # The finished run keeps every scalar of its event files in scalars.csv, written again after the resumed part
+    # (float32 values, as logged, written in their shortest form)
+    scalars = pd.read_csv(run_dir / "scalars.csv", dtype={"value": "float32"})
+    logged = read_scalars(run_dir / "tensorboard")
+    pd.testing.assert_frame_equal(scalars, logged, check_dtype=False, check_exact=True)
+    assert scalars[scalars["tag"] == "train/world_model_loss"]["step"].max() > 192
+    assert not list(tmp_path.glob("*.gif"))  # no dream video in so few gradient steps
+    # scripts/tb_scalars.py reads it once the event files are gone (they are not committed)
+    shutil.rmtree(run_dir / "tensorboard")
+    assert run_script(TB_SCALARS, tmp_path, *selection) == tables
+
+
+def exact_bootstrap_quantile(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of the mean of ``len(values)`` draws with replacement, from all ``n ** n`` equally likely draws."""
+    means = np.sort([values[list(draw)].mean() for draw in itertools.product(range(len(values)), repeat=len(values))])
+    return float(means[int(np.ceil(q * len(means))) - 1])
+
+
+def test_bootstrap_interval_of_the_mean():
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    low, high = bootstrap_interval(values)
+    # The percentiles of 2000 resamples against those of the exact bootstrap distribution (256 draws), within 1% of
+    # probability: the jumps of the exact distribution near 2.5% and 97.5% are a few % apart
+    assert exact_bootstrap_quantile(values, 0.015) <= low <= exact_bootstrap_quantile(values, 0.035)
+    assert exact_bootstrap_quantile(values, 0.965) <= high <= exact_bootstrap_quantile(values, 0.985)
+    assert (low, high) == (1.5, 6.5)
+    # Seeded: the same values give the same interval; one seed gives an interval of no width
+    assert bootstrap_interval(values) == (low, high) and bootstrap_interval(np.array([3.0])) == (3.0, 3.0)
+
+
+def scores_and_results(scores: dict[tuple[str, str], list[float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """
+    Scores (rows of ``run_scores``) of runs of 100 frames, seeds 0, 1, ..., by algo and env, and their evaluations
+    (``results`` rows): half the score at 50 frames, the score at 100.
+    """
+    runs, evaluations = [], []
+    for (algo, env), values in scores.items():
+        for seed, score in enumerate(values):
+            run = {"algo": algo, "env": env, "seed": seed, "frames": 100}
+            runs.append({**run, "score": score, "final": True, "episodes": 100})
+            evaluations += [
+                {**run, "timesteps": 50, "mean_return": score / 2},
+                {**run, "timesteps": 100, "mean_return": score},
+            ]
+    return pd.DataFrame(runs), pd.DataFrame(evaluations)
+
+
+def test_normalisation_from_the_lowest_return_to_the_best_score():
+    scores, results = scores_and_results({("a", "E1"): [2.0, 8.0], ("b", "E1"): [4.0, 6.0], ("a", "E2"): [5.0, 5.0]})
+    results.loc[(results["algo"] == "b") & (results["timesteps"] == 50) & (results["seed"] == 0), "mean_return"] = 0.5
+    bounds = normalisation_bounds(scores, results)
+    # E1: the lowest return is an evaluation (0.5 at 50 frames), the best the score 8; E2: every run scored 5
+    assert bounds.loc["E1"].tolist() == [0.5, 8.0] and bounds.loc["E2"].tolist() == [2.5, 5.0]
+    assert normalise(np.array([0.5, 2.0, 8.0]), 0.5, 8.0) == pytest.approx([0.0, 0.2, 1.0])
+    # All the same: 0, not a division by zero
+    assert normalise(np.array([[3.0, 1.0]]), np.array([3.0, 1.0]), np.array([3.0, 2.0])).tolist() == [[0.0, 0.0]]
+
+
+def test_aggregate_of_known_scores():
+    # E1 from 0 (an evaluation of b) to 10, E2 from 0 to 20; b has a 5th seed on E1, left out (4 runs on E2)
+    scores, results = scores_and_results(
+        {
+            ("a", "E1"): [2.0, 4.0, 6.0, 8.0],  # normalised 0.2, 0.4, 0.6, 0.8
+            ("a", "E2"): [0.0, 10.0, 20.0, 20.0],  # 0, 0.5, 1, 1
+            ("b", "E1"): [10.0, 0.0, 5.0, 5.0, 3.0],  # 1, 0, 0.5, 0.5; seed 4 left out
+            ("b", "E2"): [4.0, 4.0, 4.0, 4.0],  # 0.2 each
+            ("c", "E3"): [1.0],  # not in the aggregate, on another env
+        }
+    )
+    # A run's evaluation at a point that the others lack is not on the curve
+    extra = results.iloc[[0]].assign(timesteps=75)
+    # Fewer bootstrap replications than the report's, to keep the test short: the point estimates do not depend on them
+    result = aggregate(scores, pd.concat([results, extra], ignore_index=True), ["a", "b"], reps=200)
+    assert result.envs == ["E1", "E2"] and result.frames == 100 and result.timesteps == [50, 100]
+    assert result.bounds.to_numpy().tolist() == [[0.0, 10.0], [0.0, 20.0]]
+    assert result.left_out[["algo", "env", "seed"]].to_numpy().tolist() == [["b", "E1", 4]]
+    assert result.normalised["a"] == pytest.approx(np.array([[0.2, 0.0], [0.4, 0.5], [0.6, 1.0], [0.8, 1.0]]))
+    # IQM: the mean of the middle 4 of the 8 (0.4, 0.5, 0.6, 0.8); mean of the per-env means (0.5, 0.625); optimality
+    # gap 1 - mean of min(score, 1)
+    assert result.metrics["a"] == pytest.approx([0.575, 0.5625, 0.4375])
+    # b: 0.2, 0.2, 0.2, 0.2, 0, 0.5, 0.5, 1 -> middle 4 0.2, 0.2, 0.2, 0.5; means 0.5 and 0.2
+    assert result.metrics["b"] == pytest.approx([0.275, 0.35, 0.65])
+    for algo in ("a", "b"):
+        low, high = result.intervals[algo]
+        assert np.all(low <= result.metrics[algo] + 1e-9) and np.all(result.metrics[algo] <= high + 1e-9)
+    # P(a > b): 8 of 16 pairs on E1, 12 of 16 on E2
+    point, (low, high) = result.improvement[("a", "b")]
+    assert point == pytest.approx(0.625) and low <= point <= high
+    assert result.improvement[("b", "a")][0] == pytest.approx(0.375)
+    assert result.improvement[("b", "a")][1] == pytest.approx([1 - high, 1 - low])
+    # Curves: at 50 frames half the scores (IQM 0.2875: the middle 4 of 0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.5)
+    assert result.curves["a"] == pytest.approx([0.2875, 0.575])
+    # Seeded: the same report again
+    again = aggregate(scores, results, ["a", "b"], reps=200)
+    assert all(np.array_equal(again.intervals[algo], result.intervals[algo]) for algo in ("a", "b"))
+    # No env where each algorithm has runs, or no runs at all
+    assert aggregate(scores, results, ["c", "a"]) == "no env where each of c, a has runs of 100 frames"
+    assert aggregate(scores, results, ["a", "d"]) == "no finished runs of d"
+
+
+def test_fast_statistics_are_rliables():
+    _, metrics, _ = import_rliable()
+    generator = np.random.default_rng(0)
+    for runs_x, runs_y in ((3, 3), (4, 2), (1, 5)):
+        # Few distinct values: ties within and across the algorithms
+        x, y = generator.integers(0, 4, size=(runs_x, 3)) / 4, generator.integers(0, 4, size=(runs_y, 3)) / 4
+        assert _improvement_probability(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert _improvement_probability(x, x)[0] == pytest.approx(0.5)
+    curves = generator.random((5, 3, 4))
+    assert _iqm_curve(curves) == pytest.approx([metrics.aggregate_iqm(curves[..., t]) for t in range(4)])

@@ -1,9 +1,15 @@
-"""The scripts that read benchmark runs' TensorBoard logs (scalars at chosen frames, dream GIFs), on hand-written logs."""
+"""
+The scripts that read benchmark runs' TensorBoard logs (scalars at chosen frames, dream GIFs), and what the benchmark
+keeps of a finished run's logs (``scalars.csv``, a dream GIF), on hand-written logs.
+"""
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from stable_baselines3.common.logger import configure
@@ -14,6 +20,7 @@ from sb3_dreamer.common.diagnostics import DREAM_TAG, write_gif_summary
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 import dream_gif  # noqa: E402 (the script folder is not a package)
+from benchmark import Run, export_tensorboard  # noqa: E402
 from tb_scalars import main, read_scalars  # noqa: E402
 
 
@@ -89,3 +96,49 @@ def test_dream_gif_at_or_before_a_frame(tmp_path: Path, capsys: pytest.CaptureFi
     write_events(run_logs(tmp_path, "dreamerv2", 1), "train/kl", {100: 1.0})
     with pytest.raises(SystemExit, match="no diagnostics/dream image in the TensorBoard logs under"):
         dream_gif.main([str(log_dir.parents[2].with_name("seed_1")), str(output)])
+
+
+def test_finished_run_keeps_its_scalars_and_a_dream_gif(tmp_path: Path, capsys: pytest.CaptureFixture):
+    log_dir = run_logs(tmp_path, "dreamerv2", 0)
+    write_events(log_dir, "train/kl", {100: 1.0, 200: 2.0})
+    write_events(log_dir, "train/world_model_loss", {100: 0.5, 300: 0.25})
+    write_dreams(log_dir, {100: 50, 200: 100})
+    run, gif = Run("dreamerv2", "Breakout-MinAtar", 0), tmp_path / "dream_dreamerv2_Breakout-MinAtar.gif"
+    assert export_tensorboard(run, tmp_path) == [
+        "dreamerv2 Breakout-MinAtar seed 0: wrote scalars.csv",
+        "dreamerv2 Breakout-MinAtar seed 0: wrote dream_dreamerv2_Breakout-MinAtar.gif: the dream video at 200 frames",
+    ]
+    # Every scalar tag, as logged
+    scalars_file = run.directory(tmp_path) / "scalars.csv"
+    scalars = pd.read_csv(scalars_file)
+    assert list(scalars.columns) == ["tag", "step", "value"]
+    assert scalars.to_numpy().tolist() == [
+        ["train/kl", 100, 1.0],
+        ["train/kl", 200, 2.0],
+        ["train/world_model_loss", 100, 0.5],
+        ["train/world_model_loss", 300, 0.25],
+    ]
+    # The last dream video
+    assert np.asarray(Image.open(gif).convert("RGB"))[0, 0].tolist() == [100] * 3
+
+    # Nothing to do again; an event file newer than scalars.csv (a resumed part) has it written again
+    assert export_tensorboard(run, tmp_path) == []
+    event_file = next(log_dir.glob("events.out.tfevents.*"))
+    os.utime(event_file, (event_file.stat().st_atime, scalars_file.stat().st_mtime + 10))
+    assert export_tensorboard(run, tmp_path) == ["dreamerv2 Breakout-MinAtar seed 0: wrote scalars.csv"]
+    # One GIF per algo x env: another seed's dream video does not replace it
+    write_dreams(run_logs(tmp_path, "dreamerv2", 1), {400: 200})
+    assert export_tensorboard(Run("dreamerv2", "Breakout-MinAtar", 1), tmp_path) == [
+        "dreamerv2 Breakout-MinAtar seed 1: wrote scalars.csv"
+    ]
+    assert np.asarray(Image.open(gif).convert("RGB"))[0, 0].tolist() == [100] * 3
+
+    # scripts/tb_scalars.py reads scalars.csv once the event files are gone (they are not committed)
+    arguments = ["--root", str(tmp_path), "--tags", "train/kl", "train/world_model_loss", "--at", "200", "300"]
+    main([*arguments, "--window", "150"])
+    from_events = capsys.readouterr().out
+    assert "| dreamerv2 | Breakout-MinAtar | 1 | 1.5 | 2 |" in from_events
+    assert "| dreamerv2 | Breakout-MinAtar | 1 | 0.5 | 0.25 |" in from_events
+    shutil.rmtree(run.directory(tmp_path) / "tensorboard")
+    main([*arguments, "--window", "150"])
+    assert capsys.readouterr().out == from_events
