@@ -462,3 +462,44 @@ def test_channels_last_convs_match_channels_first(observation_shape):
     reference = [parameter.grad for parameter in parameters]
     for gradient, expected in zip(gradients, reference, strict=True):
         assert th.allclose(gradient, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_default_log_interval_dumps_every_50_episodes():
+    from stable_baselines3.common.logger import Logger
+
+    dumps = []
+    logger = Logger(folder=None, output_formats=[])
+    logger.dump = lambda step=0: dumps.append(step)
+    model = tiny_model(learning_starts=1_000)
+    model.set_logger(logger)
+    # Random actions in Breakout: episodes of about ten steps, so 1,000 steps end some 100 of them
+    model.learn(1_000)
+    assert model._episode_num >= 60
+    # SB3's default of 4 would dump at every fourth episode
+    assert len(dumps) == model._episode_num // 50
+
+
+def test_dream_frames():
+    from sb3_dreamer.common.diagnostics import to_rgb
+
+    model = tiny_model().learn(100)
+    env = gym.make("Breakout-MinAtar")
+    observation, _ = env.reset(seed=0)
+    observations, actions = [], []
+    for _ in range(12):
+        action = env.action_space.sample()
+        observations.append(observation)
+        actions.append(action)
+        observation, *_ = env.step(action)
+    # Two copies of the sequence: N = 2
+    observations = np.stack([observations, observations], axis=1)  # (12, 2, 4, 10, 10)
+    actions = np.stack([actions, actions], axis=1)  # (12, 2)
+    frames = model.dream(observations, actions, context=4)
+    # Truth, model and error panels side by side, each 10 x 10 pixels scaled x7
+    assert frames.shape == (12, 2, 3, 70, 3 * 70) and frames.dtype == np.uint8
+    truth = to_rgb(model.policy.preprocess(th.as_tensor(observations))).numpy()
+    np.testing.assert_array_equal(frames[..., :70], truth)
+    # The model's panel: its decoded states, within [0, 1] as the truth
+    assert frames[..., 70:140].any()
+    with pytest.raises(ValueError, match="context"):
+        model.dream(observations, actions, context=13)

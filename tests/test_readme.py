@@ -122,7 +122,7 @@ def test_python_blocks(page, tmp_path, monkeypatch):
     assert isinstance(namespace["model"], DreamerV2)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_shell_blocks(tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     for command in tiny_shell_commands():

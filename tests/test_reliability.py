@@ -4,11 +4,13 @@ import itertools
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 
 import gymnasium as gym
@@ -114,6 +116,22 @@ def checkpoint(tmp_path_factory):
             "MlpPolicy",
             r"starting at 0 only, got action space Discrete\(3, start=5\): .*TransformAction\(env, lambda action: action \+ 5",
         ),
+        (
+            SpacesEnv(spaces.Box(0, 1, (6, 6, 16)), spaces.Discrete(3)),
+            "CnnPolicy",
+            r"An image side of 6 is too small .*: the observations of shape \(6, 6, 16\) were taken as channels-first "
+            r"\(C, H, W\), 6 channels of 6x16 images; if they are channels-last \(H, W, C\), transpose each observation",
+        ),
+        (
+            SpacesEnv(spaces.Box(0, 255, (6, 6, 16), np.uint8), spaces.Discrete(3)),
+            "CnnPolicy",
+            r"An image side of 6 is too small .* taken as channels-first \(C, H, W\), 6 channels of 6x16 images",
+        ),
+        (
+            SpacesEnv(spaces.Box(0, 1, (3, 2, 2)), spaces.Discrete(3)),
+            "CnnPolicy",
+            r"An image side of 2 is too small .* taken as channels-first \(C, H, W\), 3 channels of 2x2 images",
+        ),
     ],
 )
 def test_rejected_spaces(env, policy, match):
@@ -126,6 +144,29 @@ def test_actions_starting_elsewhere_through_the_suggested_wrapper():
     model = tiny_model(gym.wrappers.TransformAction(env, lambda action: action + 5, spaces.Discrete(3)), "MlpPolicy")
     actions, _ = model.predict(np.zeros((4, 3), dtype=np.float32))
     assert model.action_space == spaces.Discrete(3) and set(actions.tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("dtype, high", [(np.float32, 1), (np.uint8, 255)])
+def test_channels_last_images_with_many_channels_warn(dtype, high):
+    env = SpacesEnv(spaces.Box(0, high, (12, 12, 16), dtype), spaces.Discrete(3))
+    match = r"\(12, 12, 16\) were taken as channels-first \(C, H, W\), 12 channels of 12x16 images; if they are channels-last"
+    with pytest.warns(UserWarning, match=match):
+        tiny_model(env)
+
+
+@pytest.mark.parametrize("high", [255.0, np.inf])
+def test_float_images_above_1_warn(high):
+    env = SpacesEnv(spaces.Box(0, high, (4, 10, 10), np.float32), spaces.Discrete(3))
+    match = rf"float image observations of space Box.* have a high bound of {high}, above 1: they are used as they are "
+    with pytest.warns(UserWarning, match=match + r"\(SB3 scales uint8 images only\); scale them to \[0, 1\]"):
+        tiny_model(env)
+
+
+def test_images_in_0_1_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_model(SpacesEnv(spaces.Box(0, 1, (4, 10, 10), np.float32), spaces.Discrete(3)))
+        tiny_model()
 
 
 def test_channels_last_uint8_images_are_transposed():
@@ -172,6 +213,10 @@ def test_channels_last_uint8_images_are_transposed():
         (dict(diagnostics_interval="x"), r"diagnostics_interval must be a non-negative integer, got 'x' \(str\)"),
         (dict(diagnostics_interval=1.5), r"diagnostics_interval must be a non-negative integer, got 1.5 \(float\)"),
         (dict(recovery_dir=123), r"recovery_dir must be a path \(a str or an os.PathLike\) or None, got 123 \(int\)"),
+        (dict(recovery_dir=""), r"recovery_dir must be a non-empty path or None, got '' \(str\), .*current directory"),
+        (dict(recovery_dir=b""), r"recovery_dir must be a path \(a str or an os.PathLike\) or None, got b'' \(bytes\)"),
+        (dict(recovery_dir=False), r"recovery_dir must be a path \(a str or an os.PathLike\) or None, got False \(bool\)"),
+        (dict(recovery_dir=["out"]), r"recovery_dir must be a path .* got \['out'\] \(list\)"),
         (dict(gamma=True), r"gamma must be in \[0, 1\], got True \(bool\)"),
         (dict(exploration_noise=float("nan")), r"exploration_noise must be a finite number >= 0, got nan \(float\)"),
         (dict(max_grad_norm=float("inf")), r"max_grad_norm must be a finite number > 0, got inf \(float\)"),
@@ -227,6 +272,80 @@ def test_rejected_policy_kwargs(policy_kwargs, match):
         tiny_model(policy_kwargs={**TINY_POLICY, **policy_kwargs})
 
 
+def predict_state(how: str) -> tuple:
+    """A state for predict on 3 Breakout observations: of batch 1, with a NaN, or otherwise malformed."""
+    model = tiny_model()
+    batch = {"batch-1": 1, "batch-5": 5}.get(how, 3)
+    _, state = model.predict(np.zeros((batch, 4, 10, 10), dtype=np.uint8))
+    if how == "nan":
+        state = (state[0], np.full_like(state[1], np.nan), state[2])
+    elif how == "inf-action":
+        state = (state[0], state[1], np.full_like(state[2], np.inf))
+    elif how == "two-arrays":
+        state = state[:2]
+    elif how == "dict":
+        state = dict(zip(("deter", "stoch", "action"), state, strict=True))
+    elif how == "transposed":
+        state = (state[0].T, state[1], state[2])
+    elif how == "nones":
+        state = (None, None, None)
+    elif how == "four-arrays":
+        state = (*state, state[2])
+    return model, state
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ("batch-1", r"state must be the \(deter, stoch, action\) arrays of shapes \(\(3, 16\), .* got \(\(1, 16\), "),
+        ("two-arrays", r"arrays of shapes \(\(3, 16\), .*\), got \(\(3, 16\), \(3, 16\)\)"),
+        ("batch-5", r"arrays of shapes \(\(3, 16\), .* for these 3 observation\(s\), got \(\(5, 16\), "),
+        ("dict", r"arrays of shapes .* got dict"),
+        ("nones", r"arrays of shapes \(\(3, 16\), .* got \(\(\), \(\), \(\)\)"),
+        (
+            "four-arrays",
+            r"arrays of shapes \(\(3, 16\), \(3, 16\), \(3, 3\)\) .* got \(\(3, 16\), \(3, 16\), \(3, 3\), \(3, 3\)\)",
+        ),
+        ("transposed", r"arrays of shapes \(\(3, 16\), .* got \(\(16, 3\), "),
+        ("nan", r"predict's state holds non-finite values in its stoch array"),
+        ("inf-action", r"predict's state holds non-finite values in its action array"),
+    ],
+)
+def test_rejected_predict_state(how, match):
+    model, state = predict_state(how)
+    with pytest.raises(ValueError, match=match):
+        model.predict(np.zeros((3, 4, 10, 10), dtype=np.uint8), state=state)
+
+
+@pytest.mark.parametrize("episode_start", [np.ones(2, bool), np.zeros(5, bool), True, np.ones((3, 2), bool)])
+def test_rejected_predict_episode_start(episode_start):
+    match = rf"episode_start must hold one flag per observation, 3, got shape {re.escape(str(np.shape(episode_start)))}"
+    with pytest.raises(ValueError, match=match):
+        tiny_model().predict(np.zeros((3, 4, 10, 10), dtype=np.uint8), episode_start=episode_start)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sticky_action_prob=2.0), r"sticky_action_prob must be in \[0, 1\], got 2.0 \(float\)"),
+        (dict(sticky_action_prob=-1), r"sticky_action_prob must be in \[0, 1\], got -1 \(int\)"),
+        (dict(sticky_action_prob=float("nan")), r"sticky_action_prob must be in \[0, 1\], got nan \(float\)"),
+        (dict(sticky_action_prob="0.1"), r"sticky_action_prob must be in \[0, 1\], got '0.1' \(str\)"),
+        (dict(difficulty_ramping="no"), r"difficulty_ramping must be True or False, got 'no' \(str\)"),
+        (dict(difficulty_ramping=0), r"difficulty_ramping must be True or False, got 0 \(int\)"),
+        (dict(difficulty_ramping=None), r"difficulty_ramping must be True or False, got None \(NoneType\)"),
+        (dict(difficulty_ramping="True"), r"difficulty_ramping must be True or False, got 'True' \(str\)"),
+        (dict(difficulty_ramping=1.0), r"difficulty_ramping must be True or False, got 1.0 \(float\)"),
+        (dict(sticky_action_prob=True), r"sticky_action_prob must be in \[0, 1\], got True \(bool\)"),
+        (dict(sticky_action_prob=float("inf")), r"sticky_action_prob must be in \[0, 1\], got inf \(float\)"),
+    ],
+)
+@pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SeaquestPOMDP-MinAtar"])
+def test_rejected_minatar_arguments(env_id, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gym.make(env_id, **kwargs)
+
+
 # Non-finite guards
 
 
@@ -258,6 +377,57 @@ def test_nan_reward_stops_training_with_recovery_checkpoint(tmp_path):
     assert np.isfinite(restored.replay_buffer.rewards).all()
     assert restored.num_timesteps == 70 and restored._n_updates == model._n_updates
     restored.learn(32, reset_num_timesteps=False)
+
+
+def test_default_recovery_dir_has_a_folder_per_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = tiny_model(NonFiniteAt(gym.make("Breakout-MinAtar"), at_step=5, what="reward"))
+    with pytest.raises(NonFiniteError, match=rf"saved to dreamerv2_recovery/\d{{8}}-\d{{6}}_{os.getpid()} ") as error:
+        model.learn(100)
+    # The checkpoint, a link to its hidden directory beside it (see save_checkpoint)
+    visible = [name for name in os.listdir(tmp_path / "dreamerv2_recovery") if not name.startswith(".")]
+    assert visible == [os.path.basename(error.value.checkpoint)]
+    assert DreamerV2.load_checkpoint(error.value.checkpoint).num_timesteps == 5
+
+
+@pytest.mark.parametrize(
+    "given, expected", [({}, "logs/run/recovery"), ({"recovery_dir": None}, None), ({"recovery_dir": "mine"}, "mine")]
+)
+def test_zoo_recovery_dir_is_in_the_run_folder(tmp_path, monkeypatch, given, expected):
+    import argparse
+
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    monkeypatch.chdir(tmp_path)
+    manager = ExperimentManager(argparse.Namespace(), "dreamerv2", "Breakout-MinAtar", "logs", hyperparams=given)
+    manager.save_path = os.path.join("logs", "run")
+    hyperparams = manager._preprocess_hyperparams(manager.read_hyperparameters()[0])[0]
+    assert hyperparams["recovery_dir"] == expected
+
+
+@pytest.mark.parametrize("optimizer", ["world_model_optimizer", "actor_optimizer", "critic_optimizer"])
+def test_ctrl_c_in_train_restores_the_state_of_before_the_call(tmp_path, optimizer):
+    model = tiny_model().learn(64)
+    before, n_updates = state_of(model), model._n_updates
+    target = getattr(model.policy, optimizer)
+    step, calls = target.step, []
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second gradient step of the call, after the other optimizers' first steps
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    target.step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        model.train(gradient_steps=3, batch_size=4)
+    assert_same_state(before, state_of(model))
+    assert model._n_updates == n_updates
+    target.step = step
+    model.save(tmp_path / "model.zip")
+    assert_same_state(before, state_of(DreamerV2.load(tmp_path / "model.zip")))
+    model.train(gradient_steps=1, batch_size=4)
+    assert model._n_updates == n_updates + 1
 
 
 def test_nan_loss_restores_weights_and_saves_them(tmp_path):

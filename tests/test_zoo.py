@@ -4,6 +4,7 @@ RL Zoo plug-in: the unmodified ``rl_zoo3`` scripts with ``--algo dreamerv2``, ea
 These tests need the package installed with its start-up hook (``pip install -e .`` or ``pip install .``).
 """
 
+import argparse
 import inspect
 import pickle
 import subprocess
@@ -48,7 +49,10 @@ def test_hyperparams_files() -> None:
     games = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
     env_ids = {f"{game}{variant}-MinAtar" for game in games for variant in ("", "POMDP")}
     packaged = REPO / "sb3_dreamer" / "zoo" / "hyperparams" / "dreamerv2.yml"
-    assert (REPO / "hyperparams" / "dreamerv2.yml").resolve() == packaged.resolve()
+    # Every file is installed with the package; the repository's hyperparams/ links to them
+    for algo in ("dreamerv2", "dreamerv2_official", "ppo", "dqn", "qrdqn", "sac"):
+        link = REPO / "hyperparams" / f"{algo}.yml"
+        assert link.is_symlink() and link.resolve() == packaged.with_name(f"{algo}.yml").resolve(), algo
     minigrid_ids = {"MiniGrid-DoorKey-5x5-v0", "MiniGrid-Empty-8x8-v0"}  # DreamerV2 only, checked in test_minigrid.py
     continuous_ids = {"Pendulum-v1"}  # DreamerV2 only, checked in test_continuous.py
     for algo in ("dreamerv2", "ppo", "dqn", "qrdqn"):
@@ -178,13 +182,39 @@ def test_optimize_shared_study(tmp_path: Path) -> None:
     assert model.gradient_steps == trials[0].params["gradient_steps"]
 
 
+def test_search_space_is_centred_on_the_packaged_settings() -> None:
+    from sb3_dreamer.zoo.hyperparams_opt import MAX_UPDATES_PER_STEP, sample_dreamerv2_params
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = [study.ask() for _ in range(200)]
+    samples = [sample_dreamerv2_params(trial, 0, 1, {}) for trial in trials]
+    entropy_scales = [sample["actor_entropy_scale"] for sample in samples]
+    assert 3e-3 <= min(entropy_scales) < 5e-3 and 6e-2 < max(entropy_scales) <= 1e-1
+    # Log-uniform: about as many samples below the geometric middle of the range as above it
+    assert 70 < sum(scale < (3e-3 * 1e-1) ** 0.5 for scale in entropy_scales) < 130
+    assert {sample["train_freq"] for sample in samples} == {25, 50}
+    # A trial costs at most the packaged settings per env step: updates, latent and GRU sizes
+    assert max(sample["gradient_steps"] / sample["train_freq"] for sample in samples) == MAX_UPDATES_PER_STEP
+    policy_kwargs = [sample["policy_kwargs"] for sample in samples]
+    assert max(kwargs["stoch_size"] * kwargs["class_size"] for kwargs in policy_kwargs) == 20 * 20
+    assert max(kwargs["deter_size"] for kwargs in policy_kwargs) == 200
+    assert all("batch_size" not in sample for sample in samples)
+    # The packaged MinAtar settings are in the space
+    with open(REPO / "sb3_dreamer" / "zoo" / "hyperparams" / "dreamerv2.yml") as file:
+        entry = yaml.safe_load(file)[ENV_ID]
+    packaged = {**entry, **eval(entry["policy_kwargs"])}
+    for name, distribution in trials[0].distributions.items():
+        assert distribution._contains(distribution.to_internal_repr(packaged[name])), name
+    assert entry["batch_size"] == 16
+
+
 @pytest.mark.timeout(300)
 def test_optimize_prunes_a_diverging_trial(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'dreamer.db'}"
     study = optuna.create_study(study_name="dreamer", storage=storage, direction="maximize")
     # The first trial's world model steps by 1e30 in its first update: the actor's and critic's losses are not finite
-    study.enqueue_trial({"learning_rate": 1e30, "train_freq": 10, "gradient_steps": 1})
-    study.enqueue_trial({"train_freq": 10, "gradient_steps": 1, "deter_size": 100, "stoch_size": 16, "class_size": 16})
+    study.enqueue_trial({"learning_rate": 1e30, "train_freq": 25, "gradient_steps": 2})
+    study.enqueue_trial({"train_freq": 25, "gradient_steps": 1, "deter_size": 100, "stoch_size": 16, "class_size": 16})
     args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]
     args += ["--n-jobs", "1", "--n-trials", "2", "--storage", storage, "--study-name", "dreamer", *SHORT_EPISODES]
     result = zoo("train", tmp_path, *args, "--hyperparams", *TINY, "learning_starts:150", "recovery_dir:None")
@@ -215,11 +245,35 @@ def test_explicit_entry_point(tmp_path: Path) -> None:
     ],
 )
 def test_baselines(tmp_path: Path, algo: str, env_id: str, hyperparams: list[str]) -> None:
-    config = str(REPO / "hyperparams" / f"{algo}.yml")
-    args = ["--algo", algo, "--env", env_id, "-conf", config, "-n", "200", "--hyperparams", *hyperparams]
-    run(["-m", "rl_zoo3.train", *args], tmp_path)
+    # Outside the clone and without -conf, the zoo reads the installed file
+    args = ["--algo", algo, "--env", env_id, "-n", "200", "--hyperparams", *hyperparams]
+    result = run(["-m", "rl_zoo3.train", *args], tmp_path)
+    packaged = REPO / "sb3_dreamer" / "zoo" / "hyperparams" / f"{algo}.yml"
+    assert f"Loading hyperparameters from: {packaged}" in result.stdout
     model_path = tmp_path / "logs" / algo / f"{env_id}_1" / f"{env_id}.zip"
     assert model_path.is_file()
+    with open(model_path.parent / env_id / "config.yml") as file:
+        assert "MinAtarCNN" in dict(yaml.unsafe_load(file))["policy_kwargs"]
+
+
+def test_default_config() -> None:
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_dreamer.zoo.plugin import HYPERPARAMS_DIR
+
+    def config(algo: str, env_id: str, **kwargs: str) -> Path:
+        return Path(ExperimentManager(argparse.Namespace(), algo, env_id, "logs", **kwargs).config)
+
+    zoo_files = Path(rl_zoo3.__file__).parent / "hyperparams"
+    for algo in ("ppo", "dqn", "qrdqn"):
+        assert config(algo, "SpaceInvadersPOMDP-MinAtar") == HYPERPARAMS_DIR / f"{algo}.yml"
+        # The zoo's own files keep serving other env ids, and -conf wins
+        assert config(algo, "CartPole-v1") == zoo_files / f"{algo}.yml"
+    assert config("sac", "Pendulum-v1") == zoo_files / "sac.yml"
+    assert config("a2c", "Breakout-MinAtar") == zoo_files / "a2c.yml"
+    assert config("dqn", "Breakout-MinAtar", config="my.yml") == config("dreamerv2", "Breakout-MinAtar", config="my.yml")
+    assert config("dqn", "Breakout-MinAtar", config="my.yml") == Path("my.yml")
+    assert config("dreamerv2", "Breakout-MinAtar") == HYPERPARAMS_DIR / "dreamerv2.yml"
 
 
 def test_startup_hook(tmp_path: Path) -> None:

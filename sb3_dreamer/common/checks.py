@@ -2,6 +2,7 @@
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
@@ -53,8 +54,21 @@ def is_channels_last(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and int(np.argmin(shape)) == 2 and shape[2] < shape[0]
 
 
+def channels_first_reading(shape: tuple[int, ...]) -> str:
+    """:return: how CnnPolicy reads the 3-d image shape ``shape``, and how to give it channels-last images instead"""
+    channels, height, width = shape
+    return (
+        f"the observations of shape {shape} were taken as channels-first (C, H, W), {channels} channels of "
+        f"{height}x{width} images; if they are channels-last (H, W, C), transpose each observation, e.g. with "
+        "gymnasium.wrappers.TransformObservation(env, lambda obs: obs.transpose(2, 0, 1), transposed_space)"
+    )
+
+
 def check_image_space(observation_space: spaces.Box) -> None:
     """
+    Warn where a shape (A, A, B) may be channels-last square images with more channels than pixels on a side, and
+    where float images may exceed 1 (SB3 scales uint8 images to [0, 1], not float ones).
+
     :raises ValueError: unless the observations are channels-first images (C, H, W), as the CNN encoder needs
     """
     shape = tuple(observation_space.shape)
@@ -69,6 +83,16 @@ def check_image_space(observation_space: spaces.Box) -> None:
             "(H, W, C): wrap the VecEnv in VecTransposeImage for uint8 images in [0, 255] (SB3 does it by itself), "
             "otherwise transpose each observation, e.g. with gymnasium.wrappers.TransformObservation"
             "(env, lambda obs: obs.transpose(2, 0, 1), transposed_space)"
+        )
+    if shape[0] == shape[1] != shape[2]:
+        warnings.warn(f"CnnPolicy: {channels_first_reading(shape)}", stacklevel=2)
+    high = float(np.max(observation_space.high))
+    if np.issubdtype(observation_space.dtype, np.floating) and high > 1.0:
+        warnings.warn(
+            f"CnnPolicy: the float image observations of space {observation_space} have a high bound of {high}, above 1: "
+            "they are used as they are (SB3 scales uint8 images only); scale them to [0, 1], e.g. with "
+            "gymnasium.wrappers.TransformObservation(env, lambda obs: obs / 255.0, scaled_space) for images in [0, 255]",
+            stacklevel=2,
         )
 
 
@@ -146,10 +170,15 @@ def check_subclasses(base: type, example: str, **values: type) -> None:
 
 
 def check_optional_paths(**values: str | os.PathLike | None) -> None:
-    """:raises ValueError: for the first value that is not None, a str or an ``os.PathLike``"""
+    """:raises ValueError: for the first value that is not None, a str or an ``os.PathLike``, or is an empty path"""
     for name, value in values.items():
         if value is not None and not isinstance(value, str | os.PathLike):
             raise ValueError(f"{name} must be a path (a str or an os.PathLike) or None, got {describe(value)}")
+        if value is not None and os.fspath(value) == "":
+            raise ValueError(
+                f"{name} must be a non-empty path or None, got {describe(value)}, which would be the current directory: "
+                "name a directory (e.g. '.' for the current one)"
+            )
 
 
 def check_non_negative_schedules(**values: float | Callable[[float], float]) -> None:

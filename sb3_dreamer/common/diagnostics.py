@@ -102,16 +102,24 @@ def to_rgb(frames: th.Tensor, min_side: int = 64) -> th.Tensor:
     return (rgb.clamp(0.0, 1.0) * 255).to(th.uint8)
 
 
+def dream_frames(prediction: OpenLoopPrediction) -> th.Tensor:
+    """
+    Truth, model and absolute error side by side, for each sequence.
+
+    :return: frames (T, N, 3, H', 3 * W') uint8, the panels scaled up as by :func:`to_rgb`
+    """
+    error = (prediction.predictions - prediction.observations).abs()
+    panels = [to_rgb(x) for x in (prediction.observations, prediction.predictions, error)]  # (T, N, 3, H', W')
+    return th.cat(panels, dim=-1)  # (T, N, 3, H', 3 * W')
+
+
 def dream_video(prediction: OpenLoopPrediction) -> th.Tensor:
     """
     Truth, model and absolute error side by side, sequences stacked vertically.
 
     :return: frames (T, N * H', 3 * W', 3) uint8
     """
-    error = (prediction.predictions - prediction.observations).abs()
-    panels = [to_rgb(x) for x in (prediction.observations, prediction.predictions, error)]  # (T, N, 3, H', W')
-    frames = th.cat(panels, dim=-1)  # (T, N, 3, H', 3 * W')
-    return frames.permute(0, 1, 3, 4, 2).flatten(1, 2)  # (T, N * H', 3 * W', 3)
+    return dream_frames(prediction).permute(0, 1, 3, 4, 2).flatten(1, 2)  # (T, N * H', 3 * W', 3)
 
 
 def write_gif_summary(logger: Logger, tag: str, frames: np.ndarray, fps: float, step: int) -> None:

@@ -10,6 +10,7 @@ import math
 import torch as th
 from torch import nn
 
+from sb3_dreamer.common.checks import channels_first_reading
 from sb3_dreamer.common.rssm import LatentState, stoch_linear
 
 
@@ -102,8 +103,6 @@ def conv_strides(image_side: int, n_layers: int, kernel_size: int, max_side: int
     for _ in range(n_layers):
         strides.append(2 if side > 2 * max_side else 1)
         side = (side - kernel_size) // strides[-1] + 1
-    if side < 1:
-        raise ValueError(f"An image side of {image_side} is too small for {n_layers} conv layers of kernel {kernel_size}")
     return strides
 
 
@@ -152,6 +151,11 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(self.channels[i], self.channels[i + 1], kernel_size, stride), activation_fn()]
             h, w = self.sizes[-1]
             self.sizes.append(((h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1))
+        if min(self.sizes[-1]) < 1:
+            raise ValueError(
+                f"An image side of {min(height, width)} is too small for {n_layers} conv layers of kernel {kernel_size}: "
+                f"{channels_first_reading(self.observation_shape)}"
+            )
         self.convs = nn.Sequential(*layers, nn.Flatten())
         self.conv_output_dim = self.channels[-1] * math.prod(self.sizes[-1])
         self.linear = nn.Linear(self.conv_output_dim, embedding_dim)

@@ -4,6 +4,7 @@ import math
 import os
 import pathlib
 import pickle
+import time
 from collections.abc import Iterable
 from numbers import Integral
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -35,7 +36,7 @@ from sb3_dreamer.common.checks import (
     check_train_freq,
     describe,
 )
-from sb3_dreamer.common.diagnostics import DREAM_TAG, dream_video, open_loop_prediction, write_gif_summary
+from sb3_dreamer.common.diagnostics import DREAM_TAG, dream_frames, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.common.distributions import balanced_kl_loss
 from sb3_dreamer.common.guards import NonFiniteError, UpdateSnapshot
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
@@ -72,6 +73,10 @@ CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE = "model.zip", "replay_buf
 CHECKPOINT_STATE_KEYS = ("digests", "rng_states", "acting_state", "episode_starts", "envs")
 #: The optimizers, saved as state dicts of these names besides the policy's
 OPTIMIZERS = ("policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer")
+#: Default recovery_dir: a subfolder per recovery checkpoint is made in it, so that concurrent runs do not share one
+DEFAULT_RECOVERY_DIR = "dreamerv2_recovery"
+#: Default episodes between two dumps of the logger in ``learn`` (SB3's 4 floods the console on MinAtar's short episodes)
+LOG_INTERVAL = 50
 
 
 class DreamerV2(OffPolicyAlgorithm):
@@ -156,7 +161,9 @@ class DreamerV2(OffPolicyAlgorithm):
         their reward error; 0 disables them
     :param recovery_dir: where to save a recovery checkpoint (see :meth:`save_checkpoint`, without the env state)
         when a NaN or infinity stops training: in the data from the env, or in a loss or gradient norm, in which case
-        it holds the weights and optimizer states of before the ``train()`` call that produced it; None saves none
+        it holds the weights and optimizer states of before the ``train()`` call that produced it; the default
+        ``"dreamerv2_recovery"`` gets a subfolder per checkpoint, ``<date-time>_<pid>``, so that runs do not share it
+        (under the RL Zoo, the default is the run's log folder); None saves none
     :param replay_buffer_class: replay buffer class (a :class:`SequenceReplayBuffer` subclass)
     :param replay_buffer_kwargs: keyword arguments of the replay buffer
     :param stats_window_size: window size of the rollout logging (episodes)
@@ -217,7 +224,7 @@ class DreamerV2(OffPolicyAlgorithm):
         exploration_decay_steps: int = 2450,
         exploration_noise: float = 0.0,
         diagnostics_interval: int = 2000,
-        recovery_dir: str | None = "dreamerv2_recovery",
+        recovery_dir: str | None = DEFAULT_RECOVERY_DIR,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -632,11 +639,25 @@ class DreamerV2(OffPolicyAlgorithm):
         self: SelfDreamerV2,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 4,
+        log_interval: int = LOG_INTERVAL,
         tb_log_name: str = "DreamerV2",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfDreamerV2:
+        """
+        Collect ``total_timesteps`` env steps, training every ``train_freq`` steps, as DQN's ``learn``.
+
+        :param total_timesteps: env steps to collect (over all envs)
+        :param callback: called at every step, with ``self.locals`` as for DQN
+        :param log_interval: episodes between two dumps of the logger (the console table, TensorBoard's ``rollout/``
+            and ``train/`` points): 50 by default (SB3's off-policy algorithms use 4), as MinAtar's short episodes
+            (tens of steps at first) would otherwise print a table every few dozen steps; the RL Zoo passes its
+            ``--log-interval`` only when given one
+        :param tb_log_name: name of the TensorBoard run
+        :param reset_num_timesteps: start the timestep count (and the TensorBoard run) anew, or continue them
+        :param progress_bar: show SB3's progress bar
+        :return: the trained model
+        """
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
@@ -645,6 +666,48 @@ class DreamerV2(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    def dream(
+        self, observations: np.ndarray, actions: np.ndarray, context: int = 5, episode_starts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """
+        Watch the world model dream: it observes the first ``context`` observations, then predicts the rest open loop
+        from the actions alone (the mode of its latents), as the TensorBoard diagnostics ``diagnostics/dream`` do; the
+        latents of the observed steps are sampled from the posterior, as in training.
+
+        :param observations: (T, N, *obs_shape) image observations as the env returns them, N sequences of T steps
+        :param actions: (T, N) or (T, N, *action_shape), ``actions[t]`` taken at ``observations[t]`` as the env takes
+            them (the last one is unused)
+        :param context: observed steps before the open-loop prediction, 1 <= context <= T
+        :param episode_starts: (T, N) True where an episode starts (the model state is reset there); default: at t = 0
+        :return: frames (T, N, 3, H', 3 * W') uint8: the truth, the model's decoded state and their absolute error side
+            by side, scaled up so that each panel's shorter side is at least 64 pixels
+        """
+        if len(self.observation_space.shape) != 3:
+            raise ValueError(f"dream() needs image observations, not of shape {self.observation_space.shape}")
+        observations = np.asarray(observations)
+        n_steps = observations.shape[0]
+        if not 1 <= context <= n_steps:
+            raise ValueError(f"context must be between 1 and the number of steps {n_steps}, got {context}")
+        actions = np.asarray(actions)
+        if isinstance(self.action_space, spaces.Box):
+            actions = self.policy.scale_action(actions)
+        # Replay rows hold the action that led to each observation: a_{t-1}, 0 at t = 0
+        previous_actions = np.concatenate([np.zeros_like(actions[:1]), actions[:-1]])
+        is_first = np.zeros(observations.shape[:2]) if episode_starts is None else np.array(episode_starts, dtype=float)
+        is_first[0] = 1.0
+        samples = SequenceSamples(
+            observations=th.as_tensor(observations, device=self.device),
+            actions=th.as_tensor(previous_actions, device=self.device),
+            rewards=th.zeros(observations.shape[:2], device=self.device),
+            terminated=th.zeros(observations.shape[:2], device=self.device),
+            is_first=th.as_tensor(is_first, dtype=th.float32, device=self.device),
+        )
+        self.policy.set_training_mode(False)
+        prediction = open_loop_prediction(
+            self.policy, samples, observations.shape[1], context, self.image_likelihood == "bernoulli"
+        )
+        return dream_frames(prediction).cpu().numpy()
 
     def _sample_action(
         self, learning_starts: int, action_noise: None = None, n_envs: int = 1
@@ -732,12 +795,15 @@ class DreamerV2(OffPolicyAlgorithm):
         if self.recovery_dir is None:
             saved = "no recovery checkpoint was saved (recovery_dir=None)"
         else:
+            directory = self.recovery_dir
+            if os.fspath(directory) == DEFAULT_RECOVERY_DIR:
+                directory = os.path.join(directory, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
             try:
-                self.save_checkpoint(self.recovery_dir, save_env=False)
+                self.save_checkpoint(directory, save_env=False)
             except Exception as exc:  # the error to report is the non-finite value
-                saved = f"saving a recovery checkpoint to {self.recovery_dir} failed ({exc!r})"
+                saved = f"saving a recovery checkpoint to {directory} failed ({exc!r})"
             else:
-                checkpoint = str(self.recovery_dir)
+                checkpoint = str(directory)
                 saved = f"a recovery checkpoint was saved to {checkpoint} (DreamerV2.load_checkpoint({checkpoint!r}, env))"
         raise NonFiniteError(
             f"{what} at num_timesteps={self.num_timesteps}: training stopped {stopped}; {saved}",
@@ -790,20 +856,25 @@ class DreamerV2(OffPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_schedules()
         # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
+        # and if Ctrl-C interrupts it: a model saved then holds weights, optimizer states and n_updates of one update
         self._update_snapshot.take()
         metrics: list[dict[str, th.Tensor]] = []
-        for step in range(gradient_steps):
-            samples = self._sample(batch_size)
-            world_model_metrics, posterior = self._train_world_model(samples)
-            metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
-            if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
-                self._update_target_critic()
+        try:
+            for step in range(gradient_steps):
+                samples = self._sample(batch_size)
+                world_model_metrics, posterior = self._train_world_model(samples)
+                metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
+                if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
+                    self._update_target_critic()
 
-        # One device-to-host transfer for all metrics of all gradient steps.
-        names = list(metrics[0])
-        means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
-        self._check_update(metrics, dict(zip(names, means, strict=True)))
-        self._n_updates += gradient_steps
+            # One device-to-host transfer for all metrics of all gradient steps.
+            names = list(metrics[0])
+            means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
+            self._check_update(metrics, dict(zip(names, means, strict=True)))
+            self._n_updates += gradient_steps
+        except KeyboardInterrupt:
+            self._update_snapshot.restore()
+            raise
         if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
             self._log_diagnostics(samples)
         for name, value in zip(names, means, strict=True):

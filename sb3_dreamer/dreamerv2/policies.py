@@ -472,17 +472,42 @@ class DreamerV2Policy(BasePolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         n_envs = obs_tensor.shape[0]  # type: ignore[union-attr]
         with th.inference_mode():
-            if state is None:
-                acting_state = self.initial_state(n_envs)
-            else:
-                acting_state = ActingState(*(th.as_tensor(x, dtype=th.float32, device=self.device) for x in state))
-            starts = None if episode_start is None else self.episode_starts(np.asarray(episode_start).reshape(n_envs))
+            acting_state = self.initial_state(n_envs)
+            if state is not None:
+                acting_state = self.checked_state(state, acting_state)
+            starts = None
+            if episode_start is not None:
+                flags = np.asarray(episode_start)
+                if flags.size != n_envs:
+                    raise ValueError(
+                        f"predict's episode_start must hold one flag per observation, {n_envs}, got shape {flags.shape}"
+                    )
+                starts = self.episode_starts(flags.reshape(n_envs))
             actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
         actions_np = self.to_env(actions.cpu().numpy())
         new_state = tuple(x.cpu().numpy() for x in acting_state)
         if not vectorized_env:
             actions_np = actions_np.squeeze(axis=0)
         return actions_np, new_state
+
+    def checked_state(self, state: tuple[np.ndarray, ...], initial: ActingState) -> ActingState:
+        """``state`` given to :meth:`predict` as tensors, checked against the shapes of ``initial``; ValueError if not."""
+        expected = tuple(tuple(x.shape) for x in initial)
+        shapes = tuple(np.shape(x) for x in state) if isinstance(state, (tuple, list)) else None
+        if shapes != expected:
+            raise ValueError(
+                f"predict's state must be the (deter, stoch, action) arrays of shapes {expected} for these "
+                f"{expected[0][0]} observation(s), got {shapes if shapes is not None else type(state).__name__}: "
+                "pass the state returned by the previous call on observations of the same batch size, or state=None"
+            )
+        tensors = ActingState(*(th.as_tensor(np.asarray(x), dtype=th.float32, device=self.device) for x in state))
+        for name, tensor in zip(ActingState._fields, tensors, strict=True):
+            if not th.isfinite(tensor).all():
+                raise ValueError(
+                    f"predict's state holds non-finite values in its {name} array: pass a state returned by predict, "
+                    "or state=None to start afresh"
+                )
+        return tensors
 
     def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
         """

@@ -7,6 +7,8 @@ import numpy as np
 from gymnasium import spaces
 from minatar import Environment
 
+from sb3_dreamer.common.checks import check_booleans, check_probabilities
+
 MINATAR_GAMES: tuple[str, ...] = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 RENDER_SCALE = 16
 # Background (black), then one colour per channel; MinAtar games have at most 10 channels.
@@ -48,6 +50,8 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"Unknown MinAtar game {game!r}, expected one of {', '.join(MINATAR_GAMES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"Unsupported render_mode {render_mode!r}, expected one of {self.metadata['render_modes']}")
+        check_probabilities(sticky_action_prob=sticky_action_prob)
+        check_booleans(difficulty_ramping=difficulty_ramping)
         self.game = game
         self.render_mode = render_mode
         self.minatar = Environment(game, sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)

@@ -5,7 +5,9 @@ RL Zoo plug-in: make ``dreamerv2`` an ``rl_zoo3`` algorithm like the built-in on
 ``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
 strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for ``dreamerv2`` only, it reads the
 packaged ``hyperparams/dreamerv2.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
-from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`).
+from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`). Given no ``-conf``,
+the baselines (``ppo``, ``dqn``, ``qrdqn``) read the packaged ``hyperparams/<algo>.yml`` for the MinAtar ids, see
+:func:`default_config`.
 It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is imported, or by
 ``python -m sb3_dreamer.zoo``. ``rl_zoo3`` is imported by :func:`apply` only, not by this module.
 """
@@ -13,6 +15,7 @@ It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is 
 import difflib
 import functools
 import inspect
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,17 @@ from stable_baselines3.common.policies import BasePolicy
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.dreamerv2.dreamerv2 import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from sb3_dreamer.envs import register_minatar_envs
+from sb3_dreamer.envs.registration import GAME_IDS
 from sb3_dreamer.zoo.hyperparams_opt import convert_dreamerv2_params, policy_kwargs_base, sample_dreamerv2_params
 from sb3_dreamer.zoo.torch_layers import MinAtarCNN
 
 ALGO = "dreamerv2"
+#: The packaged RL Zoo YAML files, one per algorithm
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 #: Hyperparameters read by ``rl_zoo3.train --algo dreamerv2`` when it is given no ``-conf``
-HYPERPARAMS_FILE = Path(__file__).parent / "hyperparams" / f"{ALGO}.yml"
+HYPERPARAMS_FILE = HYPERPARAMS_DIR / f"{ALGO}.yml"
+#: The env ids for which the packaged file of another algorithm, if any, replaces the zoo's own
+MINATAR_IDS = frozenset(f"{name}{variant}-MinAtar" for name in GAME_IDS.values() for variant in ("", "POMDP"))
 #: Constructor arguments that are not hyperparameters (the zoo sets env, tensorboard_log, seed, verbose and device)
 NOT_HYPERPARAMETERS = frozenset({"self", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
 #: Policy constructor arguments that the algorithm sets itself
@@ -65,8 +73,9 @@ def _patch_experiment_manager(manager_class: type) -> None:
     @functools.wraps(init)
     def init_with_default_config(self, *args, **kwargs) -> None:
         arguments = init_signature.bind(self, *args, **kwargs)
-        if arguments.arguments["algo"] == ALGO and arguments.arguments.get("config") is None:
-            arguments.arguments["config"] = str(HYPERPARAMS_FILE)
+        config = default_config(arguments.arguments["algo"], arguments.arguments["env_id"])
+        if arguments.arguments.get("config") is None and config is not None:
+            arguments.arguments["config"] = str(config)
         init(*arguments.args, **arguments.kwargs)
 
     @functools.wraps(preprocess)
@@ -75,6 +84,7 @@ def _patch_experiment_manager(manager_class: type) -> None:
             return preprocess(self, hyperparams)
         _evaluate_strings(self, hyperparams)
         _parse_schedules(self, hyperparams)
+        _default_recovery_dir(self, hyperparams)
         processed = preprocess(self, hyperparams)
         _check_hyperparameters(self, processed[0])
         return processed
@@ -112,6 +122,17 @@ def _patch_experiment_manager(manager_class: type) -> None:
     manager_class._load_pretrained_agent = load_pretrained_or_checkpoint
     manager_class.learn = learn_resuming
     manager_class._sb3_dreamer_patched = True
+
+
+def default_config(algo: str, env_id: str) -> Path | None:
+    """
+    The packaged YAML file that ``rl_zoo3.train --algo <algo> --env <env_id>`` reads when given no ``-conf``: always
+    ``dreamerv2.yml`` for ``dreamerv2``; ``<algo>.yml`` for the MinAtar ids if we package one; else None, the zoo's own.
+    """
+    if algo == ALGO:
+        return HYPERPARAMS_FILE
+    path = HYPERPARAMS_DIR / f"{algo}.yml"
+    return path if env_id in MINATAR_IDS and path.is_file() else None
 
 
 class ContinuedLearning:
@@ -177,6 +198,11 @@ def _parse_schedules(manager: Any, hyperparams: dict[str, Any]) -> None:
                 "(a linear schedule to zero)"
             )
         hyperparams[key] = schedule
+
+
+def _default_recovery_dir(manager: Any, hyperparams: dict[str, Any]) -> None:
+    """Recovery checkpoints in the run's own log folder, ``<save_path>/recovery``, unless the hyperparameters name one."""
+    hyperparams.setdefault("recovery_dir", os.path.join(manager.save_path, "recovery"))
 
 
 def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
