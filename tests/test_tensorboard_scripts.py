@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from stable_baselines3.common.logger import configure
+from tiny import tiny_model
 from torch.utils.tensorboard import SummaryWriter
 
 from sb3_dreamer.common.diagnostics import DREAM_TAG, write_gif_summary
@@ -142,3 +143,15 @@ def test_finished_run_keeps_its_scalars_and_a_dream_gif(tmp_path: Path, capsys: 
     shutil.rmtree(run.directory(tmp_path) / "tensorboard")
     main([*arguments, "--window", "150"])
     assert capsys.readouterr().out == from_events
+
+
+def test_dream_gif_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture):
+    model = tiny_model().learn(60)
+    model.save(tmp_path / "model.zip")
+    output = tmp_path / "dream.gif"
+    dream_gif.main([str(tmp_path / "model.zip"), str(output), "--env", "Breakout-MinAtar", "--steps", "12", "--context", "4"])
+    assert capsys.readouterr().out.strip() == f"wrote {output}: the dream of 12 steps, 4 observed"
+    with Image.open(output) as gif:
+        assert gif.n_frames == 12
+    with pytest.raises(SystemExit):
+        dream_gif.main([str(tmp_path / "model.zip"), str(output)])  # no --env
