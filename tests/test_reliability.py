@@ -763,3 +763,52 @@ def test_interrupted_replay_buffer_save_keeps_previous_file(checkpoint, tmp_path
         model.save_replay_buffer(path)
     assert path.read_bytes() == previous
     assert sorted(os.listdir(tmp_path)) == ["buffer.pkl"]
+
+
+#: Every numeric argument of DreamerV2, with values it must refuse: NaN, an infinity, a string, a bool
+NUMERIC_ARGUMENTS = {
+    "probability": (
+        "gamma",
+        "return_lambda",
+        "kl_balance",
+        "actor_grad_mix",
+        "tau",
+        "exploration_initial_eps",
+        "exploration_final_eps",
+        "weight_decay",
+    ),
+    "non-negative number": (
+        "kl_scale",
+        "free_nats",
+        "free_bits",
+        "reward_scale",
+        "discount_scale",
+        "exploration_noise",
+        "max_grad_norm",
+    ),
+    "count": (
+        "batch_size",
+        "sequence_length",
+        "imagination_horizon",
+        "buffer_size",
+        "target_update_interval",
+        "learning_starts",
+        "exploration_decay_steps",
+        "diagnostics_interval",
+    ),
+    "schedule": ("learning_rate", "actor_learning_rate", "critic_learning_rate", "actor_entropy_scale"),
+}
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        (name, value)
+        for names in NUMERIC_ARGUMENTS.values()
+        for name in names
+        for value in (float("nan"), float("-inf"), "0.5", True)
+    ],
+)
+def test_numeric_arguments_refuse_nan_infinity_strings_and_bools(name, value):
+    with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
+        tiny_model(**{name: value})
