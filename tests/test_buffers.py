@@ -320,22 +320,30 @@ def test_actions() -> None:
     np.testing.assert_array_equal(samples.actions.numpy(), expected)
 
 
+def assert_same_samples(buffer: SequenceReplayBuffer, other: SequenceReplayBuffer, batch_size: int, seed: int) -> None:
+    """Both buffers draw equal samples from NumPy's generator seeded with ``seed``."""
+    np.random.seed(seed)
+    samples = buffer.sample(batch_size)
+    np.random.seed(seed)
+    for tensor, other_tensor in zip(samples, other.sample(batch_size), strict=True):
+        assert th.equal(tensor, other_tensor)
+
+
+def collect_into_both(env: CounterVecEnv, buffer: SequenceReplayBuffer, other: SequenceReplayBuffer, n_steps: int) -> None:
+    """Both buffers keep adding the same rows: ``env``'s next ``n_steps`` steps, and those of a copy of it."""
+    env_copy = copy.deepcopy(env)
+    env.collect(buffer, n_steps)
+    env_copy.collect(other, n_steps)
+
+
 def test_pickle_round_trip() -> None:
     buffer = SequenceReplayBuffer(30, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", n_envs=2, sequence_length=4)
     env = CounterVecEnv(n_envs=2)
     env.collect(buffer, 12)
     loaded = pickle.loads(pickle.dumps(buffer))
     for _ in range(2):
-        np.random.seed(3)
-        samples = buffer.sample(8)
-        np.random.seed(3)
-        loaded_samples = loaded.sample(8)
-        for tensor, loaded_tensor in zip(samples, loaded_samples, strict=True):
-            assert th.equal(tensor, loaded_tensor)
-        # Both buffers keep adding the same rows
-        env_copy = copy.deepcopy(env)
-        env.collect(buffer, 9)
-        env_copy.collect(loaded, 9)
+        assert_same_samples(buffer, loaded, 8, seed=3)
+        collect_into_both(env, buffer, loaded, 9)
     assert loaded.full
     env.check_windows(loaded.sample(100))
 
@@ -587,15 +595,8 @@ def test_episodes_pickle_round_trip() -> None:
     for _ in range(2):
         for index, loaded_index in zip(buffer.finished_episodes(), loaded.finished_episodes(), strict=True):
             np.testing.assert_array_equal(index, loaded_index)
-        np.random.seed(3)
-        samples = buffer.sample(64)
-        np.random.seed(3)
-        for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
-            assert th.equal(tensor, loaded_tensor)
-        # Both buffers keep adding the same rows
-        env_copy = copy.deepcopy(env)
-        env.collect(buffer, 13)
-        env_copy.collect(loaded, 13)
+        assert_same_samples(buffer, loaded, 64, seed=3)
+        collect_into_both(env, buffer, loaded, 13)
     env.check_windows(loaded.sample(100), first_row_is_first=True)
 
 
@@ -616,11 +617,7 @@ def test_old_pickle_samples_uniform(monkeypatch: pytest.MonkeyPatch) -> None:
         patch.setattr(SequenceReplayBuffer, "__getstate__", old_getstate)
         loaded = pickle.loads(pickle.dumps(buffer))
     assert loaded.sampling == "uniform" and not loaded.prioritize_ends
-    np.random.seed(5)
-    samples = buffer.sample(64)
-    np.random.seed(5)
-    for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
-        assert th.equal(tensor, loaded_tensor)
+    assert_same_samples(buffer, loaded, 64, seed=5)
 
     # The rebuilt index holds the same episodes (its write indices may differ by multiples of the ring size)
     for _ in range(2):
@@ -632,14 +629,8 @@ def test_old_pickle_samples_uniform(monkeypatch: pytest.MonkeyPatch) -> None:
         np.testing.assert_array_equal(starts % 30, loaded_starts % 30)
         np.testing.assert_array_equal(lengths, loaded_lengths)
         buffer.sampling = loaded.sampling = "episodes"
-        np.random.seed(5)
-        samples = buffer.sample(64)
-        np.random.seed(5)
-        for tensor, loaded_tensor in zip(samples, loaded.sample(64), strict=True):
-            assert th.equal(tensor, loaded_tensor)
-        env_copy = copy.deepcopy(env)
-        env.collect(buffer, 13)
-        env_copy.collect(loaded, 13)
+        assert_same_samples(buffer, loaded, 64, seed=5)
+        collect_into_both(env, buffer, loaded, 13)
     env.check_windows(loaded.sample(100), first_row_is_first=True)
 
 
