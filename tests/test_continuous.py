@@ -15,8 +15,8 @@ from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny
 from zoo_cli import TINY, run
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.diagnostics import open_loop_prediction
-from sb3_dreamer.common.distributions import CategoricalAction, TanhNormalAction
+from sb3_dreamer.world_model.diagnostics import open_loop_prediction
+from sb3_dreamer.world_model.distributions import CategoricalAction, TanhNormalAction
 
 PACKAGED_YAML = Path(__file__).resolve().parents[1] / "sb3_dreamer" / "zoo" / "hyperparams" / "dreamerv2.yml"
 
@@ -190,7 +190,7 @@ def test_evaluate_policy_and_diagnostics(trained):
         mean_reward, std_reward = evaluate_policy(trained, env, n_eval_episodes=2, deterministic=deterministic)
         assert np.isfinite(mean_reward) and std_reward >= 0
     # Open-loop predictions read the replayed continuous actions
-    prediction = open_loop_prediction(trained.policy, trained.replay_buffer.sample(4), 2, 3, bernoulli=False)
+    prediction = open_loop_prediction(trained.policy.world_model, trained.replay_buffer.sample(4), 2, 3)
     assert prediction.predictions.shape == prediction.observations.shape == (8, 2, 3)
     high = th.as_tensor(trained.observation_space.high)
     assert th.isfinite(prediction.predictions).all() and (prediction.predictions.abs() <= high).all()

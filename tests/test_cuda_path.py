@@ -18,8 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
-from sb3_dreamer.common.rssm import GRUCell
 from sb3_dreamer.common.save_util import get_rng_states, set_rng_states
+from sb3_dreamer.world_model.rssm import GRUCell
 
 cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -108,7 +108,7 @@ def test_load_calls_keep_steps_on_cpu():
     buffer = io.BytesIO()
     model.save(buffer)
     buffer.seek(0)
-    with mock.patch("sb3_dreamer.dreamerv2.dreamerv2.keep_steps_on_cpu") as keep:
+    with mock.patch("sb3_dreamer.common.base_class.keep_steps_on_cpu") as keep:
         DreamerV2.load(buffer)
     assert keep.call_count == 3
 
@@ -137,7 +137,7 @@ def test_gru_state_stays_float32_under_autocast():
     model = tiny_model(mixed_precision=True)
     samples = model.learn(60).replay_buffer.sample(4)
     with model._autocast():
-        _, _, posterior = model._world_model_loss(samples)
+        _, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
     assert posterior.deter.dtype == th.float32
 
 
@@ -170,7 +170,7 @@ def test_cuda_gru_state_float32_in_mixed_precision():
     model = tiny_model(device="cuda", mixed_precision=True).learn(60)
     samples = model.replay_buffer.sample(4)
     with model._autocast():
-        _, _, posterior = model._world_model_loss(samples)
+        _, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
     assert posterior.deter.dtype == th.float32
 
 

@@ -17,8 +17,8 @@ from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common import precision
-from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
 from sb3_dreamer.common.precision import prefers_bfloat16, resolve_mixed_precision
+from sb3_dreamer.world_model.networks import ConvDecoder, ConvEncoder
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_multi_env(n_envs):
     "kwargs",
     [
         dict(actor_grad="dynamics"),
-        dict(actor_grad="both", image_likelihood="bernoulli", free_nats=1.0),
+        dict(actor_grad="both", policy_kwargs={**TINY_POLICY, "image_likelihood": "bernoulli"}, free_nats=1.0),
         dict(policy_kwargs={**TINY_POLICY, "latent_type": "gaussian"}, tau=0.05),
         dict(actor_grad="dynamics", round_discount=False),
     ],
@@ -285,7 +285,7 @@ def test_mixed_precision_close_to_float32():
         model.bfloat16_autocast = mixed_precision
         th.manual_seed(0)
         with model._autocast():
-            world_model_loss, _, posterior = model._world_model_loss(samples)
+            world_model_loss, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
             actor_loss, critic_loss, _ = model._actor_critic_losses(posterior, samples.terminated)
         losses[mixed_precision] = th.stack([world_model_loss, actor_loss, critic_loss])
     # Distributions and losses are float32 either way; the bfloat16 matmuls move the world-model loss by under 1%
@@ -382,7 +382,7 @@ def test_target_critic_hard_update():
     "kwargs, match",
     [
         (dict(actor_grad="backprop"), "actor_grad"),
-        (dict(image_likelihood="laplace"), "image_likelihood"),
+        (dict(policy_kwargs={**TINY_POLICY, "image_likelihood": "laplace"}), "image_likelihood"),
         (dict(batch_size=0), "batch_size"),
         (dict(learning_starts=4, sequence_length=8), "learning_starts"),
         (dict(kl_balance=1.5), "kl_balance"),
@@ -480,7 +480,7 @@ def test_default_log_interval_dumps_every_50_episodes():
 
 
 def test_dream_frames():
-    from sb3_dreamer.common.diagnostics import to_rgb
+    from sb3_dreamer.world_model.diagnostics import to_rgb
 
     model = tiny_model().learn(100)
     env = gym.make("Breakout-MinAtar")
@@ -497,7 +497,7 @@ def test_dream_frames():
     frames = model.dream(observations, actions, context=4)
     # Truth, model and error panels side by side, each 10 x 10 pixels scaled x7
     assert frames.shape == (12, 2, 3, 70, 3 * 70) and frames.dtype == np.uint8
-    truth = to_rgb(model.policy.preprocess(th.as_tensor(observations))).numpy()
+    truth = to_rgb(model.policy.world_model.preprocess(th.as_tensor(observations))).numpy()
     np.testing.assert_array_equal(frames[..., :70], truth)
     # The model's panel: its decoded states, within [0, 1] as the truth
     assert frames[..., 70:140].any()

@@ -9,8 +9,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from minatar import Environment
 
+from sb3_dreamer.common.palette import PALETTE
 from sb3_dreamer.envs import MINATAR_GAMES, POMDP_CHANNELS, MinAtarEnv, MinAtarPOMDP, register_minatar_envs
-from sb3_dreamer.envs.minatar import PALETTE, RENDER_SCALE
+from sb3_dreamer.envs.minatar import RENDER_SCALE
 
 register_minatar_envs()
 

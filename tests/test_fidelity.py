@@ -12,8 +12,8 @@ from tiny import TINY_POLICY, tiny_model
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.returns import lambda_return
-from sb3_dreamer.common.rssm import LatentState, LayerNormGRUCell
+from sb3_dreamer.world_model.returns import lambda_return
+from sb3_dreamer.world_model.rssm import LatentState, LayerNormGRUCell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def test_layer_norm_gru_in_the_model_and_in_mixed_precision():
     assert isinstance(model.policy.rssm.gru, LayerNormGRUCell) and model._n_updates > 0
     samples = model.replay_buffer.sample(4)
     with model._autocast():
-        _, _, posterior = model._world_model_loss(samples)
+        _, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
     assert posterior.deter.dtype == th.float32  # the GRU state stays float32 under autocast
     assert isinstance(tiny_model().policy.rssm.gru, th.nn.GRUCell)
 
@@ -212,7 +212,7 @@ def test_reward_transform_applies_to_the_learned_rewards(transform, function):
         (dict(weight_decay=-1e-6), "weight_decay"),
         (dict(policy_kwargs={**TINY_POLICY, "layer_norm_gru": "yes"}), "layer_norm_gru"),
         (dict(policy="MlpPolicy", policy_kwargs={**TINY_POLICY, "center_images": True}), "center_images"),
-        (dict(image_likelihood="bernoulli", policy_kwargs={**TINY_POLICY, "center_images": True}), "center_images"),
+        (dict(policy_kwargs={**TINY_POLICY, "image_likelihood": "bernoulli", "center_images": True}), "center_images"),
     ],
 )
 def test_bad_official_options(kwargs, match):

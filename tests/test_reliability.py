@@ -207,7 +207,7 @@ def test_channels_last_uint8_images_are_transposed():
         (dict(actor_learning_rate=lambda progress: progress - 0.5), r"actor_learning_rate\(0.0\) must be .* got -0.5"),
         (dict(critic_learning_rate=-1.0), r"critic_learning_rate must be a finite number >= 0"),
         (dict(actor_grad="backprop"), r"Unknown actor_grad='backprop'"),
-        (dict(image_likelihood="laplace"), r"Unknown image_likelihood='laplace'"),
+        (dict(policy_kwargs={**TINY_POLICY, "image_likelihood": "laplace"}), r"Unknown image_likelihood='laplace'"),
         (dict(learning_starts=float("nan")), r"learning_starts must be a non-negative integer, got nan \(float\)"),
         (dict(learning_starts="32"), r"learning_starts must be a non-negative integer, got '32' \(str\)"),
         (dict(diagnostics_interval="x"), r"diagnostics_interval must be a non-negative integer, got 'x' \(str\)"),

@@ -10,7 +10,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.distributions import (
+from sb3_dreamer.world_model.distributions import (
     CategoricalAction,
     CategoricalLatent,
     NormalScalar,
@@ -18,9 +18,9 @@ from sb3_dreamer.common.distributions import (
     balanced_kl_loss,
     straight_through_one_hot,
 )
-from sb3_dreamer.common.returns import ReturnScale
-from sb3_dreamer.common.rssm import LatentState
-from sb3_dreamer.common.symlog import symexp, symlog, two_hot, two_hot_mean
+from sb3_dreamer.world_model.returns import ReturnScale
+from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.world_model.symlog import symexp, symlog, two_hot, two_hot_mean
 
 #: Every policy option on (DreamerV3's values), on top of the tiny sizes
 V3_POLICY = {**TINY_POLICY, "symlog_twohot": True, "unimix": 0.01}
@@ -186,7 +186,7 @@ def test_trains_with_every_option_and_saves_them(env, tmp_path):
     assert ema > 0
     if env == "Pendulum-v1":  # the encoder reads, and the decoder reconstructs, symlog(obs)
         obs = th.tensor([[1.0, -0.5, 8.0]])
-        assert th.equal(model.policy.preprocess(obs), symlog(obs))
+        assert th.equal(model.policy.world_model.preprocess(obs), symlog(obs))
     model.save(tmp_path / "model.zip")
     loaded = DreamerV2.load(tmp_path / "model.zip", env=make_vec_env(env, n_envs=1))
     assert (loaded.free_bits, loaded.normalize_returns) == (1.0, True)
@@ -238,7 +238,7 @@ def test_options_off_by_default():
         (
             "CartPole-v1",
             "MlpPolicy",
-            dict(image_likelihood="bernoulli", policy_kwargs={**TINY_POLICY, "symlog_observations": True}),
+            dict(policy_kwargs={**TINY_POLICY, "image_likelihood": "bernoulli", "symlog_observations": True}),
             "needs binary targets",
         ),
     ],

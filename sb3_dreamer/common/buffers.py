@@ -8,6 +8,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_dreamer.common.episode_starts import EpisodeStarts
+
 
 class SequenceSamples(NamedTuple):
     """
@@ -48,42 +50,6 @@ def action_layout(space: spaces.Discrete | spaces.Box) -> tuple[Any, ...]:
     if isinstance(space, spaces.Discrete):
         return "Discrete", int(space.n), int(space.start)
     return "Box", tuple(space.shape)
-
-
-class _EpisodeStarts:
-    """
-    Write indices of the first rows of the episodes of one env ring, oldest first: a growable array from whose front
-    the episodes the ring overwrote are dropped. Appending and dropping cost amortized O(1).
-
-    Write indices count the rows an env wrote since the buffer was emptied (row g is in ring slot g % ring size), so
-    episode i spans the write indices [starts[i], starts[i + 1]) and the last episode ends at the write head.
-    """
-
-    def __init__(self, starts: np.ndarray | None = None):
-        starts = np.zeros(0, dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
-        self._array = np.zeros(max(2 * len(starts), 16), dtype=np.int64)
-        self._array[: len(starts)] = starts
-        self._front, self._end = 0, len(starts)
-
-    @property
-    def starts(self) -> np.ndarray:
-        """:return: the write indices of the first rows, oldest first (a view), (n_episodes,)"""
-        return self._array[self._front : self._end]
-
-    def append(self, start: int, oldest: int) -> None:
-        """
-        Add an episode starting at write index ``start``, then drop the episodes that lie wholly before the write
-        index ``oldest`` (the oldest row the ring still holds), keeping at least the last episode.
-        """
-        if self._end == len(self._array):
-            n_starts = self._end - self._front
-            array = np.zeros(2 * len(self._array), dtype=np.int64) if 2 * n_starts > len(self._array) else self._array
-            array[:n_starts] = self._array[self._front : self._end]
-            self._array, self._front, self._end = array, 0, n_starts
-        self._array[self._end] = start
-        self._end += 1
-        while self._end - self._front >= 2 and self._array[self._front + 1] <= oldest:
-            self._front += 1
 
 
 SAMPLING_MODES = ("uniform", "episodes")
@@ -210,7 +176,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         # Rows written by each env since the buffer was emptied: the write index of its next row, (n_envs,)
         self._rows_written = np.zeros(n_envs, dtype=np.int64)
         # Episode boundaries of each ring, updated by the row writes
-        self._episode_starts = [_EpisodeStarts() for _ in range(n_envs)]
+        self._episode_starts = [EpisodeStarts() for _ in range(n_envs)]
 
     @property
     def nbytes_per_row(self) -> int:
@@ -270,13 +236,13 @@ class SequenceReplayBuffer(ReplayBuffer):
                 setattr(self, name, storage)
         self._episode_starts = [self._index_episodes(env_index) for env_index in range(self.n_envs)]
 
-    def _index_episodes(self, env_index: int) -> _EpisodeStarts:
+    def _index_episodes(self, env_index: int) -> EpisodeStarts:
         """
         :return: the episode index of a ring, rebuilt from its rows (O(ring size)): its episodes start at its
             ``is_first`` rows and at its oldest row
         """
         if self.is_first is None:
-            return _EpisodeStarts()
+            return EpisodeStarts()
         n_rows = int(self._rows_per_env()[env_index])
         oldest = int(self._rows_written[env_index]) - n_rows
         write_indices = oldest + np.arange(n_rows)
@@ -284,7 +250,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         if n_rows > 0 and (len(starts) == 0 or starts[0] != oldest):
             # An episode whose first rows were overwritten
             starts = np.concatenate([[oldest], starts])
-        return _EpisodeStarts(starts)
+        return EpisodeStarts(starts)
 
     def reset(self) -> None:
         """Empty the buffer (the storage stays allocated); the next add starts new episodes."""
@@ -293,7 +259,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.env_full[:] = False
         self._needs_first_row[:] = True
         self._rows_written[:] = 0
-        self._episode_starts = [_EpisodeStarts() for _ in range(self.n_envs)]
+        self._episode_starts = [EpisodeStarts() for _ in range(self.n_envs)]
 
     def start_new_episodes(self) -> None:
         """

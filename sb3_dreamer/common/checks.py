@@ -106,53 +106,51 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
 
 
+def _is_integer(value: Any) -> bool:
+    """:return: whether ``value`` is an integer, not a bool"""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_each(values: dict[str, Any], is_valid: Callable[[Any], bool], requirement: str) -> None:
+    """:raises ValueError: for the first value for which ``is_valid`` is false: ``<name> <requirement>, got <value>``"""
+    for name, value in values.items():
+        if not is_valid(value):
+            raise ValueError(f"{name} {requirement}, got {describe(value)}")
+
+
 def check_positive_integers(**values: int) -> None:
     """:raises ValueError: for the first value that is not an integer >= 1"""
-    for name, value in values.items():
-        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {describe(value)}")
+    _check_each(values, lambda value: _is_integer(value) and value >= 1, "must be a positive integer")
 
 
 def check_non_negative_integers(**values: int) -> None:
     """:raises ValueError: for the first value that is not an integer >= 0"""
-    for name, value in values.items():
-        if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {describe(value)}")
+    _check_each(values, lambda value: _is_integer(value) and value >= 0, "must be a non-negative integer")
 
 
 def check_booleans(**values: bool) -> None:
     """:raises ValueError: for the first value that is not a bool (or a NumPy bool)"""
-    for name, value in values.items():
-        if not isinstance(value, bool | np.bool_):
-            raise ValueError(f"{name} must be True or False, got {describe(value)}")
+    _check_each(values, lambda value: isinstance(value, bool | np.bool_), "must be True or False")
 
 
 def check_finite(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number"""
-    for name, value in values.items():
-        if not _is_number(value) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {describe(value)}")
+    _check_each(values, lambda value: _is_number(value) and math.isfinite(value), "must be a finite number")
 
 
 def check_non_negative(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number >= 0"""
-    for name, value in values.items():
-        if not _is_number(value) or not 0.0 <= value < math.inf:
-            raise ValueError(f"{name} must be a finite number >= 0, got {describe(value)}")
+    _check_each(values, lambda value: _is_number(value) and 0.0 <= value < math.inf, "must be a finite number >= 0")
 
 
 def check_positive(**values: float) -> None:
     """:raises ValueError: for the first value that is not a finite number > 0"""
-    for name, value in values.items():
-        if not _is_number(value) or not 0.0 < value < math.inf:
-            raise ValueError(f"{name} must be a finite number > 0, got {describe(value)}")
+    _check_each(values, lambda value: _is_number(value) and 0.0 < value < math.inf, "must be a finite number > 0")
 
 
 def check_probabilities(**values: float) -> None:
     """:raises ValueError: for the first value that is not a number in [0, 1]"""
-    for name, value in values.items():
-        if not _is_number(value) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {describe(value)}")
+    _check_each(values, lambda value: _is_number(value) and 0.0 <= value <= 1.0, "must be in [0, 1]")
 
 
 def check_subclasses(base: type, example: str, **values: type) -> None:

@@ -1,10 +1,26 @@
-"""Guards against non-finite values: the error raised, and snapshots that undo the updates of a ``train()`` call."""
+"""
+Guards against non-finite values: checks of the env's data and of each ``train()`` call's losses, the error they raise
+with its recovery checkpoint, and snapshots that undo the updates of a ``train()`` call.
+"""
 
+import math
+import os
+import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import numpy as np
 import torch as th
 from torch import nn
+
+if TYPE_CHECKING:
+    from sb3_dreamer.dreamerv2.dreamerv2 import DreamerV2
+
+#: Metrics checked for NaN and infinity after each train() call: the losses and gradient norms
+GUARDED_METRICS = ("_loss", "_grad_norm")
+#: Default recovery_dir: a subfolder per recovery checkpoint is made in it, so that concurrent runs do not share one
+DEFAULT_RECOVERY_DIR = "dreamerv2_recovery"
 
 
 class NonFiniteError(RuntimeError, ValueError):
@@ -88,3 +104,80 @@ class UpdateSnapshot:
         if self._layout(tensors) != self._layout(self._copies):
             raise RuntimeError("The optimizer states changed layout since the snapshot was taken: cannot restore it")
         _copy(tensors, self._copies)
+
+
+def check_env_data(
+    model: "DreamerV2", new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
+) -> None:
+    """Stop training on a NaN or infinity in the rewards, or in float observations, before they are stored."""
+    quantity, finite = "reward", np.isfinite(reward)
+    if finite.all() and np.issubdtype(model.observation_space.dtype, np.floating):
+        quantity, finite = "observation", np.isfinite(new_obs).reshape(model.n_envs, -1).all(axis=1)
+        for i in np.flatnonzero(dones):
+            if infos[i].get("terminal_observation") is not None:
+                finite[i] &= bool(np.isfinite(infos[i]["terminal_observation"]).all())
+    if not finite.all():
+        bad_envs = np.flatnonzero(~finite).tolist()
+        raise_non_finite(model, f"Non-finite {quantity} from env(s) {bad_envs}", [quantity], "before storing it")
+
+
+def check_update(
+    model: "DreamerV2", snapshot: UpdateSnapshot, metrics: list[dict[str, th.Tensor]], means: dict[str, float]
+) -> None:
+    """
+    After the gradient steps of a ``train()`` call: if a loss or gradient norm was not finite, restore the weights
+    and optimizer states of before the call and stop training.
+
+    :param model: the model trained
+    :param snapshot: its weights and optimizer states before the call
+    :param metrics: the metrics of each gradient step, on the device
+    :param means: their means over the gradient steps, on the host
+    """
+    quantities = [name for name, value in means.items() if name.endswith(GUARDED_METRICS) and not math.isfinite(value)]
+    if not quantities:
+        return
+    # On the way out only (syncs do not matter here): the first gradient step with a non-finite value, and its values
+    step = next((i for i, values in enumerate(metrics) if not all(values[name].isfinite() for name in quantities)), 0)
+    quantities = [name for name in quantities if not metrics[step][name].isfinite()] or quantities
+    snapshot.restore()
+    n_updates = model._n_updates
+    raise_non_finite(
+        model,
+        f"Non-finite {', '.join(quantities)} in gradient step {n_updates + step + 1} "
+        f"(step {step + 1} of {len(metrics)} of a train() call)",
+        quantities,
+        f"with the weights and optimizer states restored to before that train() call (n_updates={n_updates})",
+    )
+
+
+def raise_non_finite(model: "DreamerV2", what: str, quantities: list[str], stopped: str) -> NoReturn:
+    """
+    Save a recovery checkpoint of ``model`` (without the env state) to its ``recovery_dir`` and raise
+    :class:`NonFiniteError`.
+
+    :param model: the model whose training stops
+    :param what: what was not finite, and where
+    :param quantities: the names of the non-finite quantities
+    :param stopped: where training stopped, for the message
+    """
+    checkpoint = None
+    if model.recovery_dir is None:
+        saved = "no recovery checkpoint was saved (recovery_dir=None)"
+    else:
+        directory = model.recovery_dir
+        if os.fspath(directory) == DEFAULT_RECOVERY_DIR:
+            directory = os.path.join(directory, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
+        try:
+            model.save_checkpoint(directory, save_env=False)
+        except Exception as exc:  # the error to report is the non-finite value
+            saved = f"saving a recovery checkpoint to {directory} failed ({exc!r})"
+        else:
+            checkpoint = str(directory)
+            saved = f"a recovery checkpoint was saved to {checkpoint} (DreamerV2.load_checkpoint({checkpoint!r}, env))"
+    raise NonFiniteError(
+        f"{what} at num_timesteps={model.num_timesteps}: training stopped {stopped}; {saved}",
+        quantities,
+        model.num_timesteps,
+        model._n_updates,
+        checkpoint,
+    )

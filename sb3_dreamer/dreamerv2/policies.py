@@ -1,5 +1,6 @@
 """DreamerV2 policies: the world model (encoder, RSSM, decoder, reward and discount heads), actor and critic."""
 
+import inspect
 from numbers import Real
 from typing import Any, NamedTuple
 
@@ -7,7 +8,6 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
@@ -23,7 +23,7 @@ from sb3_dreamer.common.checks import (
     check_subclasses,
     describe,
 )
-from sb3_dreamer.common.distributions import (
+from sb3_dreamer.world_model.distributions import (
     ActionDistribution,
     CategoricalAction,
     NormalScalar,
@@ -31,7 +31,8 @@ from sb3_dreamer.common.distributions import (
     SymlogTwoHot,
     TanhNormalAction,
 )
-from sb3_dreamer.common.networks import (
+from sb3_dreamer.world_model.model import ActingState, WorldModel
+from sb3_dreamer.world_model.networks import (
     WEIGHT_INITS,
     ConvDecoder,
     ConvEncoder,
@@ -40,22 +41,7 @@ from sb3_dreamer.common.networks import (
     MlpEncoder,
     glorot_init,
 )
-from sb3_dreamer.common.rssm import RSSM, LatentState
-from sb3_dreamer.common.symlog import symlog
-
-
-class ActingState(NamedTuple):
-    """What an agent carries between env steps: the model state and the action it took, all (n_envs, ...)."""
-
-    deter: th.Tensor
-    stoch: th.Tensor
-    #: the last action taken as the world model reads it (a one-hot, or the action in [-1, 1] for Box action spaces),
-    #: (n_envs, action_dim)
-    action: th.Tensor
-
-    @property
-    def latent(self) -> LatentState:
-        return LatentState(self.deter, self.stoch)
+from sb3_dreamer.world_model.rssm import RSSM, LatentState, detached, slice_states, stack_states
 
 
 class ImaginedTrajectory(NamedTuple):
@@ -78,50 +64,6 @@ class ImaginedTrajectory(NamedTuple):
     #: critic's outputs at s_0 .. s_{H-1} (see ``DreamerV2Policy.value_dist``), (H, N, value_dim), with gradients to
     #: the critic only
     value_outputs: th.Tensor
-
-
-class WorldModel(nn.Module):
-    """
-    Encoder, RSSM, decoder, reward and discount heads.
-
-    :param encoder: observations (N, *obs_shape) -> embeddings (N, embedding_dim)
-    :param decoder: features (N, feature_dim) -> observation means or logits (N, *obs_shape)
-    :param rssm: the recurrent state-space model
-    :param reward_dist: how the reward head's outputs predict the reward
-    :param head_units: hidden units of the reward and discount heads
-    :param head_layers: hidden layers of the reward and discount heads
-    :param activation_fn: activation of the heads
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        rssm: RSSM,
-        reward_dist: ScalarDistribution,
-        head_units: int,
-        head_layers: int,
-        activation_fn: type[nn.Module],
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.rssm = rssm
-        self.reward_dist = reward_dist
-        self.reward_head = LatentMLP(
-            rssm.deter_size,
-            rssm.stoch_dim,
-            reward_dist.param_dim,
-            head_units,
-            head_layers,
-            activation_fn,
-            zero_output=reward_dist.zero_init_output,
-        )
-        self.discount_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
-
-    def reward(self, state: LatentState) -> th.Tensor:
-        """Predicted reward for arriving at states (N, ...) -> (N,)."""
-        return self.reward_dist.predict(self.reward_head(state))
 
 
 class DreamerV2Policy(BasePolicy):
@@ -167,6 +109,8 @@ class DreamerV2Policy(BasePolicy):
         only. False: images in [0, 1] (the reference's)
     :param weight_init: ``"torch"`` (PyTorch's default initialisation, the reference's) or ``"glorot"`` (Keras' Glorot
         uniform weights and zero biases, the official DreamerV2's; :func:`glorot_init`)
+    :param image_likelihood: how the decoder predicts the observations: ``"normal"`` (unit-variance Gaussian per entry)
+        or ``"bernoulli"`` (binary frames, e.g. MinAtar's)
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
@@ -201,11 +145,14 @@ class DreamerV2Policy(BasePolicy):
         layer_norm_gru: bool = False,
         center_images: bool = False,
         weight_init: str = "torch",
+        image_likelihood: str = "normal",
         activation_fn: type[nn.Module] = nn.ELU,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        # Before any other local: the options, stored as attributes below and saved by _get_constructor_parameters
+        options = {name: value for name, value in locals().items() if name in policy_options()}
         super().__init__(
             observation_space,
             action_space,
@@ -248,6 +195,16 @@ class DreamerV2Policy(BasePolicy):
             raise ValueError(f"optimizer_kwargs must be a dict or None, got {describe(optimizer_kwargs)}")
         if weight_init not in WEIGHT_INITS:
             raise ValueError(f"Unknown weight_init {weight_init!r}: use one of {WEIGHT_INITS}")
+        if image_likelihood == "bernoulli" and center_images:
+            raise ValueError(
+                "image_likelihood='bernoulli' predicts pixels in {0, 1}, but center_images=True centres the images: use "
+                "image_likelihood='normal' (the official DreamerV2's unit-variance Gaussian)"
+            )
+        if image_likelihood == "bernoulli" and symlog_observations:
+            raise ValueError(
+                "image_likelihood='bernoulli' needs binary targets, but symlog_observations=True makes the decoder's "
+                "targets symlog(obs): use image_likelihood='normal' (DreamerV3's squared error in symlog space)"
+            )
         if center_images and encoder_type != "cnn":
             raise ValueError(
                 "center_images=True centres the images of the conv encoder (CnnPolicy, encoder_type='cnn'), as the "
@@ -266,30 +223,7 @@ class DreamerV2Policy(BasePolicy):
                 f"(latent_type='discrete') and categorical actions (Discrete action spaces), and here neither is "
                 f"categorical (latent_type={latent_type!r}, action space {action_space})"
             )
-        self.encoder_type = encoder_type
-        self.embedding_dim = embedding_dim
-        self.deter_size = deter_size
-        self.stoch_size = stoch_size
-        self.class_size = class_size
-        self.rssm_hidden_size = rssm_hidden_size
-        self.latent_type = latent_type
-        self.min_std = min_std
-        self.cnn_depth = cnn_depth
-        self.cnn_layers = cnn_layers
-        self.cnn_kernel_size = cnn_kernel_size
-        self.mlp_units = mlp_units
-        self.mlp_layers = mlp_layers
-        self.head_units = head_units
-        self.head_layers = head_layers
-        self.actor_min_std = actor_min_std
-        self.actor_init_std = actor_init_std
-        self.symlog_observations = symlog_observations
-        self.symlog_twohot = symlog_twohot
-        self.unimix = unimix
-        self.layer_norm_gru = layer_norm_gru
-        self.center_images = center_images
-        self.weight_init = weight_init
-        self.activation_fn = activation_fn
+        vars(self).update(options)
         self.action_dist: ActionDistribution
         if isinstance(action_space, spaces.Discrete):
             self.action_dist = CategoricalAction(int(action_space.n), unimix)
@@ -331,7 +265,18 @@ class DreamerV2Policy(BasePolicy):
             decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
         scalar_dist = SymlogTwoHot if self.symlog_twohot else NormalScalar
         self.world_model = WorldModel(
-            encoder, decoder, rssm, scalar_dist(), self.head_units, self.head_layers, self.activation_fn
+            self.observation_space,  # type: ignore[arg-type]
+            self.action_dist,
+            encoder,
+            decoder,
+            rssm,
+            scalar_dist(),
+            self.head_units,
+            self.head_layers,
+            self.activation_fn,
+            self.normalize_images,
+            self.symlog_observations,
+            self.image_likelihood,
         )
         head_sizes = (rssm.deter_size, rssm.stoch_dim)
         self.actor = LatentMLP(*head_sizes, self.action_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
@@ -354,34 +299,9 @@ class DreamerV2Policy(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
+        data.update({name: getattr(self, name) for name in policy_options()})
         data.update(
-            encoder_type=self.encoder_type,
-            embedding_dim=self.embedding_dim,
-            deter_size=self.deter_size,
-            stoch_size=self.stoch_size,
-            class_size=self.class_size,
-            rssm_hidden_size=self.rssm_hidden_size,
-            latent_type=self.latent_type,
-            min_std=self.min_std,
-            cnn_depth=self.cnn_depth,
-            cnn_layers=self.cnn_layers,
-            cnn_kernel_size=self.cnn_kernel_size,
-            mlp_units=self.mlp_units,
-            mlp_layers=self.mlp_layers,
-            head_units=self.head_units,
-            head_layers=self.head_layers,
-            actor_min_std=self.actor_min_std,
-            actor_init_std=self.actor_init_std,
-            symlog_observations=self.symlog_observations,
-            symlog_twohot=self.symlog_twohot,
-            unimix=self.unimix,
-            layer_norm_gru=self.layer_norm_gru,
-            center_images=self.center_images,
-            weight_init=self.weight_init,
-            activation_fn=self.activation_fn,
-            lr_schedule=self._dummy_schedule,
-            optimizer_class=self.optimizer_class,
-            optimizer_kwargs=self.optimizer_kwargs,
+            lr_schedule=self._dummy_schedule, optimizer_class=self.optimizer_class, optimizer_kwargs=self.optimizer_kwargs
         )
         return data
 
@@ -389,23 +309,9 @@ class DreamerV2Policy(BasePolicy):
     def rssm(self) -> RSSM:
         return self.world_model.rssm
 
-    def preprocess(self, observations: th.Tensor) -> th.Tensor:
-        """
-        Raw observations (..., *obs_shape) -> float network inputs (..., *obs_shape), which are also the decoder's
-        targets: uint8 images scaled to [0, 1], and ``symlog(obs)`` with ``symlog_observations``.
-        """
-        inputs = preprocess_obs(observations, self.observation_space, normalize_images=self.normalize_images)
-        return symlog(inputs) if self.symlog_observations else inputs  # type: ignore[arg-type, return-value]
-
     def action_params(self, state: LatentState) -> th.Tensor:
         """Parameters of the actor's distribution at states (N, ...) -> (N, param_dim)."""
         return self.action_dist.params_from_output(self.actor(state))
-
-    def embed(self, observations: th.Tensor) -> th.Tensor:
-        """Float observations (*batch, *obs_shape) -> embeddings (*batch, embedding_dim)."""
-        batch_shape = observations.shape[: observations.dim() - len(self.observation_space.shape)]
-        embeds = self.world_model.encoder(observations.reshape(-1, *self.observation_space.shape))
-        return embeds.view(*batch_shape, -1)
 
     def initial_state(self, n_envs: int) -> ActingState:
         """The state of ``n_envs`` agents before their first step."""
@@ -434,7 +340,7 @@ class DreamerV2Policy(BasePolicy):
         :return: the policy's actions, (N,) int64 indices for Discrete action spaces or (N, *action_shape) in [-1, 1]
             for Box ones (see :meth:`to_env`), and the new state, whose ``action`` is their action vector
         """
-        embeds = self.embed(self.preprocess(observations))
+        embeds = self.world_model.embed(self.world_model.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
         params = self.action_params(latent)
         vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
@@ -554,21 +460,6 @@ class DreamerV2Policy(BasePolicy):
         )
 
 
-def detached(state: LatentState) -> LatentState:
-    """The state as a constant: its tensors detached from the graph."""
-    return LatentState(*(x if x is None else x.detach() for x in state))
-
-
-def stack_states(states: list[LatentState]) -> LatentState:
-    """States s_0 .. s_H, each (N, ...), as one state ((H + 1) * N, ...), step-major."""
-    return LatentState(*(None if parts[0] is None else th.cat(parts) for parts in zip(*states, strict=True)))
-
-
-def slice_states(state: LatentState, stop: int) -> LatentState:
-    """The first ``stop`` rows of a state."""
-    return LatentState(*(x if x is None else x[:stop] for x in state))
-
-
 class CnnPolicy(DreamerV2Policy):
     """DreamerV2 policy with a conv encoder and decoder for channels-first images (C, H, W)."""
 
@@ -583,3 +474,21 @@ class MlpPolicy(DreamerV2Policy):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("encoder_type", "mlp")
         super().__init__(*args, **kwargs)
+
+
+#: Arguments of :class:`DreamerV2Policy` that ``BasePolicy`` or ``_get_constructor_parameters`` handle apart
+BASE_POLICY_ARGUMENTS = (
+    "self",
+    "observation_space",
+    "action_space",
+    "lr_schedule",
+    "normalize_images",
+    "optimizer_class",
+    "optimizer_kwargs",
+)
+
+
+def policy_options() -> tuple[str, ...]:
+    """The options of :class:`DreamerV2Policy`: the arguments of its constructor that it stores and saves itself."""
+    parameters = inspect.signature(DreamerV2Policy.__init__).parameters
+    return tuple(name for name in parameters if name not in BASE_POLICY_ARGUMENTS)

@@ -8,26 +8,10 @@ from gymnasium import spaces
 from minatar import Environment
 
 from sb3_dreamer.common.checks import check_booleans, check_probabilities
+from sb3_dreamer.common.palette import PALETTE
 
 MINATAR_GAMES: tuple[str, ...] = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 RENDER_SCALE = 16
-# Background (black), then one colour per channel; MinAtar games have at most 10 channels.
-PALETTE = np.array(
-    [
-        [0, 0, 0],
-        [230, 25, 75],
-        [60, 180, 75],
-        [255, 225, 25],
-        [0, 130, 200],
-        [245, 130, 48],
-        [145, 30, 180],
-        [70, 240, 240],
-        [240, 50, 230],
-        [210, 245, 60],
-        [250, 190, 212],
-    ],
-    dtype=np.uint8,
-)
 
 
 class MinAtarEnv(gym.Env[np.ndarray, np.int64]):

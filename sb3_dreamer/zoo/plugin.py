@@ -23,7 +23,7 @@ from typing import Any
 from stable_baselines3.common.policies import BasePolicy
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.dreamerv2.dreamerv2 import CHECKPOINT_MODEL, CHECKPOINT_STATE
+from sb3_dreamer.common.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from sb3_dreamer.envs import register_minatar_envs
 from sb3_dreamer.envs.registration import GAME_IDS
 from sb3_dreamer.zoo.hyperparams_opt import convert_dreamerv2_params, policy_kwargs_base, sample_dreamerv2_params

@@ -15,7 +15,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_dreamer.common.symlog import symexp, symlog, two_hot, two_hot_mean
+from sb3_dreamer.world_model.symlog import symexp, symlog, two_hot, two_hot_mean
 
 
 def one_hot(index: th.Tensor, classes: int, dtype: th.dtype = th.float32) -> th.Tensor:

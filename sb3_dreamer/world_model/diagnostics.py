@@ -1,7 +1,7 @@
 """World-model diagnostics: open-loop predictions ("dreams") beside the truth."""
 
 import io
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch as th
@@ -10,8 +10,11 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from sb3_dreamer.common.buffers import SequenceSamples
-from sb3_dreamer.common.rssm import LatentState
-from sb3_dreamer.envs.minatar import PALETTE
+from sb3_dreamer.common.palette import PALETTE
+from sb3_dreamer.world_model.rssm import LatentState, reset_episodes
+
+if TYPE_CHECKING:
+    from sb3_dreamer.world_model.model import WorldModel
 
 #: TensorBoard tag of the dream videos (animated GIFs under Images)
 DREAM_TAG = "diagnostics/dream"
@@ -32,24 +35,23 @@ class OpenLoopPrediction(NamedTuple):
 
 @th.no_grad()
 def open_loop_prediction(
-    policy, samples: SequenceSamples, n_sequences: int, context: int, bernoulli: bool
+    world_model: "WorldModel", samples: SequenceSamples, n_sequences: int, context: int
 ) -> OpenLoopPrediction:
     """
     Filter the first ``context`` observations of ``n_sequences`` replayed windows, then roll the prior forward
     with the replayed actions (mode of the latents) and decode every state.
 
-    :param policy: a ``DreamerV2Policy``
+    :param world_model: the world model
     :param samples: replayed windows, (T, B, ...)
     :param n_sequences: how many windows to use (the first N of the batch)
     :param context: observed steps before the model predicts open loop
-    :param bernoulli: the decoder outputs logits (Bernoulli likelihood) rather than means
     """
-    rssm, world_model = policy.rssm, policy.world_model
-    observations = policy.preprocess(samples.observations[:, :n_sequences])  # (T, N, *obs_shape)
-    actions = policy.action_dist.to_vector(samples.actions[:, :n_sequences])  # (T, N, action_dim)
+    rssm = world_model.rssm
+    observations = world_model.preprocess(samples.observations[:, :n_sequences])  # (T, N, *obs_shape)
+    actions = world_model.action_dist.to_vector(samples.actions[:, :n_sequences])  # (T, N, action_dim)
     is_first = samples.is_first[:, :n_sequences]  # (T, N)
     observed = rssm.observe(
-        policy.embed(observations[:context]),
+        world_model.embed(observations[:context]),
         actions[:context],
         is_first[:context],
         rssm.initial_state(n_sequences, observations.device),
@@ -57,22 +59,14 @@ def open_loop_prediction(
     deters, stochs = list(observed.deter), list(observed.stoch)
     state = LatentState(deters[-1], stochs[-1])
     for t in range(context, observations.shape[0]):
-        keep = (1.0 - is_first[t]).unsqueeze(-1)
-        state = rssm.imagine_step(LatentState(state.deter * keep, state.stoch * keep), actions[t] * keep, deterministic=True)
+        state, action = reset_episodes(state, actions[t], is_first[t])
+        state = rssm.imagine_step(state, action, deterministic=True)
         deters.append(state.deter)
         stochs.append(state.stoch)
     states = LatentState(th.stack(deters).flatten(0, 1), th.stack(stochs).flatten(0, 1))  # (T * N, ...)
-    predictions = world_model.decoder(states.features())
-    if bernoulli:
-        predictions = predictions.sigmoid()
-    else:
-        # Within the observation space's bounds, as the network sees them ([0, 1] for images)
-        space = policy.observation_space
-        low, high = (policy.preprocess(th.as_tensor(bound, device=predictions.device)) for bound in (space.low, space.high))
-        predictions = predictions.clamp(low, high)
     return OpenLoopPrediction(
         observations,
-        predictions.view_as(observations),
+        world_model.decode(states).view_as(observations),
         samples.rewards[:, :n_sequences],
         world_model.reward(states).view_as(is_first),
     )

@@ -11,7 +11,7 @@ import torch as th
 from torch import nn
 
 from sb3_dreamer.common.checks import channels_first_reading
-from sb3_dreamer.common.rssm import LatentState, stoch_linear
+from sb3_dreamer.world_model.rssm import LatentState, stoch_linear
 
 
 def mlp(input_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]) -> nn.Sequential:

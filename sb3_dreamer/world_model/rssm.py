@@ -6,7 +6,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_dreamer.common.distributions import CategoricalLatent, GaussianLatent, LatentDistribution
+from sb3_dreamer.world_model.distributions import CategoricalLatent, GaussianLatent, LatentDistribution
 
 
 class LatentState(NamedTuple):
@@ -27,6 +27,40 @@ class LatentState(NamedTuple):
         """cat(deter, stoch), (N, deter_size + stoch_dim)."""
         assert self.stoch is not None, "features() needs the dense stoch"
         return th.cat([self.deter, self.stoch], dim=-1)
+
+    def masked(self, keep: th.Tensor) -> "LatentState":
+        """The dense state times ``keep`` (N, 1): 0.0 resets a trajectory to the all-zero initial state, 1.0 keeps it."""
+        assert self.stoch is not None, "masked() needs the dense stoch"
+        return LatentState(self.deter * keep, self.stoch * keep)
+
+
+def detached(state: LatentState) -> LatentState:
+    """The state as a constant: its tensors detached from the graph."""
+    return LatentState(*(x if x is None else x.detach() for x in state))
+
+
+def stack_states(states: list[LatentState]) -> LatentState:
+    """States s_0 .. s_H, each (N, ...), as one state ((H + 1) * N, ...), step-major."""
+    return LatentState(*(None if parts[0] is None else th.cat(parts) for parts in zip(*states, strict=True)))
+
+
+def slice_states(state: LatentState, stop: int) -> LatentState:
+    """The first ``stop`` rows of a state."""
+    return LatentState(*(x if x is None else x[:stop] for x in state))
+
+
+def continue_mask(is_first: th.Tensor) -> th.Tensor:
+    """1.0 where a trajectory goes on, 0.0 where an episode starts: ``is_first`` (...) -> (..., 1)."""
+    return (1.0 - is_first).unsqueeze(-1)
+
+
+def reset_episodes(state: LatentState, action: th.Tensor, is_first: th.Tensor) -> tuple[LatentState, th.Tensor]:
+    """
+    The previous state (N, ...) and action (N, action_dim), reset to zeros where ``is_first`` (N,) is 1.0: an episode
+    starts there from the initial state, without a previous action.
+    """
+    keep = continue_mask(is_first)  # (N, 1)
+    return state.masked(keep), action * keep
 
 
 def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
@@ -233,8 +267,7 @@ class RSSM(nn.Module):
         :param deterministic: use the mode of the posterior instead of a sample
         """
         if is_first is not None:
-            keep = (1.0 - is_first).unsqueeze(-1)
-            state, action = LatentState(state.deter * keep, state.stoch * keep), action * keep
+            state, action = reset_episodes(state, action, is_first)
         deter = self._recurrent(state, self.action_in(action))
         stats = self._posterior(deter, self.post_embed_in(embed))
         return LatentState(deter, self.latent.sample(stats, deterministic))
@@ -248,14 +281,14 @@ class RSSM(nn.Module):
         :param is_first: 1.0 where an observation starts an episode, (T, B)
         :param state: state before the first step, (B, ...)
         """
-        keep = (1.0 - is_first).unsqueeze(-1)  # (T, B, 1)
+        keep = continue_mask(is_first)  # (T, B, 1)
         # Unbound once: the backward pass then stacks the steps' gradients in one operation, where indexing each
         # step would write each into a zero tensor of the whole window
         action_ins = (self.action_in(actions) * keep).unbind(0)  # T x (B, hidden)
         embed_ins = self.post_embed_in(embeds).unbind(0)  # T x (B, hidden)
         deters, stochs, post_stats = [], [], []
         for step_keep, action_in, embed_in in zip(keep.unbind(0), action_ins, embed_ins, strict=True):
-            state = LatentState(state.deter * step_keep, state.stoch * step_keep)
+            state = state.masked(step_keep)
             deter = self._recurrent(state, action_in)
             stats = self._posterior(deter, embed_in)
             state = LatentState(deter, self.latent.sample(stats))

@@ -1,0 +1,397 @@
+"""
+The base class of the Dreamer algorithms: acting with a world model's state, mixed precision, gradient steps, the
+world-model diagnostics, and saving and loading (models, replay buffers, checkpoints) with their checks.
+"""
+
+import contextlib
+import io
+import os
+import pathlib
+from collections.abc import Iterable
+from numbers import Integral
+from typing import Any, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_dreamer.common.checkpoint import check_replay_buffer, load_checkpoint, save_checkpoint
+from sb3_dreamer.common.checks import (
+    check_non_negative_integers,
+    check_optional_paths,
+    check_positive_integers,
+    check_spaces,
+    check_train_freq,
+    describe,
+)
+from sb3_dreamer.common.guards import UpdateSnapshot, check_env_data
+from sb3_dreamer.common.optimizers import keep_steps_on_cpu
+from sb3_dreamer.common.save_util import (
+    CORRUPTED_FILE_ERRORS,
+    atomic_open,
+    check_model_file,
+    corrupted_file_error,
+    load_pickle,
+)
+from sb3_dreamer.world_model.diagnostics import DREAM_TAG, dream_frames, dream_video, open_loop_prediction, write_gif_summary
+from sb3_dreamer.world_model.model import ActingState
+from sb3_dreamer.world_model.returns import ReturnScale
+
+SelfDreamer = TypeVar("SelfDreamer", bound="DreamerAlgorithm")
+
+#: The optimizers, saved as state dicts of these names besides the policy's
+OPTIMIZERS = ("policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer")
+
+
+class DreamerAlgorithm(OffPolicyAlgorithm):
+    """
+    What the Dreamer algorithms share around their losses: acting with the world model's state (epsilon-greedy for
+    ``Discrete`` actions, Gaussian noise for ``Box`` ones), gradient steps under the chosen precision, the
+    world-model diagnostics and :meth:`dream`, and saving and loading with checks, atomic files and checkpoints.
+
+    A subclass sets, besides ``OffPolicyAlgorithm``'s attributes: ``sequence_length``, ``max_grad_norm``,
+    ``weight_decay``, ``normalize_returns``, ``recovery_dir``, ``exploration_rate``, ``exploration_noise``,
+    ``bfloat16_autocast``, ``return_scale`` and ``_update_snapshot``; its policy has a ``world_model``, an
+    ``action_dist``, ``initial_state``, ``act`` and the optimizers of :data:`OPTIMIZERS`.
+    """
+
+    replay_buffer: SequenceReplayBuffer
+    #: the EMA of the lambda-returns' percentile range, used (and saved) with ``normalize_returns`` only
+    return_scale: ReturnScale
+    _update_snapshot: UpdateSnapshot
+    _acting_state: ActingState | None
+    #: 1.0 where the last observation starts an episode, (n_envs,), or None where none does
+    _episode_starts: th.Tensor | None
+
+    def _check_training_settings(self) -> None:
+        """
+        :raises ValueError: naming the argument, unless the replay, batch and update settings are valid and fit each
+            other (a full sequence in each env's replay ring before the first update, enough distinct windows)
+        """
+        check_positive_integers(
+            batch_size=self.batch_size,
+            sequence_length=self.sequence_length,
+            buffer_size=self.buffer_size,
+            stats_window_size=self._stats_window_size,
+        )
+        check_non_negative_integers(learning_starts=self.learning_starts)
+        if self.seed is not None:
+            check_non_negative_integers(seed=self.seed)
+        check_optional_paths(recovery_dir=self.recovery_dir)
+        if self.learning_starts < self.sequence_length * self.n_envs:
+            raise ValueError(
+                f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
+                f"{self.sequence_length} * {self.n_envs}: the first update needs a full sequence in each env's replay ring"
+            )
+        if self.sequence_length > self.buffer_size // self.n_envs:
+            raise ValueError(
+                f"sequence_length={self.sequence_length} does not fit in a replay ring of "
+                f"buffer_size // n_envs = {self.buffer_size // self.n_envs} rows"
+            )
+        n_windows = self.n_envs * (self.buffer_size // self.n_envs - self.sequence_length + 1)
+        if self.batch_size > n_windows:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the number of distinct sequences the replay buffer can "
+                f"hold, n_envs * (buffer_size // n_envs - sequence_length + 1) = {n_windows}"
+            )
+        check_train_freq(self.train_freq, self.n_envs)
+        if not isinstance(self.gradient_steps, Integral) or isinstance(self.gradient_steps, bool) or self.gradient_steps < -1:
+            raise ValueError(
+                f"gradient_steps must be an integer >= 0, or -1 for as many as env steps collected, "
+                f"got {describe(self.gradient_steps)}"
+            )
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """Check the spaces (before SB3 asserts on them), then wrap the env as SB3 does."""
+        check_spaces(env.observation_space, env.action_space)
+        return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "_acting_state",
+            "_episode_starts",
+            "_update_snapshot",
+            "return_scale",
+            "bfloat16_autocast",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", *OPTIMIZERS]
+        if self.normalize_returns:
+            state_dicts.append("return_scale")
+        return state_dicts, []
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        Load the weights and optimizer states of a saved model (see SB3's ``set_parameters``). The return scale's state
+        follows ``normalize_returns``: a model saved without it (or before it existed) starts from ``S = 0`` when it
+        is on now, and a saved state is ignored when it is off now. Adam's step counters stay on the CPU
+        (:func:`keep_steps_on_cpu`).
+        """
+        if isinstance(load_path_or_dict, dict):
+            params = dict(load_path_or_dict)
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        if self.normalize_returns:
+            params.setdefault("return_scale", self.return_scale.state_dict())
+        else:
+            params.pop("return_scale", None)
+        super().set_parameters(params, exact_match, device)
+        for optimizer in (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer):
+            keep_steps_on_cpu(optimizer)
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model, its optimizers and counters in a zip file (see SB3's ``save``). A path is written atomically:
+        to a temporary file in the same folder, flushed to disk, then renamed onto the path, so that an interrupted
+        save leaves the previous file intact.
+        """
+        if isinstance(path, io.IOBase):
+            super().save(path, exclude, include)
+            return
+        with atomic_open(path, "zip") as file:
+            super().save(file, exclude, include)
+
+    @classmethod
+    def load(
+        cls: type[SelfDreamer],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs,
+    ) -> SelfDreamer:
+        """
+        Load a model saved by :meth:`save` (see SB3's ``load``) once its zip file is checked to be complete.
+        Only load files you trust: the model's attributes are unpickled, which can run code.
+
+        :raises ValueError: naming the file, when it is truncated or corrupted, or not a model of this class
+        """
+        check_model_file(path, f"{cls.__name__} model", ("policy", *OPTIMIZERS))
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except CORRUPTED_FILE_ERRORS as exc:
+            raise corrupted_file_error(f"{cls.__name__} model", path, exc) from exc
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the replay buffer in a pickle file, atomically for a path (as :meth:`save`)."""
+        if isinstance(path, io.IOBase):
+            super().save_replay_buffer(path)
+            return
+        with atomic_open(path, "pkl") as file:
+            super().save_replay_buffer(file)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer saved by :meth:`save_replay_buffer`. Only load files you trust: it is unpickled.
+
+        :param path: the pickle file
+        :param truncate_last_traj: unused (``HerReplayBuffer`` only)
+        :raises ValueError: naming the file, when it is truncated or corrupted or holds a buffer this model cannot use
+        """
+        buffer = check_replay_buffer(load_pickle(path, "pkl", "replay buffer"), self, path)
+        buffer.device = self.device
+        # How to sample is the model's setting; the rows are the buffer's
+        buffer.sampling = self.replay_buffer.sampling
+        buffer.prioritize_ends = self.replay_buffer.prioritize_ends
+        self.replay_buffer = buffer
+
+    def save_checkpoint(self, path: str | os.PathLike, save_env: bool = True) -> None:
+        """
+        Save all that training needs to continue exactly as if uninterrupted into the directory ``path``:
+        ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and ``checkpoint.pkl``
+        (random generator states, the acting model state, the envs and the SHA-256 of the two other files).
+
+        The files are written into a new directory beside ``path``, flushed to disk, and ``path``, a symbolic link,
+        is then switched to it in one rename (see :func:`~sb3_dreamer.common.save_util.atomic_directory`): a save
+        killed at any point leaves ``path`` naming the previous complete checkpoint. Once switched, the previous
+        directory and what interrupted saves left behind are removed.
+
+        :param path: the checkpoint (a link to a directory), whose parent directory is created if needed
+        :param save_env: save the gym envs, when the env is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``)
+            whose envs can be pickled
+        """
+        save_checkpoint(self, path, save_env)
+
+    @classmethod
+    def load_checkpoint(
+        cls: type[SelfDreamer],
+        path: str | os.PathLike,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        **kwargs,
+    ) -> SelfDreamer:
+        """
+        Load a checkpoint saved by :meth:`save_checkpoint`. Only load checkpoints you trust: they are unpickled.
+
+        With ``env=None`` and envs in the checkpoint, training continues in those envs, mid-episode, with every random
+        generator as it was: ``learn(n, reset_num_timesteps=False)`` then gives the weights of an uninterrupted run
+        (same device and PyTorch build). Given an ``env``, or with no envs in the checkpoint, the envs are reset at
+        the next ``learn``: the weights, optimizers, replay buffer and generators are restored, the episodes restart.
+
+        :param path: the checkpoint directory (or the link to it that :meth:`save_checkpoint` writes)
+        :param env: the env to continue in, None for the envs of the checkpoint
+        :param device: the device of the model
+        :param kwargs: passed to :meth:`load`
+        :raises ValueError: naming the file, when a file of the checkpoint is truncated, corrupted, not what it should
+            be, or from another save
+        """
+        return load_checkpoint(cls, path, env, device, **kwargs)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ):
+        env_is_reset = reset_num_timesteps or self._last_obs is None
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if env_is_reset:
+            # Episodes cut by the reset must not continue into the new ones in the replay buffer
+            self.replay_buffer.start_new_episodes()
+        if env_is_reset or self._acting_state is None:
+            self._acting_state = self.policy.initial_state(self.n_envs)
+            self._episode_starts = th.ones(self.n_envs, device=self.device)
+        return total_timesteps, callback
+
+    def dream(
+        self, observations: np.ndarray, actions: np.ndarray, context: int = 5, episode_starts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """
+        Watch the world model dream: it observes the first ``context`` observations, then predicts the rest open loop
+        from the actions alone (the mode of its latents), as the TensorBoard diagnostics ``diagnostics/dream`` do; the
+        latents of the observed steps are sampled from the posterior, as in training.
+
+        :param observations: (T, N, *obs_shape) image observations as the env returns them, N sequences of T steps
+        :param actions: (T, N) or (T, N, *action_shape), ``actions[t]`` taken at ``observations[t]`` as the env takes
+            them (the last one is unused)
+        :param context: observed steps before the open-loop prediction, 1 <= context <= T
+        :param episode_starts: (T, N) True where an episode starts (the model state is reset there); default: at t = 0
+        :return: frames (T, N, 3, H', 3 * W') uint8: the truth, the model's decoded state and their absolute error side
+            by side, scaled up so that each panel's shorter side is at least 64 pixels
+        """
+        if len(self.observation_space.shape) != 3:
+            raise ValueError(f"dream() needs image observations, not of shape {self.observation_space.shape}")
+        observations = np.asarray(observations)
+        n_steps = observations.shape[0]
+        if not 1 <= context <= n_steps:
+            raise ValueError(f"context must be between 1 and the number of steps {n_steps}, got {context}")
+        actions = np.asarray(actions)
+        if isinstance(self.action_space, spaces.Box):
+            actions = self.policy.scale_action(actions)
+        # Replay rows hold the action that led to each observation: a_{t-1}, 0 at t = 0
+        previous_actions = np.concatenate([np.zeros_like(actions[:1]), actions[:-1]])
+        is_first = np.zeros(observations.shape[:2]) if episode_starts is None else np.array(episode_starts, dtype=float)
+        is_first[0] = 1.0
+        samples = SequenceSamples(
+            observations=th.as_tensor(observations, device=self.device),
+            actions=th.as_tensor(previous_actions, device=self.device),
+            rewards=th.zeros(observations.shape[:2], device=self.device),
+            terminated=th.zeros(observations.shape[:2], device=self.device),
+            is_first=th.as_tensor(is_first, dtype=th.float32, device=self.device),
+        )
+        self.policy.set_training_mode(False)
+        prediction = open_loop_prediction(self.policy.world_model, samples, observations.shape[1], context)
+        return dream_frames(prediction).cpu().numpy()
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Uniformly random actions during warm-up, then the actor's with exploration (epsilon-greedy for ``Discrete``
+        actions, Gaussian noise for ``Box`` ones); updates the model state.
+
+        :return: the actions for the env, and for the replay buffer: the same for ``Discrete`` actions, the actions
+            in [-1, 1] before their rescaling to the bounds for ``Box`` ones
+        """
+        if self.num_timesteps < learning_starts:
+            env_actions = np.array([self.action_space.sample() for _ in range(n_envs)])
+            if isinstance(self.action_space, spaces.Box):
+                return env_actions, self.policy.scale_action(env_actions)
+            return env_actions, env_actions
+        assert self._acting_state is not None
+        action_dist = self.policy.action_dist
+        exploration = self.exploration_noise if isinstance(self.action_space, spaces.Box) else self.exploration_rate
+        with th.inference_mode():
+            observations = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+            actions, state = self.policy.act(observations, self._acting_state, self._episode_starts)
+            actions = action_dist.explore(actions, exploration)
+            self._acting_state = state._replace(action=action_dist.to_vector(actions))
+        buffer_actions = actions.cpu().numpy()
+        return self.policy.to_env(buffer_actions), buffer_actions
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        check_env_data(self, new_obs, reward, dones, infos)  # type: ignore[arg-type]
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        # None on the usual step where no episode ends: acting then skips the reset of the model state
+        self._episode_starts = self.policy.episode_starts(dones)
+
+    def _log_diagnostics(self, samples: SequenceSamples, n_sequences: int = 4, context: int = 5) -> None:
+        """Open-loop predictions of ``n_sequences`` replayed windows after ``context`` observed steps."""
+        context = min(context, samples.rewards.shape[0] - 1)
+        prediction = open_loop_prediction(
+            self.policy.world_model, samples, min(n_sequences, samples.rewards.shape[1]), context
+        )
+        squared_error = (prediction.predictions - prediction.observations)[context:].pow(2)
+        reward_error = (prediction.predicted_rewards - prediction.rewards)[context:].abs()
+        self.logger.record("diagnostics/open_loop_observation_mse", squared_error.flatten(2).sum(-1).mean().item())
+        self.logger.record("diagnostics/open_loop_reward_error", reward_error.mean().item())
+        self.logger.record("diagnostics/open_loop_reward_sum", prediction.predicted_rewards[context:].sum(0).mean().item())
+        self.logger.record("diagnostics/replayed_reward_sum", prediction.rewards[context:].sum(0).mean().item())
+        if len(self.observation_space.shape) == 3:
+            frames = dream_video(prediction).cpu().numpy()
+            write_gif_summary(self.logger, DREAM_TAG, frames, fps=4, step=self.num_timesteps)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """
+        The bfloat16 autocast of the gradient steps' forward passes where ``mixed_precision`` chose it, else a no-op
+        (not an autocast disabled, which some device types refuse to construct).
+        """
+        if not self.bfloat16_autocast:
+            return contextlib.nullcontext()
+        return th.autocast(self.device.type, dtype=th.bfloat16)
+
+    def _optimizer_step(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> th.Tensor:
+        """Gradients of ``loss`` for the optimizer's parameters only, clipped to ``max_grad_norm``; returns the norm."""
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=parameters)
+        grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        if self.weight_decay > 0:
+            with th.no_grad():
+                th._foreach_mul_(parameters, 1.0 - self.weight_decay)
+        optimizer.step()
+        return grad_norm
