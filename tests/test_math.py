@@ -3,7 +3,7 @@
 import pytest
 import torch as th
 
-from sb3_dreamer.common.distributions import (
+from sb3_dreamer.world_model.distributions import (
     CategoricalLatent,
     GaussianLatent,
     balanced_kl_loss,
@@ -11,9 +11,9 @@ from sb3_dreamer.common.distributions import (
     one_hot,
     straight_through_one_hot,
 )
-from sb3_dreamer.common.networks import LatentMLP
-from sb3_dreamer.common.returns import lambda_return
-from sb3_dreamer.common.rssm import LatentState
+from sb3_dreamer.world_model.networks import LatentMLP
+from sb3_dreamer.world_model.returns import lambda_return
+from sb3_dreamer.world_model.rssm import LatentState
 
 
 def test_lambda_return_hand_computed():
