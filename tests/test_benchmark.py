@@ -1,7 +1,7 @@
 """
-End to end test of ``scripts/benchmark.py --quick``: a tiny grid through the RL Zoo, the final scores of its runs, its
-report, and resuming; and the report's statistics (bootstrap intervals, normalisation, rliable's aggregates) on
-hand-made scores.
+End to end test of ``scripts/benchmark.py --quick`` (:mod:`sb3_dreamer.benchmark`): a tiny grid through the RL Zoo, the
+final scores of its runs, its report, and resuming; and the report's statistics (bootstrap intervals, normalisation,
+rliable's aggregates) on hand-made scores.
 """
 
 import itertools
@@ -19,21 +19,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
+from sb3_dreamer.benchmark.extras import import_rliable
+from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS
+from sb3_dreamer.benchmark.scalars import read_scalars
+from sb3_dreamer.benchmark.stats import bootstrap_interval, improvement_probability, normalise
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
-sys.path.insert(0, str(SCRIPT.parent))
-from benchmark import (  # noqa: E402 (the script folder is not a package)
-    FINAL_EVAL_SEED_OFFSET,
-    GLIBC_MALLOC_SETTINGS,
-    _improvement_probability,
-    _iqm_curve,
-    aggregate,
-    bootstrap_interval,
-    import_rliable,
-    normalisation_bounds,
-    normalise,
-)
-from tb_scalars import read_scalars  # noqa: E402
 
 # DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
 ALGOS = ("dreamerv2", "dqn@batch16")
@@ -322,13 +315,11 @@ def test_aggregate_of_known_scores():
     assert aggregate(scores, results, ["a", "d"]) == "no finished runs of d"
 
 
-def test_fast_statistics_are_rliables():
+def test_fast_probability_of_improvement_is_rliables():
     _, metrics, _ = import_rliable()
     generator = np.random.default_rng(0)
     for runs_x, runs_y in ((3, 3), (4, 2), (1, 5)):
         # Few distinct values: ties within and across the algorithms
         x, y = generator.integers(0, 4, size=(runs_x, 3)) / 4, generator.integers(0, 4, size=(runs_y, 3)) / 4
-        assert _improvement_probability(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y))
-    assert _improvement_probability(x, x)[0] == pytest.approx(0.5)
-    curves = generator.random((5, 3, 4))
-    assert _iqm_curve(curves) == pytest.approx([metrics.aggregate_iqm(curves[..., t]) for t in range(4)])
+        assert improvement_probability(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert improvement_probability(x, x)[0] == pytest.approx(0.5)

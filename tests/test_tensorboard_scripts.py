@@ -5,7 +5,6 @@ keeps of a finished run's logs (``scalars.csv``, a dream GIF), on hand-written l
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,12 @@ from stable_baselines3.common.logger import configure
 from tiny import tiny_model
 from torch.utils.tensorboard import SummaryWriter
 
-from sb3_dreamer.common.diagnostics import DREAM_TAG, write_gif_summary
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import dream_gif  # noqa: E402 (the script folder is not a package)
-from benchmark import Run, export_tensorboard  # noqa: E402
-from tb_scalars import main, read_scalars  # noqa: E402
+from sb3_dreamer.benchmark import dreams
+from sb3_dreamer.benchmark.export import export_tensorboard
+from sb3_dreamer.benchmark.layout import Run
+from sb3_dreamer.benchmark.scalar_tables import main
+from sb3_dreamer.benchmark.scalars import read_scalars
+from sb3_dreamer.world_model.diagnostics import DREAM_TAG, write_gif_summary
 
 
 def write_events(log_dir: Path, tag: str, points: dict[int, float]) -> None:
@@ -86,17 +84,17 @@ def test_dream_gif_at_or_before_a_frame(tmp_path: Path, capsys: pytest.CaptureFi
     write_dreams(log_dir, {200: 150, 300: 200})  # a resumed part from the 100-frame checkpoint
     run_dir, output = log_dir.parents[2], tmp_path / "dream.gif"
     for at, step, shade in ((150, 100, 50), (250, 200, 150), (None, 300, 200)):
-        dream_gif.main([str(run_dir), str(output), *([] if at is None else ["--at", str(at)])])
+        dreams.main([str(run_dir), str(output), *([] if at is None else ["--at", str(at)])])
         assert f"the dream video at {step} frames" in capsys.readouterr().out
         gif = Image.open(output)
         assert (gif.n_frames, gif.size) == (3, (12, 8))
         assert np.asarray(gif.convert("RGB"))[0, 0].tolist() == [shade] * 3
 
     with pytest.raises(SystemExit, match=r"no diagnostics/dream image under .* at or before 99 frames: the first is at 100"):
-        dream_gif.main([str(run_dir), str(output), "--at", "99"])
+        dreams.main([str(run_dir), str(output), "--at", "99"])
     write_events(run_logs(tmp_path, "dreamerv2", 1), "train/kl", {100: 1.0})
     with pytest.raises(SystemExit, match="no diagnostics/dream image in the TensorBoard logs under"):
-        dream_gif.main([str(log_dir.parents[2].with_name("seed_1")), str(output)])
+        dreams.main([str(log_dir.parents[2].with_name("seed_1")), str(output)])
 
 
 def test_finished_run_keeps_its_scalars_and_a_dream_gif(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -149,9 +147,9 @@ def test_dream_gif_of_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixtur
     model = tiny_model().learn(60)
     model.save(tmp_path / "model.zip")
     output = tmp_path / "dream.gif"
-    dream_gif.main([str(tmp_path / "model.zip"), str(output), "--env", "Breakout-MinAtar", "--steps", "12", "--context", "4"])
+    dreams.main([str(tmp_path / "model.zip"), str(output), "--env", "Breakout-MinAtar", "--steps", "12", "--context", "4"])
     assert capsys.readouterr().out.strip() == f"wrote {output}: the dream of 12 steps, 4 observed"
     with Image.open(output) as gif:
         assert gif.n_frames == 12
     with pytest.raises(SystemExit):
-        dream_gif.main([str(tmp_path / "model.zip"), str(output)])  # no --env
+        dreams.main([str(tmp_path / "model.zip"), str(output)])  # no --env

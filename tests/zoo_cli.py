@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from benchmark import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS
+from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS
 
 # The tiny DreamerV2 of ``scripts/benchmark.py --quick``: a few hundred steps take seconds of a CPU core
 TINY_POLICY_KWARGS = QUICK_POLICY_KWARGS

@@ -1,0 +1,46 @@
+"""
+The final score of a benchmark run, in a subprocess of its own (with the run's torch threads and allocator settings):
+``python -m sb3_dreamer.benchmark.final_eval SETTINGS``, with the keyword arguments of :func:`evaluate_final_model`
+as the JSON object SETTINGS.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from rl_zoo3 import ALGOS, create_test_env, get_saved_hyperparams
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import set_random_seed
+
+from sb3_dreamer.benchmark.layout import write_json
+from sb3_dreamer.zoo import apply
+
+
+def evaluate_final_model(
+    model: str, algo: str, env_id: str, episodes: int, seed: int, threads: int, device: str, output: str
+) -> None:
+    """
+    ``episodes`` episodes of the deterministic policy of the zoo model ``model`` (of ``rl_zoo3.ALGOS[algo]``) with
+    stable_baselines3's ``evaluate_policy`` on the zoo's test env of the run's saved settings (``config.yml`` next to
+    the model; for the MinAtar ids the zoo's eval env, ``gym.make`` in a Monitor), the env, torch and numpy seeded with
+    ``seed``, ``threads`` torch threads; writes the mean and std of the returns and the episodes to ``output``.
+    """
+    apply()  # dreamerv2 in ALGOS and the MinAtar ids, also without the start-up hook
+    th.set_num_threads(threads)  # as the zoo's --num-threads
+    # The zoo's own reading of the saved settings (as rl_zoo3.enjoy): env wrapper, frame stack, VecNormalize statistics
+    hyperparams, stats_path = get_saved_hyperparams(str(Path(model).parent / env_id))
+    env_kwargs = hyperparams.pop("env_kwargs", None)
+    env = create_test_env(
+        env_id, stats_path=stats_path, seed=seed, should_render=False, hyperparams=hyperparams, env_kwargs=env_kwargs
+    )
+    agent = ALGOS[algo].load(model, device=device)
+    set_random_seed(seed)
+    returns, _ = evaluate_policy(agent, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    score = {"final_mean_return": float(np.mean(returns)), "final_std_return": float(np.std(returns))}
+    write_json(Path(output), {**score, "final_episodes": len(returns)})
+
+
+if __name__ == "__main__":
+    evaluate_final_model(**json.loads(sys.argv[1]))

@@ -1,0 +1,295 @@
+"""
+Running a benchmark grid: each run trained by the RL Zoo in a subprocess (resumed from its checkpoint where it has one),
+then its final model scored in another, ``--processes`` runs at a time, stopped together by Ctrl-C or SIGTERM.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from tqdm import tqdm
+
+from sb3_dreamer.benchmark.export import export_tensorboard
+from sb3_dreamer.benchmark.layout import (
+    CHECKPOINT_DIR,
+    FINAL_EVAL_FILE,
+    LOG_FILE,
+    RUN_FILE,
+    SEGMENTS_FILE,
+    TENSORBOARD_DIR,
+    Run,
+    base_algo,
+    find_evaluations,
+    finished_runs,
+    is_finished,
+    write_json,
+)
+from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS
+
+#: The repository: the subprocesses' working directory, and its ``hyperparams/ALGO.yml`` (links to the packaged files)
+#: for the algorithms other than dreamerv2
+REPO = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO / "hyperparams"
+#: The algorithms whose runs keep a checkpoint and resume from it
+RESUMABLE_ALGOS = ("dreamerv2",)
+#: glibc allocator settings of the runs (an env var of the same name set by the caller wins): large tensors freed and
+#: allocated at every gradient step stay in the heap instead of being unmapped and faulted in again (README, Performance)
+GLIBC_MALLOC_SETTINGS = {
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
+    "MALLOC_TRIM_THRESHOLD_": "4000000000",
+    "MALLOC_TOP_PAD_": "1000000000",
+}
+#: The final evaluation's seed is the run's seed + this: the zoo seeds the training envs with seed + rank (rank < n_envs)
+#: and its evaluation env with the seed itself
+FINAL_EVAL_SEED_OFFSET = 10_000
+#: Command of the final evaluation's subprocess, before its settings (:mod:`sb3_dreamer.benchmark.final_eval`)
+FINAL_EVAL_COMMAND = [sys.executable, "-m", "sb3_dreamer.benchmark.final_eval"]
+
+
+def process_environment(threads: int, malloc: dict[str, str]) -> dict[str, str]:
+    """Environment variables of a run's subprocesses: ``threads`` OpenMP and MKL threads, allocator settings ``malloc``."""
+    return {**os.environ, **malloc, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def merge_hyperparams(*groups: list[str]) -> list[str]:
+    """``key:value`` strings of several groups, a later value of a key replacing an earlier one."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        for item in group:
+            merged[item.split(":", 1)[0]] = item
+    return list(merged.values())
+
+
+class Launcher:
+    """Starts the zoo and evaluation subprocesses and stops them all on interruption."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        #: torch threads of a run
+        self.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
+        self.lock = threading.Lock()
+        self.processes: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def command(self, run: Run, run_dir: Path, resume: bool) -> list[str]:
+        """Command line of the zoo for ``run``, resuming from its checkpoint if ``resume``."""
+        args = self.args
+        command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.zoo_algo, "--env", run.env]
+        if run.zoo_algo != "dreamerv2":
+            command += ["-conf", str(CONF_DIR / f"{run.zoo_algo}.yml")]
+        command += [
+            "--seed", str(run.seed),
+            "-n", str(args.frames),
+            "--eval-freq", str(args.eval_freq),
+            "--eval-episodes", str(args.eval_episodes),
+            "--n-eval-envs", "1",
+            "--num-threads", str(self.threads),
+            "--device", args.device,
+            "--verbose", "0",
+            "-f", str(run_dir),
+        ]  # fmt: skip
+        if args.tensorboard:
+            command += ["--tensorboard-log", str(run_dir / TENSORBOARD_DIR)]
+        hyperparams = self.hyperparams(run.algo)
+        if run.zoo_algo in RESUMABLE_ALGOS:
+            checkpoint = dict(save_freq=args.eval_freq, save_path=str(run_dir / CHECKPOINT_DIR))
+            hyperparams = [*hyperparams, f"callback:[{{'sb3_dreamer.ResumeCheckpointCallback': {checkpoint!r}}}]"]
+            if resume:
+                command += ["-i", str(run_dir / CHECKPOINT_DIR / "model.zip")]
+        if hyperparams:
+            command += ["--hyperparams", *hyperparams]
+        return command
+
+    def hyperparams(self, algo: str) -> list[str]:
+        """
+        ``--hyperparams`` of the zoo for ``algo`` (or a variant ``ALGO@NAME``): quick settings, then common ones,
+        then the algorithm's own, then the variant's own.
+        """
+        base = base_algo(algo)
+        quick = QUICK_HYPERPARAMS.get(base, []) if self.args.quick else []
+        groups = self.args.algo_hyperparams
+        own = [item for name in dict.fromkeys((base, algo)) for group in groups if group[0] == name for item in group[1:]]
+        return merge_hyperparams(quick, self.args.hyperparams, own)
+
+    def train(self, run: Run) -> str | None:
+        """Train ``run``, from its checkpoint if it has one, else from scratch; ``None`` on success, else why it failed."""
+        run_dir = run.directory(self.args.root)
+        resume = (run_dir / CHECKPOINT_DIR / "checkpoint.pkl").is_file()
+        if resume:
+            (run_dir / RUN_FILE).unlink(missing_ok=True)  # a finished run given a larger budget is unfinished again
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+        segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if resume and (run_dir / SEGMENTS_FILE).is_file() else []
+        command = self.command(run, run_dir, resume)
+        # The caller's allocator settings win over the script's
+        malloc = {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
+        with open(run_dir / LOG_FILE, "a" if resume else "w") as log:
+            ended = self.execute(command, process_environment(self.threads, malloc), log)
+        if ended is None:
+            return "interrupted"
+        returncode, wall_clock_s, cpu_s = ended
+        segments.append({"resumed": resume, "returncode": returncode, "wall_clock_s": wall_clock_s, "cpu_s": cpu_s})
+        write_json(run_dir / SEGMENTS_FILE, segments)
+        if self.stopped:
+            return "interrupted"
+        if returncode != 0:
+            return f"exit code {returncode}, see {run_dir / LOG_FILE}"
+        if not find_evaluations(run_dir):
+            return f"no evaluations.npz, see {run_dir / LOG_FILE}"
+        info = {
+            "algo": run.algo,
+            "env": run.env,
+            "seed": run.seed,
+            "frames": self.args.frames,
+            "eval_freq": self.args.eval_freq,
+            "eval_episodes": self.args.eval_episodes,
+            "hyperparams": self.hyperparams(run.algo),
+            "threads": self.threads,
+            "processes": self.args.processes,
+            "malloc": malloc,
+            "segments": len(segments),
+            "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
+            "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),
+            "command": command,
+        }
+        # run.json comes last: a run without its final score is not finished
+        error = self.evaluate(run, info)
+        if error is None:
+            write_json(run_dir / RUN_FILE, info)
+            for message in export_tensorboard(run, self.args.root):
+                tqdm.write(message)
+        return error
+
+    def evaluate(self, run: Run, info: dict[str, Any]) -> str | None:
+        """
+        Score the final model of ``run`` over ``--final-episodes`` episodes in a subprocess with the threads and
+        allocator settings of ``info`` (its ``run.json``), and add the final_* fields to ``info``; ``None`` on success,
+        else why it failed.
+        """
+        run_dir = run.directory(self.args.root)
+        output = run_dir / FINAL_EVAL_FILE
+        settings = {
+            "model": str(run.final_model(self.args.root)),
+            "algo": run.zoo_algo,
+            "env_id": run.env,
+            "episodes": self.args.final_episodes,
+            "seed": run.seed + FINAL_EVAL_SEED_OFFSET,
+            "threads": info["threads"],
+            "device": self.args.device,
+            "output": str(output),
+        }
+        command = [*FINAL_EVAL_COMMAND, json.dumps(settings)]
+        with open(run_dir / LOG_FILE, "a") as log:
+            ended = self.execute(command, process_environment(info["threads"], info.get("malloc", {})), log)
+        if ended is None or self.stopped:
+            return "interrupted"
+        returncode, wall_clock_s, cpu_s = ended
+        if returncode != 0:
+            return f"final evaluation: exit code {returncode}, see {run_dir / LOG_FILE}"
+        info.update(json.loads(output.read_text()))
+        info.update(final_eval_seed=settings["seed"], final_eval_s=wall_clock_s, final_eval_cpu_s=cpu_s)
+        output.unlink()
+        return None
+
+    def add_final_score(self, run: Run) -> str | None:
+        """Score the final model of the finished ``run`` and add the fields to its ``run.json``; ``None`` on success."""
+        run_file = run.directory(self.args.root) / RUN_FILE
+        info = json.loads(run_file.read_text())
+        error = self.evaluate(run, info)
+        if error is None:
+            write_json(run_file, info)
+        return error
+
+    def execute(self, command: list[str], env: dict[str, str], log: IO[str]) -> tuple[int, float, float] | None:
+        """
+        Run ``command`` to its end with the environment ``env`` and its output in ``log``: its exit code, wall-clock
+        and CPU time (user + system, s), or ``None`` when the grid was stopped before it started.
+        """
+        start = time.monotonic()
+        with self.lock:
+            if self.stopped:
+                return None
+            # Own session: Ctrl-C reaches the benchmark only, which stops the runs (the zoo would save and exit 0)
+            process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self.processes.add(process)
+        # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        with self.lock:
+            self.processes.discard(process)
+        return process.returncode, round(time.monotonic() - start, 3), round(usage.ru_utime + usage.ru_stime, 3)
+
+    def stop(self) -> None:
+        """Terminate the running subprocesses; those not started yet will not start."""
+        with self.lock:
+            self.stopped = True
+            for process in self.processes:
+                process.terminate()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    """Signal handler: stop the grid as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def run_parallel(launcher: Launcher, task: Callable[[Run], str | None], runs: list[Run]) -> list[Run]:
+    """
+    ``task`` (a method of ``launcher``, ``None`` on success, else why it failed) on every run, ``--processes`` at a
+    time; return the runs it failed on. Ctrl-C or SIGTERM stops the launcher's subprocesses.
+    """
+    failed = []
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with ThreadPoolExecutor(launcher.args.processes) as pool, tqdm(total=len(runs), unit="run") as progress:
+        futures = {pool.submit(task, run): run for run in runs}
+        try:
+            for future in as_completed(futures):
+                error = future.result()
+                if error is not None:
+                    failed.append(futures[future])
+                    tqdm.write(f"FAILED {futures[future]}: {error}")
+                progress.update()
+        except KeyboardInterrupt:
+            launcher.stop()
+            pool.shutdown(cancel_futures=True)
+            raise
+    return failed
+
+
+def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
+    """Train and score the unfinished ``runs``, ``args.processes`` at a time; return the failed ones."""
+    pending = [run for run in runs if not is_finished(run.directory(args.root), args.frames)]
+    print(f"{len(runs)} runs: skipped {len(runs) - len(pending)} finished, {len(pending)} to train", flush=True)
+    if not pending:
+        return []
+    launcher = Launcher(args)
+    return run_parallel(launcher, launcher.train, pending)
+
+
+def score_missing(args: argparse.Namespace) -> list[Run]:
+    """
+    Score the final model of every finished run under ``args.root`` that has no final score and whose model is
+    still on disk, ``args.processes`` at a time; return the runs whose evaluation failed.
+    """
+    unscored = [
+        Run(info["algo"], info["env"], info["seed"]) for _, info in finished_runs(args.root) if "final_mean_return" not in info
+    ]
+    pending = [run for run in unscored if run.final_model(args.root).is_file()]
+    gone = "".join(f"\n  no model: {run}" for run in unscored if run not in pending)
+    print(f"{len(unscored)} finished runs without a final score: {len(pending)} to evaluate{gone}", flush=True)
+    if not pending:
+        return []
+    launcher = Launcher(args)
+    return run_parallel(launcher, launcher.add_final_score, pending)

@@ -1,0 +1,26 @@
+"""Budgets of the full grid and of ``--quick``, and the tiny hyperparameters of ``--quick`` (the zoo tests use them too)."""
+
+#: (frames, eval_freq, eval_episodes, final_episodes) of the full grid and of ``--quick``
+FULL_BUDGET = (100_000, 10_000, 10, 100)
+QUICK_BUDGET = (300, 100, 2, 5)
+#: Tiny DreamerV2 networks of ``--quick``: a few hundred steps take seconds of a CPU core
+QUICK_POLICY_KWARGS = (
+    "embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,cnn_depth=4,mlp_units=16,mlp_layers=1,"
+    "head_units=16,head_layers=1"
+)
+#: Tiny settings of ``--quick``, before ``--hyperparams`` and ``--algo-hyperparams``
+QUICK_HYPERPARAMS = {
+    "dreamerv2": [
+        "learning_starts:100",
+        "batch_size:4",
+        "sequence_length:8",
+        "train_freq:16",
+        "gradient_steps:1",
+        "imagination_horizon:3",
+        "buffer_size:2000",
+        f"policy_kwargs:dict({QUICK_POLICY_KWARGS})",
+    ],
+    "dqn": ["learning_starts:50", "buffer_size:2000"],
+    "qrdqn": ["learning_starts:50", "buffer_size:2000"],
+    "ppo": ["n_envs:2", "n_steps:64", "batch_size:32"],
+}
