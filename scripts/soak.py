@@ -1,11 +1,12 @@
 """
 Memory soak test of DreamerV2: a long training run at small sizes that records the resident memory (RSS).
 
-Every ``--every`` env steps a callback appends ``steps, seconds, rss_mb, buffer_full, pid`` to ``OUT/rss.csv``
-(written row by row). The replay buffer (``--buffer-size`` rows) fills early; after that RSS should stay flat.
+Every ``--every`` env steps a callback records ``steps, seconds, rss_mb, buffer_full`` with SB3's logger in
+``OUT/rss_N/progress.csv`` (written row by row), N the part of the run of this process: 1, then 2 for the first
+resumed part, and so on. The replay buffer (``--buffer-size`` rows) fills early; after that RSS should stay flat.
 At the end the script prints one JSON line with the least-squares slope of RSS over the samples taken after the buffer
 was full, in MB per 100k env steps, and its standard error, by this process only (RSS of different processes does not
-compare).
+compare). RSS is read with psutil, of the ``benchmark`` extra.
 
 The run is resumable: every ``--checkpoint-every`` steps it saves ``model.save_checkpoint(OUT/checkpoint)`` at the
 start of a rollout, and at the end; started again with the same ``--out``, it continues from there.
@@ -16,16 +17,19 @@ Usage: python scripts/soak.py [--env Breakout-MinAtar] [--steps 200000] [--buffe
 import argparse
 import csv
 import json
-import os
 import pathlib
-import resource
 import time
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, configure
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.benchmark.extras import benchmark_extra
+
+with benchmark_extra():
+    import psutil
 
 SMALL_POLICY = dict(
     embedding_dim=64,
@@ -38,29 +42,25 @@ SMALL_POLICY = dict(
     head_layers=2,
 )
 CHECKPOINT = "checkpoint"
+#: Folder of the RSS samples of part N of the run (N = 1, 2, ... for each process), in OUT
+RSS_DIR = "rss_{part}"
 
 
 def rss_mb() -> float:
-    """Resident memory of this process in MB (the peak where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Resident memory of this process in MB (MiB)."""
+    return psutil.Process().memory_info().rss / 2**20
 
 
 class SoakCallback(BaseCallback):
     """
-    Appends an RSS sample to a CSV file every ``every`` env steps and saves a checkpoint every ``checkpoint_every``
-    env steps, at the start of a rollout (where a resumed run continues exactly as the uninterrupted one), and at the end.
+    Records an RSS sample with ``rss_logger`` every ``every`` env steps and saves a checkpoint every
+    ``checkpoint_every`` env steps, at the start of a rollout (where a resumed run continues exactly as the
+    uninterrupted one), and at the end.
     """
 
-    def __init__(self, csv_path: pathlib.Path, checkpoint_path: pathlib.Path, every: int, checkpoint_every: int) -> None:
+    def __init__(self, rss_logger: Logger, checkpoint_path: pathlib.Path, every: int, checkpoint_every: int) -> None:
         super().__init__()
-        self.csv_path = csv_path
+        self.rss_logger = rss_logger
         self.checkpoint_path = checkpoint_path
         self.every = every
         self.checkpoint_every = checkpoint_every
@@ -69,11 +69,6 @@ class SoakCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self.next_sample = self.num_timesteps
         self.next_checkpoint = self.num_timesteps + self.checkpoint_every
-        new_file = not self.csv_path.exists()
-        self.file = self.csv_path.open("a", newline="")
-        self.writer = csv.writer(self.file)
-        if new_file:
-            self.writer.writerow(["steps", "seconds", "rss_mb", "buffer_full", "pid"])
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self.next_checkpoint:
@@ -82,24 +77,26 @@ class SoakCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_sample:
-            seconds, full = time.perf_counter() - self.start, int(self.model.replay_buffer.full)
-            self.writer.writerow([self.num_timesteps, f"{seconds:.1f}", f"{rss_mb():.1f}", full, os.getpid()])
-            self.file.flush()
+            self.rss_logger.record("steps", self.num_timesteps)
+            self.rss_logger.record("seconds", round(time.perf_counter() - self.start, 1))
+            self.rss_logger.record("rss_mb", round(rss_mb(), 1))
+            self.rss_logger.record("buffer_full", int(self.model.replay_buffer.full))
+            self.rss_logger.dump(self.num_timesteps)
             self.next_sample += self.every
         return True
 
     def _on_training_end(self) -> None:
-        self.file.close()
+        self.rss_logger.close()
         self.model.save_checkpoint(self.checkpoint_path)
 
 
-def rss_slope(csv_path: pathlib.Path, pid: int) -> dict[str, float | int | None]:
+def rss_slope(csv_path: pathlib.Path) -> dict[str, float | int | None]:
     """
-    Least-squares slope of RSS in MB per 100k steps, and its standard error, over this process's samples taken with
-    the buffer full.
+    Least-squares slope of RSS in MB per 100k steps, and its standard error, over the samples of ``csv_path`` (one
+    process's) taken with the buffer full.
     """
     with csv_path.open() as file:
-        rows = [row for row in csv.DictReader(file) if int(row["pid"]) == pid and row["buffer_full"] == "1"]
+        rows = [row for row in csv.DictReader(file) if row["buffer_full"] == "1"]
     steps = np.array([float(row["steps"]) for row in rows])
     rss = np.array([float(row["rss_mb"]) for row in rows])
     slope = stderr = None
@@ -151,11 +148,11 @@ def main() -> None:
             seed=args.seed,
             device=args.device,
         )
-    csv_path = out / "rss.csv"
-    callback = SoakCallback(csv_path, checkpoint, args.every, args.checkpoint_every)
+    rss_dir = out / RSS_DIR.format(part=len(list(out.glob(RSS_DIR.format(part="*")))) + 1)
+    callback = SoakCallback(configure(str(rss_dir), ["csv"]), checkpoint, args.every, args.checkpoint_every)
     model.learn(max(args.steps - model.num_timesteps, 0), callback=callback, reset_num_timesteps=False)
     summary = {"env": args.env, "steps": model.num_timesteps, "buffer_size": args.buffer_size}
-    print(json.dumps({**summary, **rss_slope(csv_path, os.getpid())}))
+    print(json.dumps({**summary, **rss_slope(rss_dir / "progress.csv")}))
 
 
 if __name__ == "__main__":
