@@ -25,7 +25,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "design"]
 
 # The guide pages are Markdown that reads the same on GitHub; "page.md#section" links need heading anchors.
 myst_heading_anchors = 3
