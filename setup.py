@@ -1,5 +1,5 @@
 """
-Build commands of sb3-dreamer; the metadata lives in setup.cfg.
+Build commands of sb3-dreamer; the metadata (dependencies, extras, packages, package data) lives in pyproject.toml.
 
 They add ``sb3_dreamer_zoo.pth`` at the root of the wheel and of the editable wheel, so that ``pip install .``
 and ``pip install -e .`` both put it in site-packages. At interpreter start-up it installs the lazy RL Zoo hook
