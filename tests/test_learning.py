@@ -1,4 +1,11 @@
-"""Learning for real, on tiny configurations: a memory task and the world model of Breakout."""
+"""
+Learning for real, on tiny configurations: a memory task and the world model of Breakout.
+
+Both are marked ``slow`` (``pytest -m "not slow"`` leaves them out; CI runs them). Their timeouts, three times or more the
+longest run seen on a busy 2-core machine, hold there: the memory task needs about 60 s of one core, but took 165 s
+to 389 s on a core shared with three to five other busy processes (its former 300 s ran out there), the Breakout one
+18 s to 40 s.
+"""
 
 import numpy as np
 import pytest
@@ -11,7 +18,8 @@ from tiny import tiny_model
 from sb3_dreamer import DreamerV2
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_memory_task_is_solved():
     """The cue is seen three steps before the action it decides: only a model that remembers it scores above 0.5."""
     model = DreamerV2(
@@ -27,6 +35,7 @@ def test_memory_task_is_solved():
             mlp_layers=1,
             head_units=32,
             head_layers=2,
+            image_likelihood="bernoulli",
         ),
         learning_rate=1e-3,
         actor_learning_rate=3e-4,
@@ -39,7 +48,6 @@ def test_memory_task_is_solved():
         gradient_steps=2,
         imagination_horizon=5,
         gamma=0.9,
-        image_likelihood="bernoulli",
         reward_scale=10.0,
         actor_entropy_scale=3e-2,
         exploration_decay_steps=1_000,
@@ -50,14 +58,16 @@ def test_memory_task_is_solved():
     assert mean_return >= 0.9
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_world_model_learns_breakout():
     model = tiny_model(learning_starts=400, train_freq=8, gradient_steps=1, learning_rate=1e-3)
     model.learn(400)
     np.random.seed(0)
     samples = model.replay_buffer.sample(16)
     with th.no_grad():
-        loss_before = model._world_model_loss(samples)[0].item()
+        loss_before = model.policy.world_model.loss(samples, model.world_model_loss_config)[0].item()
     model.learn(1_200, reset_num_timesteps=False)
     with th.no_grad():
-        loss_after = model._world_model_loss(samples)[0].item()
+        loss_after = model.policy.world_model.loss(samples, model.world_model_loss_config)[0].item()
     assert loss_after < 0.5 * loss_before
