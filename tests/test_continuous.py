@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch as th
 import yaml
+from conftest import TINY_POLICY, ZOO_TINY, assert_same_predictions, assert_same_weights, run, tiny_model
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
-from zoo_cli import TINY, run
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.world_model.diagnostics import open_loop_prediction
@@ -229,7 +228,7 @@ def test_zoo_trains_pendulum(tmp_path):
     The packaged entry through ``python -m rl_zoo3.train``, with tiny sizes and every DreamerV3-style option given
     through ``--hyperparams`` (those of the policy in its ``policy_kwargs``).
     """
-    tiny = [arg for arg in TINY if not arg.startswith("policy_kwargs:")]
+    tiny = [arg for arg in ZOO_TINY if not arg.startswith("policy_kwargs:")]
     v3_policy = {**TINY_POLICY, "symlog_observations": True, "symlog_twohot": True, "unimix": 0.01}
     policy_kwargs = f"policy_kwargs:dict({','.join(f'{name}={value}' for name, value in v3_policy.items())})"
     args = ["-m", "rl_zoo3.train", "--algo", "dreamerv2", "--env", "Pendulum-v1", "-n", "200", "--seed", "1"]

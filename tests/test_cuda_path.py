@@ -11,8 +11,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_POLICY, tiny_model
 from stable_baselines3.common.logger import configure
-from tiny import TINY_POLICY, tiny_model
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -7,13 +7,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 from PIL import Image
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
-from tiny import TINY, TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.common import precision

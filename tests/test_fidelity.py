@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch as th
 import yaml
+from conftest import TINY_POLICY, tiny_model
 from stable_baselines3.common.utils import update_learning_rate
-from tiny import TINY_POLICY, tiny_model
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2

@@ -10,10 +10,10 @@ to 389 s on a core shared with three to five other busy processes (its former 30
 import numpy as np
 import pytest
 import torch as th
+from conftest import tiny_model
 from memory_task import CueMemoryEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
-from tiny import tiny_model
 
 from sb3_dreamer import DreamerV2
 

@@ -9,11 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY_POLICY, ZOO_TINY, ZOO_TINY_POLICY_KWARGS, run, tiny_model
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.wrappers import ImgObsWrapper, ViewSizeWrapper
-from tiny import TINY_POLICY, tiny_model
-from zoo_cli import TINY, TINY_POLICY_KWARGS, run
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.envs.minigrid import MiniGridOneHotImage
@@ -153,8 +152,8 @@ def test_zoo_entries_have_the_reference_settings() -> None:
 @pytest.mark.timeout(300)
 def test_zoo_train(tmp_path: Path) -> None:
     env_id = "MiniGrid-Empty-8x8-v0"
-    tiny = [hyperparameter for hyperparameter in TINY if not hyperparameter.startswith("policy_kwargs")]
-    tiny.append(f"policy_kwargs:dict({TINY_POLICY_KWARGS},cnn_kernel_size=2)")
+    tiny = [hyperparameter for hyperparameter in ZOO_TINY if not hyperparameter.startswith("policy_kwargs")]
+    tiny.append(f"policy_kwargs:dict({ZOO_TINY_POLICY_KWARGS},cnn_kernel_size=2)")
     args = ["train", "--algo", "dreamerv2", "--env", env_id, "-n", "300", "--seed", "1", "--hyperparams", *tiny]
     result = run(["-m", "sb3_dreamer.zoo", *args], tmp_path)
     assert "Loading hyperparameters from: " in result.stdout and str(PACKAGED_YAML) in result.stdout

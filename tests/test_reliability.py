@@ -17,10 +17,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_POLICY, tiny_model
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
-from tiny import TINY_POLICY, tiny_model
 
 from sb3_dreamer import DreamerV2, NonFiniteError, ResumeCheckpointCallback
 from sb3_dreamer.common.guards import UpdateSnapshot

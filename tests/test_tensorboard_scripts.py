@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_model
 from PIL import Image
 from stable_baselines3.common.logger import configure
-from tiny import tiny_model
 from torch.utils.tensorboard import SummaryWriter
 
 from sb3_dreamer.benchmark import dreams

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 from stable_baselines3.common.env_util import make_vec_env
-from tiny import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.world_model.distributions import (

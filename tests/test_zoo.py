@@ -18,7 +18,7 @@ import pytest
 import rl_zoo3
 import torch as th
 import yaml
-from zoo_cli import TINY, run
+from conftest import ZOO_TINY, run
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.dreamerv2 import DreamerV2Policy
@@ -86,7 +86,7 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     cwd = tmp_path_factory.mktemp("zoo")
     args = ["-n", "300", "--seed", "1", "--eval-freq", "150", "--eval-episodes", "2", "--save-freq", "150", *SHORT_EPISODES]
     # The zoo's linear schedule syntax, which it reads for learning_rate only, for the entropy scale too
-    hyperparams = [*TINY, "actor_entropy_scale:'lin_0.03'"]
+    hyperparams = [*ZOO_TINY, "actor_entropy_scale:'lin_0.03'"]
     result = zoo("train", cwd, *args, "--tensorboard-log", "tb", "--save-replay-buffer", "--hyperparams", *hyperparams)
     return Experiment(cwd, result.stdout)
 
@@ -124,7 +124,7 @@ def test_resume_with_replay_buffer(experiment: Experiment) -> None:
     trained = experiment.path / f"{ENV_ID}.zip"
     # Fewer steps than learning_starts: the resumed run only collects data, so the model must come out unchanged
     args = ["-n", "50", "--seed", "2", "-i", str(trained.relative_to(experiment.cwd)), "--save-replay-buffer"]
-    result = zoo("train", experiment.cwd, *args, "--hyperparams", *TINY)
+    result = zoo("train", experiment.cwd, *args, "--hyperparams", *ZOO_TINY)
     assert "Loading pretrained agent" in result.stdout and "Loading replay buffer" in result.stdout
     resumed_path = experiment.cwd / "logs" / "dreamerv2" / f"{ENV_ID}_2"
     resumed = DreamerV2.load(resumed_path / f"{ENV_ID}.zip")
@@ -143,11 +143,11 @@ def test_resume_with_replay_buffer(experiment: Experiment) -> None:
 def test_resume_from_checkpoint(tmp_path: Path) -> None:
     callback = "callback:[{'sb3_dreamer.ResumeCheckpointCallback': dict(save_freq=100, save_path='ckpt')}]"
     args = ["--seed", "1", "--eval-freq", "100", "--eval-episodes", "2", *SHORT_EPISODES, "--tensorboard-log", "tb"]
-    zoo("train", tmp_path, "-n", "200", *args, "--hyperparams", *TINY, callback)
+    zoo("train", tmp_path, "-n", "200", *args, "--hyperparams", *ZOO_TINY, callback)
     first = DreamerV2.load_checkpoint(tmp_path / "ckpt", env=DreamerV2.load(tmp_path / "ckpt" / "model.zip").env)
     assert first.num_timesteps == 208  # the end of the last 16-step rollout
     # -n is the total budget: the resumed run trains from 208 to 400 frames, continuing every count
-    result = zoo("train", tmp_path, "-n", "400", *args, "-i", "ckpt/model.zip", "--hyperparams", *TINY, callback)
+    result = zoo("train", tmp_path, "-n", "400", *args, "-i", "ckpt/model.zip", "--hyperparams", *ZOO_TINY, callback)
     assert "Resuming from the checkpoint in ckpt at 208 timesteps, to 400" in result.stdout
     resumed = DreamerV2.load(tmp_path / "logs" / "dreamerv2" / f"{ENV_ID}_2" / f"{ENV_ID}.zip")
     assert resumed.num_timesteps == 400 and resumed._n_updates > first._n_updates
@@ -165,7 +165,7 @@ def test_optimize_shared_study(tmp_path: Path) -> None:
     args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]
     args += ["--n-jobs", "1", "--storage", storage, "--study-name", "dreamer", *SHORT_EPISODES]
     # Tune the latent sizes of an otherwise tiny model: the sampled sizes are merged into these policy_kwargs
-    tiny = [hyperparameter for hyperparameter in TINY if not hyperparameter.startswith("policy_kwargs")]
+    tiny = [hyperparameter for hyperparameter in ZOO_TINY if not hyperparameter.startswith("policy_kwargs")]
     tiny.append("policy_kwargs:dict(embedding_dim=16,rssm_hidden_size=16,cnn_depth=4,head_units=16,head_layers=1)")
     # A few updates at most, whatever the sampled train ratio and latent sizes
     tiny.append("learning_starts:150")
@@ -217,7 +217,7 @@ def test_optimize_prunes_a_diverging_trial(tmp_path: Path) -> None:
     study.enqueue_trial({"train_freq": 25, "gradient_steps": 1, "deter_size": 100, "stoch_size": 16, "class_size": 16})
     args = ["-optimize", "--sampler", "random", "--pruner", "none", "-n", "170", "--eval-episodes", "2", "--no-optim-plots"]
     args += ["--n-jobs", "1", "--n-trials", "2", "--storage", storage, "--study-name", "dreamer", *SHORT_EPISODES]
-    result = zoo("train", tmp_path, *args, "--hyperparams", *TINY, "learning_starts:150", "recovery_dir:None")
+    result = zoo("train", tmp_path, *args, "--hyperparams", *ZOO_TINY, "learning_starts:150", "recovery_dir:None")
     # The zoo prints the error of a pruned trial, and the study goes on
     assert "Non-finite" in result.stdout and "training stopped" in result.stdout
     states = [trial.state for trial in optuna.load_study(study_name="dreamer", storage=storage).trials]
@@ -227,7 +227,7 @@ def test_optimize_prunes_a_diverging_trial(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_explicit_entry_point(tmp_path: Path) -> None:
     args = ["train", "--algo", "dreamerv2", "--env", ENV_ID, "-n", "200", "--eval-freq", "100", "--eval-episodes", "1"]
-    args += [*SHORT_EPISODES, "--hyperparams", *TINY]
+    args += [*SHORT_EPISODES, "--hyperparams", *ZOO_TINY]
     # The explicit entry point needs no start-up hook
     run(["-m", "sb3_dreamer.zoo", *args], tmp_path, env={"SB3_DREAMER_NO_ZOO_HOOK": "1"})
     path = tmp_path / "logs" / "dreamerv2" / f"{ENV_ID}_1"

@@ -3,11 +3,21 @@
 #: (frames, eval_freq, eval_episodes, final_episodes) of the full grid and of ``--quick``
 FULL_BUDGET = (100_000, 10_000, 10, 100)
 QUICK_BUDGET = (300, 100, 2, 5)
-#: Tiny DreamerV2 networks of ``--quick``: a few hundred steps take seconds of a CPU core
-QUICK_POLICY_KWARGS = (
-    "embedding_dim=16,deter_size=16,stoch_size=4,class_size=4,rssm_hidden_size=16,cnn_depth=4,mlp_units=16,mlp_layers=1,"
-    "head_units=16,head_layers=1"
+#: Tiny DreamerV2 networks: a few hundred steps take seconds of a CPU core (``--quick`` and the test suite use them)
+TINY_POLICY_KWARGS = dict(
+    embedding_dim=16,
+    deter_size=16,
+    stoch_size=4,
+    class_size=4,
+    rssm_hidden_size=16,
+    cnn_depth=4,
+    mlp_units=16,
+    mlp_layers=1,
+    head_units=16,
+    head_layers=1,
 )
+#: The same as the zoo's ``policy_kwargs:dict(...)`` reads them
+QUICK_POLICY_KWARGS = ",".join(f"{name}={value}" for name, value in TINY_POLICY_KWARGS.items())
 #: Tiny settings of ``--quick``, before ``--hyperparams`` and ``--algo-hyperparams``
 QUICK_HYPERPARAMS = {
     "dreamerv2": [

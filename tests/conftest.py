@@ -1,22 +1,21 @@
-"""Tiny DreamerV2 configurations that keep the tests fast on 2 CPU cores, and checks shared by the tests."""
+"""
+Shared by the tests: the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hyperparameters),
+which keeps them fast on 2 CPU cores, command lines run in a fresh interpreter, and checks of two models.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch as th
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS, TINY_POLICY_KWARGS
 
-TINY_POLICY = dict(
-    embedding_dim=16,
-    deter_size=16,
-    stoch_size=4,
-    class_size=4,
-    rssm_hidden_size=16,
-    cnn_depth=4,
-    mlp_units=16,
-    mlp_layers=1,
-    head_units=16,
-    head_layers=1,
-)
+TINY_POLICY = TINY_POLICY_KWARGS
 TINY = dict(
     policy_kwargs=TINY_POLICY,
     buffer_size=2_000,
@@ -62,3 +61,25 @@ def assert_same_predictions(model: DreamerV2, other: DreamerV2, observations: np
             np.testing.assert_array_equal(a, b)
         actions.append(action)
     return actions
+
+
+# The tiny DreamerV2 of ``scripts/benchmark.py --quick``: a few hundred steps take seconds of a CPU core
+ZOO_TINY_POLICY_KWARGS = QUICK_POLICY_KWARGS
+ZOO_TINY = tuple(QUICK_HYPERPARAMS["dreamerv2"])
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` in a fresh interpreter without GPU; fail the test with its output if ``check`` and it fails."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        # One torch thread: tiny networks gain nothing from more, and a busy machine makes threads spin
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if check and result.returncode != 0:
+        output = f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        pytest.fail(f"python {' '.join(args)} exited with {result.returncode}:\n{output}")
+    return result
