@@ -50,7 +50,7 @@ Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``
 and ``segments.json`` records the time of each part (a part killed with the machine is not counted). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings and evaluations; the same command then picks up where the grid stopped.
-Each run gets cores // ``--processes`` torch threads and glibc allocator settings that keep large
+Each run gets ``--threads`` torch threads (default cores // ``--processes``) and glibc allocator settings that keep large
 tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
 batch 16 with 1 thread measured 4% and 9% faster in two sets of interleaved runs).
 The final score of a run: once its training has ended, the model that the zoo saved at its end (``ENV.zip`` in the
@@ -69,6 +69,12 @@ and keeps the rows of ``results.csv`` and ``final.csv`` whose run folder is gone
 every run (``final.csv`` gets a row without a final score for a run known only from ``results.csv``); delete its rows
 from both to drop a run from the report.
 
+With ``--ray [ADDRESS]``, each run (or final score of ``--final-eval-missing``) is a task of the Ray cluster at ADDRESS
+(``auto``: the one ``ray start`` began on this machine), or with no ADDRESS of a new local one of ``--processes`` x
+``--threads`` CPUs, that asks for ``--threads`` CPUs (and a GPU with ``--device cuda``) and does on its node what the
+local process pool does, into ROOT, which every node must reach (a shared file system; docs/cluster.md). Ray is the
+``ray`` extra.
+
 ``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
 Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
 
@@ -82,12 +88,15 @@ Usage:
   python scripts/benchmark.py --algos dreamerv2 dreamerv2@batch16 --algo-hyperparams dreamerv2@batch16 batch_size:16 \\
       --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
+  python scripts/benchmark.py --ray HEAD:6379 --threads 1 --algos dreamerv2 ppo --envs Breakout-MinAtar --seeds 0 1 2 \\
+      --root /shared/bench
   python scripts/benchmark.py --final-eval-missing --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k --aggregate-algos dreamerv2@ratio2bf16 qrdqn
 """
 
 import argparse
+import os
 from pathlib import Path
 
 import matplotlib
@@ -116,7 +125,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help=f"episodes of the final score of a run (default {FULL_BUDGET[3]}, quick {QUICK_BUDGET[3]})",
     )
-    parser.add_argument("--processes", type=int, default=2, help="runs in parallel; torch threads = cores // processes")
+    parser.add_argument("--processes", type=int, default=2, help="runs in parallel (with --ray: on a new local cluster)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of each run, and its CPUs on Ray (default: cores // --processes)"
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="each run a task of the Ray cluster at ADDRESS ('auto': the one ray start began here), or with no ADDRESS "
+        "of a new local one; --root must be a path every node reaches (the ray extra)",
+    )
     parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
     parser.add_argument("--device", default="auto", help="--device of the zoo")
     parser.add_argument("--tensorboard", action="store_true", help="TensorBoard logs of each run in RUN/tensorboard")
@@ -161,6 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, default)
     args.root = args.root.resolve()
+    if args.threads is None:
+        args.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
     try:
         args.seeds_per_algo = {algo: int(count) for algo, count in (item.split("=") for item in args.seeds_per_algo)}
     except ValueError:

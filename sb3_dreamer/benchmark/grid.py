@@ -1,6 +1,7 @@
 """
 Running a benchmark grid: each run trained by the RL Zoo in a subprocess (resumed from its checkpoint where it has one),
-then its final model scored in another, ``--processes`` runs at a time, stopped together by Ctrl-C or SIGTERM.
+then its final model scored in another, ``--processes`` runs at a time (or as tasks of a Ray cluster with ``--ray``,
+:mod:`sb3_dreamer.benchmark.ray_grid`), stopped together by Ctrl-C or SIGTERM.
 """
 
 import argparse
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -76,7 +77,7 @@ class Launcher:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         #: torch threads of a run
-        self.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
+        self.threads = args.threads
         self.lock = threading.Lock()
         self.processes: set[subprocess.Popen] = set()
         self.stopped = False
@@ -240,48 +241,75 @@ class Launcher:
                 process.terminate()
 
 
+#: A run's job, a method of :class:`Launcher` (``train`` or ``add_final_score``): ``None`` on success, else why it failed
+Task = Callable[[Launcher, Run], str | None]
+
+
 def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
     """Signal handler: stop the grid as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
-def run_parallel(launcher: Launcher, task: Callable[[Run], str | None], runs: list[Run]) -> list[Run]:
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def track(outcomes: Iterable[tuple[Run, str | None]], total: int) -> list[Run]:
     """
-    ``task`` (a method of ``launcher``, ``None`` on success, else why it failed) on every run, ``--processes`` at a
-    time; return the runs it failed on. Ctrl-C or SIGTERM stops the launcher's subprocesses.
+    Count the runs of ``outcomes`` (each run as it ends, and why it failed or ``None``) on a progress bar of ``total``
+    runs, writing each failure; return the failed runs.
     """
     failed = []
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    with ThreadPoolExecutor(launcher.args.processes) as pool, tqdm(total=len(runs), unit="run") as progress:
-        futures = {pool.submit(task, run): run for run in runs}
+    with tqdm(total=total, unit="run") as progress:
+        for run, error in outcomes:
+            if error is not None:
+                failed.append(run)
+                tqdm.write(f"FAILED {run}: {error}")
+            progress.update()
+    return failed
+
+
+def run_parallel(args: argparse.Namespace, task: Task, runs: list[Run]) -> list[Run]:
+    """
+    ``task`` on every run, ``--processes`` at a time on this machine; return the runs it failed on. Ctrl-C or SIGTERM
+    stops the subprocesses.
+    """
+    launcher = Launcher(args)
+    interrupt_on_sigterm()
+    with ThreadPoolExecutor(args.processes) as pool:
+        futures = {pool.submit(task, launcher, run): run for run in runs}
         try:
-            for future in as_completed(futures):
-                error = future.result()
-                if error is not None:
-                    failed.append(futures[future])
-                    tqdm.write(f"FAILED {futures[future]}: {error}")
-                progress.update()
+            return track(((futures[future], future.result()) for future in as_completed(futures)), len(runs))
         except KeyboardInterrupt:
             launcher.stop()
             pool.shutdown(cancel_futures=True)
             raise
-    return failed
+
+
+def run_tasks(args: argparse.Namespace, task: Task, runs: list[Run]) -> list[Run]:
+    """``task`` on every run, as tasks of the Ray cluster of ``--ray``, else on this machine; return the failed runs."""
+    if args.ray is None:
+        return run_parallel(args, task, runs)
+    # Ray is an optional extra: imported only for --ray
+    from sb3_dreamer.benchmark.ray_grid import run_on_ray
+
+    return run_on_ray(args, task, runs)
 
 
 def run_grid(args: argparse.Namespace, runs: list[Run]) -> list[Run]:
-    """Train and score the unfinished ``runs``, ``args.processes`` at a time; return the failed ones."""
+    """Train and score the unfinished ``runs``; return the failed ones."""
     pending = [run for run in runs if not is_finished(run.directory(args.root), args.frames)]
     print(f"{len(runs)} runs: skipped {len(runs) - len(pending)} finished, {len(pending)} to train", flush=True)
     if not pending:
         return []
-    launcher = Launcher(args)
-    return run_parallel(launcher, launcher.train, pending)
+    return run_tasks(args, Launcher.train, pending)
 
 
 def score_missing(args: argparse.Namespace) -> list[Run]:
     """
     Score the final model of every finished run under ``args.root`` that has no final score and whose model is
-    still on disk, ``args.processes`` at a time; return the runs whose evaluation failed.
+    still on disk; return the runs whose evaluation failed.
     """
     unscored = [
         Run(info["algo"], info["env"], info["seed"]) for _, info in finished_runs(args.root) if "final_mean_return" not in info
@@ -291,5 +319,4 @@ def score_missing(args: argparse.Namespace) -> list[Run]:
     print(f"{len(unscored)} finished runs without a final score: {len(pending)} to evaluate{gone}", flush=True)
     if not pending:
         return []
-    launcher = Launcher(args)
-    return run_parallel(launcher, launcher.add_final_score, pending)
+    return run_tasks(args, Launcher.add_final_score, pending)
