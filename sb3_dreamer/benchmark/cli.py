@@ -76,7 +76,7 @@ local process pool does, into ROOT, which every node must reach (a shared file s
 ``ray`` extra.
 
 ``--eval-freq`` is in env frames: the zoo divides it by the number of envs. MinAtar has no frame skip.
-Algorithms other than dreamerv2 read ``hyperparams/ALGO.yml``; dreamerv2 reads the plug-in's packaged file.
+Every algorithm reads the plug-in's packaged ``hyperparams/ALGO.yml`` (``sb3_dreamer/zoo/hyperparams``).
 
 A variant ``ALGO@NAME`` in ``--algos`` is ALGO with the hyperparameters given by ``--algo-hyperparams ALGO@NAME ...``
 on top of ALGO's own: it has its own runs folder and its own rows in the report, e.g. a smaller batch or a
@@ -102,10 +102,11 @@ from pathlib import Path
 import matplotlib
 
 from sb3_dreamer.benchmark.export import export_finished_runs
-from sb3_dreamer.benchmark.grid import CONF_DIR, run_grid, score_missing
+from sb3_dreamer.benchmark.grid import run_grid, score_missing
 from sb3_dreamer.benchmark.layout import Run, base_algo
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BUDGET
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS
+from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -187,10 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds_per_algo = {algo: int(count) for algo, count in (item.split("=") for item in args.seeds_per_algo)}
     except ValueError:
         parser.error("--seeds-per-algo takes ALGO=N items")
-    missing = sorted({base_algo(algo) for algo in args.algos} - {"dreamerv2"})
-    missing = [algo for algo in missing if not (CONF_DIR / f"{algo}.yml").is_file()]
+    missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
+    missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
     if missing and not (args.report_only or args.final_eval_missing):
-        parser.error(f"no hyperparameter file {', '.join(str(CONF_DIR / f'{algo}.yml') for algo in missing)}")
+        parser.error(f"no hyperparameter file {', '.join(str(HYPERPARAMS_DIR / f'{algo}.yml') for algo in missing)}")
     return args
 
 

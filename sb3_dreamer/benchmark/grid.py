@@ -36,13 +36,12 @@ from sb3_dreamer.benchmark.layout import (
     write_json,
 )
 from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS
+from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
-#: The repository: the subprocesses' working directory, and its ``hyperparams/ALGO.yml`` (links to the packaged files)
-#: for the algorithms other than dreamerv2
+#: The repository (or the install's folder above the package): the subprocesses' working directory
 REPO = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO / "hyperparams"
-#: The algorithms whose runs keep a checkpoint and resume from it
-RESUMABLE_ALGOS = ("dreamerv2",)
+#: The algorithms whose runs keep a checkpoint and resume from it (the others read the packaged ``ALGO.yml`` as -conf)
+RESUMABLE_ALGOS = tuple(ALGORITHMS)
 #: glibc allocator settings of the runs (an env var of the same name set by the caller wins): large tensors freed and
 #: allocated at every gradient step stay in the heap instead of being unmapped and faulted in again (README, Performance)
 GLIBC_MALLOC_SETTINGS = {
@@ -86,8 +85,8 @@ class Launcher:
         """Command line of the zoo for ``run``, resuming from its checkpoint if ``resume``."""
         args = self.args
         command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.zoo_algo, "--env", run.env]
-        if run.zoo_algo != "dreamerv2":
-            command += ["-conf", str(CONF_DIR / f"{run.zoo_algo}.yml")]
+        if run.zoo_algo not in ALGORITHMS:
+            command += ["-conf", str(HYPERPARAMS_DIR / f"{run.zoo_algo}.yml")]
         command += [
             "--seed", str(run.seed),
             "-n", str(args.frames),

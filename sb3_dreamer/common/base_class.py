@@ -7,9 +7,10 @@ import contextlib
 import io
 import os
 import pathlib
+from abc import abstractmethod
 from collections.abc import Iterable
 from numbers import Integral
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
@@ -31,7 +32,7 @@ from sb3_dreamer.common.checks import (
     check_train_freq,
     describe,
 )
-from sb3_dreamer.common.guards import UpdateSnapshot, check_env_data
+from sb3_dreamer.common.guards import UpdateSnapshot, check_env_data, check_update
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
 from sb3_dreamer.common.save_util import (
     CORRUPTED_FILE_ERRORS,
@@ -46,9 +47,6 @@ from sb3_dreamer.world_model.returns import ReturnScale
 
 SelfDreamer = TypeVar("SelfDreamer", bound="DreamerAlgorithm")
 
-#: The optimizers, saved as state dicts of these names besides the policy's
-OPTIMIZERS = ("policy.world_model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer")
-
 
 class DreamerAlgorithm(OffPolicyAlgorithm):
     """
@@ -59,8 +57,11 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     A subclass sets, besides ``OffPolicyAlgorithm``'s attributes: ``sequence_length``, ``max_grad_norm``,
     ``weight_decay``, ``normalize_returns``, ``recovery_dir``, ``exploration_rate``, ``exploration_noise``,
     ``bfloat16_autocast``, ``return_scale`` and ``_update_snapshot``; its policy has a ``world_model``, an
-    ``action_dist``, ``initial_state``, ``act`` and the optimizers of :data:`OPTIMIZERS`.
+    ``action_dist``, ``initial_state``, ``act`` and the optimizers that :attr:`optimizer_names` name.
     """
+
+    #: The optimizers, saved as state dicts of these names besides the policy's
+    optimizer_names: ClassVar[tuple[str, ...]]
 
     replay_buffer: SequenceReplayBuffer
     #: the EMA of the lambda-returns' percentile range, used (and saved) with ``normalize_returns`` only
@@ -108,6 +109,10 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
                 f"got {describe(self.gradient_steps)}"
             )
 
+    def optimizers(self) -> list[th.optim.Optimizer]:
+        """The optimizers that :attr:`optimizer_names` name."""
+        return [getattr(self.policy, name.removeprefix("policy.")) for name in self.optimizer_names]
+
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """Check the spaces (before SB3 asserts on them), then wrap the env as SB3 does."""
@@ -125,7 +130,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        state_dicts = ["policy", *OPTIMIZERS]
+        state_dicts = ["policy", *self.optimizer_names]
         if self.normalize_returns:
             state_dicts.append("return_scale")
         return state_dicts, []
@@ -151,7 +156,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         else:
             params.pop("return_scale", None)
         super().set_parameters(params, exact_match, device)
-        for optimizer in (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer):
+        for optimizer in self.optimizers():
             keep_steps_on_cpu(optimizer)
 
     def save(
@@ -188,7 +193,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
 
         :raises ValueError: naming the file, when it is truncated or corrupted, or not a model of this class
         """
-        check_model_file(path, f"{cls.__name__} model", ("policy", *OPTIMIZERS))
+        check_model_file(path, f"{cls.__name__} model", ("policy", *cls.optimizer_names))
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except CORRUPTED_FILE_ERRORS as exc:
@@ -318,6 +323,57 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         self.policy.set_training_mode(False)
         prediction = open_loop_prediction(self.policy.world_model, samples, observations.shape[1], context)
         return dream_frames(prediction).cpu().numpy()
+
+    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        """
+        ``gradient_steps`` gradient steps (:meth:`_gradient_step`) on batches of ``batch_size`` replayed windows; their
+        metrics are logged as means, checked for NaN and infinity, and the call undone if one is not finite.
+        """
+        if not self.replay_buffer.can_sample():
+            # Episode replay (replay_buffer_kwargs sampling="episodes") waits for a finished episode of a full window
+            self.logger.record("train/waiting_for_episodes", 1)
+            return
+        self.policy.set_training_mode(True)
+        self._update_schedules()
+        # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
+        # and if Ctrl-C interrupts it: a model saved then holds weights, optimizer states and n_updates of one update
+        self._update_snapshot.take()
+        metrics: list[dict[str, th.Tensor]] = []
+        try:
+            for step in range(gradient_steps):
+                samples = self._sample(batch_size)
+                metrics.append(self._gradient_step(samples, step))
+
+            # One device-to-host transfer for all metrics of all gradient steps.
+            names = list(metrics[0])
+            means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
+            check_update(self, self._update_snapshot, metrics, dict(zip(names, means, strict=True)))
+            self._n_updates += gradient_steps
+        except KeyboardInterrupt:
+            self._update_snapshot.restore()
+            raise
+        if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
+            self._log_diagnostics(samples)
+        for name, value in zip(names, means, strict=True):
+            self.logger.record(f"train/{name}", value)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/mixed_precision", int(self.bfloat16_autocast))
+
+    @abstractmethod
+    def _gradient_step(self, samples: SequenceSamples, step: int) -> dict[str, th.Tensor]:
+        """
+        One gradient step on a batch of replayed windows (T, B, ...), the ``step``-th of a ``train()`` call.
+
+        :return: its metrics, 0-dim tensors on the device
+        """
+
+    @abstractmethod
+    def _update_schedules(self) -> None:
+        """Set the learning rates (and other scheduled values) of this training phase; log them."""
+
+    def _sample(self, batch_size: int) -> SequenceSamples:
+        """A batch of replayed windows."""
+        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
     def _sample_action(
         self, learning_starts: int, action_noise: None = None, n_envs: int = 1

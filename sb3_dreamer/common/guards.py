@@ -15,12 +15,14 @@ import torch as th
 from torch import nn
 
 if TYPE_CHECKING:
-    from sb3_dreamer.dreamerv2.dreamerv2 import DreamerV2
+    from sb3_dreamer.common.base_class import DreamerAlgorithm
 
 #: Metrics checked for NaN and infinity after each train() call: the losses and gradient norms
 GUARDED_METRICS = ("_loss", "_grad_norm")
-#: Default recovery_dir: a subfolder per recovery checkpoint is made in it, so that concurrent runs do not share one
+#: Default recovery_dir of DreamerV2 and DreamerV3: a subfolder per recovery checkpoint is made in it, so that
+#: concurrent runs do not share one
 DEFAULT_RECOVERY_DIR = "dreamerv2_recovery"
+DREAMERV3_RECOVERY_DIR = "dreamerv3_recovery"
 
 
 class NonFiniteError(RuntimeError, ValueError):
@@ -107,7 +109,7 @@ class UpdateSnapshot:
 
 
 def check_env_data(
-    model: "DreamerV2", new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
+    model: "DreamerAlgorithm", new_obs: np.ndarray, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]
 ) -> None:
     """Stop training on a NaN or infinity in the rewards, or in float observations, before they are stored."""
     quantity, finite = "reward", np.isfinite(reward)
@@ -122,7 +124,7 @@ def check_env_data(
 
 
 def check_update(
-    model: "DreamerV2", snapshot: UpdateSnapshot, metrics: list[dict[str, th.Tensor]], means: dict[str, float]
+    model: "DreamerAlgorithm", snapshot: UpdateSnapshot, metrics: list[dict[str, th.Tensor]], means: dict[str, float]
 ) -> None:
     """
     After the gradient steps of a ``train()`` call: if a loss or gradient norm was not finite, restore the weights
@@ -150,7 +152,7 @@ def check_update(
     )
 
 
-def raise_non_finite(model: "DreamerV2", what: str, quantities: list[str], stopped: str) -> NoReturn:
+def raise_non_finite(model: "DreamerAlgorithm", what: str, quantities: list[str], stopped: str) -> NoReturn:
     """
     Save a recovery checkpoint of ``model`` (without the env state) to its ``recovery_dir`` and raise
     :class:`NonFiniteError`.
@@ -165,7 +167,7 @@ def raise_non_finite(model: "DreamerV2", what: str, quantities: list[str], stopp
         saved = "no recovery checkpoint was saved (recovery_dir=None)"
     else:
         directory = model.recovery_dir
-        if os.fspath(directory) == DEFAULT_RECOVERY_DIR:
+        if os.fspath(directory) in (DEFAULT_RECOVERY_DIR, DREAMERV3_RECOVERY_DIR):
             directory = os.path.join(directory, f"{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
         try:
             model.save_checkpoint(directory, save_env=False)
@@ -173,7 +175,8 @@ def raise_non_finite(model: "DreamerV2", what: str, quantities: list[str], stopp
             saved = f"saving a recovery checkpoint to {directory} failed ({exc!r})"
         else:
             checkpoint = str(directory)
-            saved = f"a recovery checkpoint was saved to {checkpoint} (DreamerV2.load_checkpoint({checkpoint!r}, env))"
+            load = f"{type(model).__name__}.load_checkpoint({checkpoint!r}, env)"
+            saved = f"a recovery checkpoint was saved to {checkpoint} ({load})"
     raise NonFiniteError(
         f"{what} at num_timesteps={model.num_timesteps}: training stopped {stopped}; {saved}",
         quantities,

@@ -18,12 +18,12 @@ from sb3_dreamer.common.checks import (
     check_positive_integers,
     check_probabilities,
 )
-from sb3_dreamer.common.guards import DEFAULT_RECOVERY_DIR, UpdateSnapshot, check_update
+from sb3_dreamer.common.guards import DEFAULT_RECOVERY_DIR, UpdateSnapshot
 from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.dreamerv2.policies import CnnPolicy, DreamerV2Policy, MlpPolicy
 from sb3_dreamer.world_model.model import ActingState, WorldModelLossConfig
 from sb3_dreamer.world_model.returns import ReturnScale, lambda_return
-from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.world_model.rssm import LatentState, detached
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
 
@@ -135,6 +135,11 @@ class DreamerV2(DreamerAlgorithm):
         "MlpPolicy": MlpPolicy,
     }
     policy: DreamerV2Policy
+    optimizer_names: ClassVar[tuple[str, ...]] = (
+        "policy.world_model_optimizer",
+        "policy.actor_optimizer",
+        "policy.critic_optimizer",
+    )
 
     def __init__(
         self,
@@ -309,9 +314,7 @@ class DreamerV2(DreamerAlgorithm):
         self.return_scale = ReturnScale().to(self.device)
         # The return scale's EMA is restored with the weights when a train() call is undone
         modules = nn.ModuleList([self.policy, self.return_scale]) if self.normalize_returns else self.policy
-        self._update_snapshot = UpdateSnapshot(
-            modules, (self.policy.world_model_optimizer, self.policy.actor_optimizer, self.policy.critic_optimizer)
-        )
+        self._update_snapshot = UpdateSnapshot(modules, self.optimizers())
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
         self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
@@ -383,39 +386,13 @@ class DreamerV2(DreamerAlgorithm):
             self.logger.record(f"train/{name}_learning_rate", learning_rate)
         self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
-    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
-        if not self.replay_buffer.can_sample():
-            # Episode replay (replay_buffer_kwargs sampling="episodes") waits for a finished episode of a full window
-            self.logger.record("train/waiting_for_episodes", 1)
-            return
-        self.policy.set_training_mode(True)
-        self._update_schedules()
-        # Undoes this call's updates if a loss or gradient norm is not finite (checked with the metrics, no extra sync)
-        # and if Ctrl-C interrupts it: a model saved then holds weights, optimizer states and n_updates of one update
-        self._update_snapshot.take()
-        metrics: list[dict[str, th.Tensor]] = []
-        try:
-            for step in range(gradient_steps):
-                samples = self._sample(batch_size)
-                world_model_metrics, posterior = self._train_world_model(samples)
-                metrics.append({**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)})
-                if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
-                    self._update_target_critic()
-
-            # One device-to-host transfer for all metrics of all gradient steps.
-            names = list(metrics[0])
-            means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
-            check_update(self, self._update_snapshot, metrics, dict(zip(names, means, strict=True)))
-            self._n_updates += gradient_steps
-        except KeyboardInterrupt:
-            self._update_snapshot.restore()
-            raise
-        if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
-            self._log_diagnostics(samples)
-        for name, value in zip(names, means, strict=True):
-            self.logger.record(f"train/{name}", value)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/mixed_precision", int(self.bfloat16_autocast))
+    def _gradient_step(self, samples: SequenceSamples, step: int) -> dict[str, th.Tensor]:
+        """A gradient step of the world model, then of actor and critic, then the target critic's update if due."""
+        world_model_metrics, posterior = self._train_world_model(samples)
+        metrics = {**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)}
+        if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
+            self._update_target_critic()
+        return metrics
 
     def _sample(self, batch_size: int) -> SequenceSamples:
         """A batch of replayed windows, with the rewards that the world model learns (see ``reward_transform``)."""
@@ -428,7 +405,7 @@ class DreamerV2(DreamerAlgorithm):
         with self._autocast():
             loss, metrics, posterior = self.policy.world_model.loss(samples, self.world_model_loss_config)
         metrics["world_model_grad_norm"] = self._optimizer_step(loss, self.policy.world_model_optimizer)
-        return metrics, posterior
+        return metrics, detached(posterior)
 
     def imagined_discounts(self, continue_logits: th.Tensor) -> th.Tensor:
         """Discount of each imagined step from the continuation logits (see ``round_discount``), same shape."""

@@ -1,14 +1,12 @@
 """DreamerV2 policies: the world model (encoder, RSSM, decoder, reward and discount heads), actor and critic."""
 
-import inspect
 from numbers import Real
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_dreamer.common.checks import (
@@ -23,6 +21,7 @@ from sb3_dreamer.common.checks import (
     check_subclasses,
     describe,
 )
+from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.world_model.distributions import (
     ActionDistribution,
     CategoricalAction,
@@ -31,7 +30,7 @@ from sb3_dreamer.world_model.distributions import (
     SymlogTwoHot,
     TanhNormalAction,
 )
-from sb3_dreamer.world_model.model import ActingState, WorldModel
+from sb3_dreamer.world_model.model import WorldModel
 from sb3_dreamer.world_model.networks import (
     WEIGHT_INITS,
     ConvDecoder,
@@ -41,7 +40,7 @@ from sb3_dreamer.world_model.networks import (
     MlpEncoder,
     glorot_init,
 )
-from sb3_dreamer.world_model.rssm import RSSM, LatentState, detached, slice_states, stack_states
+from sb3_dreamer.world_model.rssm import RSSM, LatentState, detached, slice_states
 
 
 class ImaginedTrajectory(NamedTuple):
@@ -66,7 +65,7 @@ class ImaginedTrajectory(NamedTuple):
     value_outputs: th.Tensor
 
 
-class DreamerV2Policy(BasePolicy):
+class DreamerV2Policy(DreamerPolicy):
     """
     Policy of DreamerV2: a world model, an actor and a critic acting on the model state
     ``cat(deter, stoch)``, and a slow target critic.
@@ -152,7 +151,7 @@ class DreamerV2Policy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         # Before any other local: the options, stored as attributes below and saved by _get_constructor_parameters
-        options = {name: value for name, value in locals().items() if name in policy_options()}
+        options = {name: value for name, value in locals().items() if name in DreamerV2Policy.option_names()}
         super().__init__(
             observation_space,
             action_space,
@@ -264,21 +263,24 @@ class DreamerV2Policy(BasePolicy):
             encoder = MlpEncoder(obs_dim, self.embedding_dim, self.mlp_units, self.mlp_layers, self.activation_fn)
             decoder = MlpDecoder(rssm.feature_dim, obs_shape, self.mlp_units, self.mlp_layers, self.activation_fn)
         scalar_dist = SymlogTwoHot if self.symlog_twohot else NormalScalar
+        reward_dist = scalar_dist()
+        head_sizes = (rssm.deter_size, rssm.stoch_dim)
+        head = (self.head_units, self.head_layers, self.activation_fn)
+        reward_head = LatentMLP(*head_sizes, reward_dist.param_dim, *head, zero_output=reward_dist.zero_init_output)
+        discount_head = LatentMLP(*head_sizes, 1, *head)
         self.world_model = WorldModel(
             self.observation_space,  # type: ignore[arg-type]
             self.action_dist,
             encoder,
             decoder,
             rssm,
-            scalar_dist(),
-            self.head_units,
-            self.head_layers,
-            self.activation_fn,
+            reward_dist,
+            reward_head,
+            discount_head,
             self.normalize_images,
             self.symlog_observations,
             self.image_likelihood,
         )
-        head_sizes = (rssm.deter_size, rssm.stoch_dim)
         self.actor = LatentMLP(*head_sizes, self.action_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
         #: how the critic's (and target critic's) outputs predict a value
         self.value_dist: ScalarDistribution = scalar_dist()
@@ -297,129 +299,11 @@ class DreamerV2Policy(BasePolicy):
         self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
         self.critic_optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update({name: getattr(self, name) for name in policy_options()})
-        data.update(
-            lr_schedule=self._dummy_schedule, optimizer_class=self.optimizer_class, optimizer_kwargs=self.optimizer_kwargs
-        )
-        return data
-
-    @property
-    def rssm(self) -> RSSM:
-        return self.world_model.rssm
-
-    def action_params(self, state: LatentState) -> th.Tensor:
-        """Parameters of the actor's distribution at states (N, ...) -> (N, param_dim)."""
-        return self.action_dist.params_from_output(self.actor(state))
-
-    def initial_state(self, n_envs: int) -> ActingState:
-        """The state of ``n_envs`` agents before their first step."""
-        latent = self.rssm.initial_state(n_envs, self.device)
-        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=self.device))
-
-    def episode_starts(self, flags: np.ndarray) -> th.Tensor | None:
-        """Host flags (N,), True where an episode starts -> :meth:`act`'s ``episode_starts``: 1.0 there, or None."""
-        return th.as_tensor(flags, dtype=th.float32, device=self.device) if np.any(flags) else None
-
-    def act(
-        self,
-        observations: th.Tensor,
-        state: ActingState,
-        episode_starts: th.Tensor | None,
-        deterministic: bool = False,
-    ) -> tuple[th.Tensor, ActingState]:
-        """
-        Update the model state with new observations and pick actions.
-
-        :param observations: raw observations, (N, *obs_shape)
-        :param state: state after the previous step, (N, ...)
-        :param episode_starts: 1.0 where the observation starts an episode, (N,), or None where none does (the usual
-            step, which then skips the reset)
-        :param deterministic: use the mode of the latent and of the action distribution
-        :return: the policy's actions, (N,) int64 indices for Discrete action spaces or (N, *action_shape) in [-1, 1]
-            for Box ones (see :meth:`to_env`), and the new state, whose ``action`` is their action vector
-        """
-        embeds = self.world_model.embed(self.world_model.preprocess(observations))
-        latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
-        params = self.action_params(latent)
-        vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
-        return self.action_dist.from_vector(vectors), ActingState(latent.deter, latent.stoch, vectors)
-
-    def to_env(self, actions: np.ndarray) -> np.ndarray:
-        """The policy's actions -> the env's: those of a Box space rescaled from [-1, 1] to its bounds, (N, ...)."""
-        if isinstance(self.action_space, spaces.Box):
-            return np.clip(self.unscale_action(actions), self.action_space.low, self.action_space.high)
-        return actions
-
-    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        """Action of an agent that sees ``observation`` as the first of an episode."""
-        n_envs = observation.shape[0]  # type: ignore[union-attr]
-        actions, _ = self.act(observation, self.initial_state(n_envs), None, deterministic)  # type: ignore[arg-type]
-        return actions
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """
-        Actions for observations, carrying the model state like a recurrent policy.
-
-        :param observation: one observation (*obs_shape) or a batch of them (n_envs, *obs_shape)
-        :param state: ``(deter, stoch, action)`` arrays returned by the previous call, or None to start afresh
-        :param episode_start: (n_envs,) True where the observation starts an episode (the state is reset there)
-        :param deterministic: use the mode of the latent state and of the action distribution
-        :return: actions (within the bounds of a Box action space) and the new state
-        """
-        self.set_training_mode(False)
-        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
-        n_envs = obs_tensor.shape[0]  # type: ignore[union-attr]
-        with th.inference_mode():
-            acting_state = self.initial_state(n_envs)
-            if state is not None:
-                acting_state = self.checked_state(state, acting_state)
-            starts = None
-            if episode_start is not None:
-                flags = np.asarray(episode_start)
-                if flags.size != n_envs:
-                    raise ValueError(
-                        f"predict's episode_start must hold one flag per observation, {n_envs}, got shape {flags.shape}"
-                    )
-                starts = self.episode_starts(flags.reshape(n_envs))
-            actions, acting_state = self.act(obs_tensor, acting_state, starts, deterministic)  # type: ignore[arg-type]
-        actions_np = self.to_env(actions.cpu().numpy())
-        new_state = tuple(x.cpu().numpy() for x in acting_state)
-        if not vectorized_env:
-            actions_np = actions_np.squeeze(axis=0)
-        return actions_np, new_state
-
-    def checked_state(self, state: tuple[np.ndarray, ...], initial: ActingState) -> ActingState:
-        """``state`` given to :meth:`predict` as tensors, checked against the shapes of ``initial``; ValueError if not."""
-        expected = tuple(tuple(x.shape) for x in initial)
-        shapes = tuple(np.shape(x) for x in state) if isinstance(state, (tuple, list)) else None
-        if shapes != expected:
-            raise ValueError(
-                f"predict's state must be the (deter, stoch, action) arrays of shapes {expected} for these "
-                f"{expected[0][0]} observation(s), got {shapes if shapes is not None else type(state).__name__}: "
-                "pass the state returned by the previous call on observations of the same batch size, or state=None"
-            )
-        tensors = ActingState(*(th.as_tensor(np.asarray(x), dtype=th.float32, device=self.device) for x in state))
-        for name, tensor in zip(ActingState._fields, tensors, strict=True):
-            if not th.isfinite(tensor).all():
-                raise ValueError(
-                    f"predict's state holds non-finite values in its {name} array: pass a state returned by predict, "
-                    "or state=None to start afresh"
-                )
-        return tensors
-
     def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
         """
-        Roll the prior forward from ``start`` with actions of the actor, then apply the other heads to all imagined
-        states at once: one call per head on (H + 1) * N states rather than one per step (on a GPU, hundreds of kernel
-        launches fewer per gradient step).
+        Roll the prior forward from ``start`` with actions of the actor (:meth:`rollout`), then apply the other heads to
+        all imagined states at once: one call per head on (H + 1) * N states rather than one per step (on a GPU,
+        hundreds of kernel launches fewer per gradient step).
 
         :param start: start states, (N, ...); treated as constants
         :param horizon: number of imagined steps H
@@ -429,22 +313,9 @@ class DreamerV2Policy(BasePolicy):
         """
         world_model = self.world_model
         model_grad = dynamics_gradients and th.is_grad_enabled()
-        # Without gradients through the trajectory, categorical states are carried as indices (cheaper heads).
-        index_states = not dynamics_gradients and self.rssm.has_index_samples
-        first = state = LatentState(start.deter.detach(), start.stoch.detach())
-        states, params, actions = [], [], []  # states s_1 .. s_H
-        for _ in range(horizon):
-            # The actor reads the state as a constant (the official stop_gradient(feat)): with dynamics gradients,
-            # its gradient reaches it through its sampled actions only.
-            params.append(self.action_params(detached(state)))
-            actions.append(self.action_dist.sample(params[-1]))
-            with th.set_grad_enabled(model_grad):
-                action = actions[-1] if dynamics_gradients else actions[-1].detach()
-                state = self.rssm.imagine_step(state, action, index_sample=index_states)
-            states.append(state)
+        first, arrived, params, actions = self.rollout(start, horizon, dynamics_gradients)
         # s_0 is dense where the others may hold indices: its heads are applied apart
         n_starts = start.deter.shape[0]
-        arrived = stack_states(states)  # s_1 .. s_H, (H * N, ...), step-major
         with th.set_grad_enabled(model_grad):
             target_values = th.cat([self.critic_target(first), self.critic_target(arrived)])
             rewards = world_model.reward(arrived).view(horizon, n_starts)
@@ -474,21 +345,3 @@ class MlpPolicy(DreamerV2Policy):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("encoder_type", "mlp")
         super().__init__(*args, **kwargs)
-
-
-#: Arguments of :class:`DreamerV2Policy` that ``BasePolicy`` or ``_get_constructor_parameters`` handle apart
-BASE_POLICY_ARGUMENTS = (
-    "self",
-    "observation_space",
-    "action_space",
-    "lr_schedule",
-    "normalize_images",
-    "optimizer_class",
-    "optimizer_kwargs",
-)
-
-
-def policy_options() -> tuple[str, ...]:
-    """The options of :class:`DreamerV2Policy`: the arguments of its constructor that it stores and saves itself."""
-    parameters = inspect.signature(DreamerV2Policy.__init__).parameters
-    return tuple(name for name in parameters if name not in BASE_POLICY_ARGUMENTS)

@@ -377,6 +377,58 @@ class TanhNormalAction(ActionDistribution):
         return vectors.reshape(*vectors.shape[:-1], *self.action_shape)
 
 
+class BoundedNormalAction(ActionDistribution):
+    """
+    DreamerV3's ``bounded_normal`` actor (``Box`` action spaces): independent Normals with mean ``tanh(raw_mean)`` and
+    std ``(max_std - min_std) * sigmoid(raw_std + 2) + min_std``, not squashed. Samples may leave [-1, 1]: policy actions
+    are clipped to it (the env's ``ClipAction`` in the official code), while imagined action vectors stay unclipped
+    and the RSSM divides them by ``max(1, |a|)``. Trained by REINFORCE, so samples need no reparameterisation gradient;
+    the entropy is the Normal's closed form.
+
+    :param action_shape: shape of the action space
+    :param min_std: lower bound of the std (DreamerV3: 0.1)
+    :param max_std: upper bound of the std (DreamerV3: 1.0)
+    """
+
+    def __init__(self, action_shape: tuple[int, ...], min_std: float = 0.1, max_std: float = 1.0) -> None:
+        self.action_shape = tuple(action_shape)
+        self.action_dim = math.prod(self.action_shape)
+        self.param_dim = 2 * self.action_dim
+        self.min_std, self.max_std = min_std, max_std
+
+    def normal(self, params: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Mean and std, (..., 2 * action_dim) -> 2 x (..., action_dim)."""
+        raw_mean, raw_std = params.chunk(2, dim=-1)
+        return th.tanh(raw_mean), (self.max_std - self.min_std) * th.sigmoid(raw_std + 2.0) + self.min_std
+
+    def sample(self, params: th.Tensor) -> th.Tensor:
+        mean, std = self.normal(params)
+        return mean + std * th.randn_like(std)
+
+    def mode(self, params: th.Tensor) -> th.Tensor:
+        return self.normal(params)[0]
+
+    def log_prob(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        mean, std = self.normal(params)
+        return (-0.5 * ((actions - mean) / std).pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return (0.5 * math.log(2 * math.pi * math.e) + self.normal(params)[1].log()).sum(-1)
+
+    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
+        """Gaussian noise of std ``amount`` added to actions in [-1, 1] (N, *action_shape), clipped to [-1, 1]."""
+        if amount == 0.0:
+            return actions
+        return (actions + amount * th.randn_like(actions)).clamp(-1.0, 1.0)
+
+    def to_vector(self, actions: th.Tensor) -> th.Tensor:
+        return actions.reshape(*actions.shape[: actions.dim() - len(self.action_shape)], self.action_dim)
+
+    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
+        """Action vectors -> policy actions of the action space's shape, clipped to [-1, 1]."""
+        return vectors.clamp(-1.0, 1.0).reshape(*vectors.shape[:-1], *self.action_shape)
+
+
 class ScalarDistribution(nn.Module, ABC):
     """
     How a head (reward, critic) predicts a real number from its outputs (..., param_dim), and the loss that trains it.
@@ -433,3 +485,37 @@ class SymlogTwoHot(ScalarDistribution):
 
     def loss(self, outputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
         return -(two_hot(symlog(targets), self.bins) * outputs.log_softmax(dim=-1)).sum(-1)
+
+
+class SymexpTwoHot(ScalarDistribution):
+    """
+    The current official DreamerV3's ``symexp_twohot``: logits over ``n_bins`` bins at ``symexp`` of evenly spaced
+    points of ``[-limit, limit]`` (built symmetrically around an exact 0), trained by cross-entropy against the two-hot
+    encoding of the raw target between its two neighbouring bins; the prediction is the softmax-weighted mean bin,
+    summed symmetrically so that uniform probabilities predict exactly 0. The head's output layer starts at zero.
+    (:class:`SymlogTwoHot` is the first paper's version, with bins evenly spaced in symlog space.)
+
+    :param n_bins: number of bins, odd (DreamerV3: 255)
+    :param limit: the bins span ``symexp([-limit, limit])`` (DreamerV3: 20)
+    """
+
+    bins: th.Tensor
+    zero_init_output = True
+
+    def __init__(self, n_bins: int = 255, limit: float = 20.0) -> None:
+        super().__init__()
+        if n_bins < 3 or n_bins % 2 == 0:
+            raise ValueError(f"SymexpTwoHot needs an odd number of bins >= 3, got {n_bins}")
+        self.param_dim = n_bins
+        half = symexp(th.linspace(-limit, 0.0, (n_bins - 1) // 2 + 1))
+        self.register_buffer("bins", th.cat([half, -half[:-1].flip(0)]), persistent=False)
+
+    def predict(self, outputs: th.Tensor) -> th.Tensor:
+        probs = outputs.softmax(dim=-1)
+        middle = (self.param_dim - 1) // 2
+        weighted = probs * self.bins
+        # Each negative bin summed with its positive mirror, outermost first, then the middle bin
+        return (weighted[..., :middle].flip(-1) + weighted[..., middle + 1 :]).sum(-1) + weighted[..., middle]
+
+    def loss(self, outputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
+        return -(two_hot(targets, self.bins) * outputs.log_softmax(dim=-1)).sum(-1)

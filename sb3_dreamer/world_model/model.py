@@ -10,13 +10,13 @@ from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceSamples
 from sb3_dreamer.world_model.distributions import ActionDistribution, ScalarDistribution, balanced_kl_loss
-from sb3_dreamer.world_model.networks import LatentMLP
-from sb3_dreamer.world_model.rssm import RSSM, LatentState
+from sb3_dreamer.world_model.rssm import LatentState, SequenceModel
 from sb3_dreamer.world_model.symlog import symlog
 
-#: How the decoder's outputs predict an observation: a unit-variance Gaussian per entry (the outputs are its means), or
-#: a Bernoulli per entry for binary frames (the outputs are its logits)
-IMAGE_LIKELIHOODS = ("normal", "bernoulli")
+#: How the decoder's outputs predict an observation, and the loss per entry: a unit-variance Gaussian (the outputs are
+#: its means; half the squared error), a Bernoulli for binary frames (the outputs are its logits; the cross-entropy),
+#: DreamerV3's squared error of the outputs (vectors) or of their sigmoid (images in [0, 1])
+IMAGE_LIKELIHOODS = ("normal", "bernoulli", "mse", "sigmoid_mse")
 
 
 class ActingState(NamedTuple):
@@ -48,6 +48,9 @@ class WorldModelLossConfig(NamedTuple):
     reward_scale: float
     #: weight of the discount (continuation) prediction loss
     discount_scale: float
+    #: the continuation target is ``continue_discount * (1 - terminated)``: DreamerV3's continue head learns the
+    #: discount with it (1 - 1/333), DreamerV2's the continuation alone (1)
+    continue_discount: float = 1.0
 
 
 class WorldModel(nn.Module):
@@ -60,9 +63,8 @@ class WorldModel(nn.Module):
     :param decoder: features (N, feature_dim) -> observation means or logits (N, *obs_shape)
     :param rssm: the recurrent state-space model
     :param reward_dist: how the reward head's outputs predict the reward
-    :param head_units: hidden units of the reward and discount heads
-    :param head_layers: hidden layers of the reward and discount heads
-    :param activation_fn: activation of the heads
+    :param reward_head: model states (N, ...) -> the reward head's outputs (N, reward_dist.param_dim)
+    :param discount_head: model states (N, ...) -> the continuation logits (N, 1)
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param symlog_observations: read and reconstruct ``symlog(obs)`` (DreamerV3's vector inputs)
     :param image_likelihood: how the decoder's outputs predict the observations, one of :data:`IMAGE_LIKELIHOODS`
@@ -74,11 +76,10 @@ class WorldModel(nn.Module):
         action_dist: ActionDistribution,
         encoder: nn.Module,
         decoder: nn.Module,
-        rssm: RSSM,
+        rssm: SequenceModel,
         reward_dist: ScalarDistribution,
-        head_units: int,
-        head_layers: int,
-        activation_fn: type[nn.Module],
+        reward_head: nn.Module,
+        discount_head: nn.Module,
         normalize_images: bool = True,
         symlog_observations: bool = False,
         image_likelihood: str = "normal",
@@ -95,16 +96,8 @@ class WorldModel(nn.Module):
         self.decoder = decoder
         self.rssm = rssm
         self.reward_dist = reward_dist
-        self.reward_head = LatentMLP(
-            rssm.deter_size,
-            rssm.stoch_dim,
-            reward_dist.param_dim,
-            head_units,
-            head_layers,
-            activation_fn,
-            zero_output=reward_dist.zero_init_output,
-        )
-        self.discount_head = LatentMLP(rssm.deter_size, rssm.stoch_dim, 1, head_units, head_layers, activation_fn)
+        self.reward_head = reward_head
+        self.discount_head = discount_head
 
     def preprocess(self, observations: th.Tensor) -> th.Tensor:
         """
@@ -130,7 +123,7 @@ class WorldModel(nn.Module):
         Bernoulli probabilities, or the Gaussian means clamped to the observation space's bounds.
         """
         predictions = self.decoder(state.features())
-        if self.image_likelihood == "bernoulli":
+        if self.image_likelihood in ("bernoulli", "sigmoid_mse"):
             return predictions.sigmoid()
         low, high = (
             self.preprocess(th.as_tensor(bound, device=predictions.device))
@@ -147,7 +140,8 @@ class WorldModel(nn.Module):
 
         :param samples: windows (T, B, ...)
         :param config: the weights and clips of the loss terms
-        :return: the loss, detached metrics, and the detached posterior states flattened to (N, ...) with N = T * B
+        :return: the loss, detached metrics, and the posterior states flattened to (N, ...) with N = T * B, with their
+            gradients to the world model
         """
         rssm = self.rssm
         observations = self.preprocess(samples.observations)  # (T, B, *obs_shape)
@@ -161,13 +155,18 @@ class WorldModel(nn.Module):
         targets = observations.flatten(0, 1)
         if self.image_likelihood == "normal":
             pixel_losses = 0.5 * (reconstruction - targets).pow(2)
-        else:
+        elif self.image_likelihood == "bernoulli":
             pixel_losses = F.binary_cross_entropy_with_logits(reconstruction, targets, reduction="none")
+        elif self.image_likelihood == "mse":
+            pixel_losses = (reconstruction - targets).pow(2)
+        else:
+            pixel_losses = (reconstruction.sigmoid() - targets).pow(2)
         reconstruction_loss = pixel_losses.flatten(1).sum(-1).mean()
         reward_loss = self.reward_dist.loss(self.reward_head(posterior), samples.rewards.flatten()).mean()
-        discount_loss = F.binary_cross_entropy_with_logits(
-            self.discount_head(posterior).squeeze(-1), 1.0 - samples.terminated.flatten()
-        )
+        continue_targets = 1.0 - samples.terminated.flatten()
+        if config.continue_discount != 1.0:
+            continue_targets = config.continue_discount * continue_targets
+        discount_loss = F.binary_cross_entropy_with_logits(self.discount_head(posterior).squeeze(-1), continue_targets)
         kl_loss, kl = balanced_kl_loss(
             rssm.latent, sequence.posterior_stats, sequence.prior_stats, config.kl_balance, config.free_nats, config.free_bits
         )
@@ -187,4 +186,4 @@ class WorldModel(nn.Module):
                 "prior_entropy": rssm.latent.entropy(sequence.prior_stats).mean(),
                 "posterior_entropy": rssm.latent.entropy(sequence.posterior_stats).mean(),
             }
-        return loss, metrics, LatentState(posterior.deter.detach(), posterior.stoch.detach())
+        return loss, metrics, posterior

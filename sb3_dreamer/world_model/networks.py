@@ -11,6 +11,7 @@ import torch as th
 from torch import nn
 
 from sb3_dreamer.common.checks import channels_first_reading
+from sb3_dreamer.world_model.layers import RMSNorm, norm_layers, output_layer, trunc_normal_fan_in_
 from sb3_dreamer.world_model.rssm import LatentState, stoch_linear
 
 
@@ -238,6 +239,62 @@ class MlpDecoder(nn.Module):
         super().__init__()
         self.observation_shape = tuple(observation_shape)
         self.net = mlp(feature_dim, math.prod(observation_shape), hidden_dim, n_layers, activation_fn)
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        """(N, feature_dim) -> (N, *observation_shape), float32"""
+        return self.net(features).float().view(-1, *self.observation_shape)
+
+
+class NormLatentMLP(nn.Module):
+    """
+    DreamerV3's head on a model state: ``n_layers`` of Linear -> RMSNorm -> SiLU, the first reading ``deter`` and
+    ``stoch`` with two linear maps (one layer on their concatenation, see :class:`LatentMLP`), then an output layer
+    initialised with DreamerV3's ``outscale``; every other weight ``trunc_normal_in``.
+
+    :param deter_size: size of the deterministic state
+    :param stoch_dim: size of the flat stochastic state
+    :param output_dim: size of the output
+    :param units: units of each hidden layer
+    :param n_layers: number of hidden layers (at least 1)
+    :param outscale: scale of the output layer's initial weights: 0 (two-hot heads), 0.01 (actor), 1 (continue head)
+    """
+
+    def __init__(self, deter_size: int, stoch_dim: int, output_dim: int, units: int, n_layers: int, outscale: float) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"A head needs at least one hidden layer, got {n_layers}")
+        self.deter_in = nn.Linear(deter_size, units)
+        self.stoch_in = nn.Linear(stoch_dim, units, bias=False)
+        for layer in (self.deter_in, self.stoch_in):
+            trunc_normal_fan_in_(layer.weight, deter_size + stoch_dim)
+        nn.init.zeros_(self.deter_in.bias)
+        self.first_norm = nn.Sequential(RMSNorm(units), nn.SiLU())
+        self.body = nn.Sequential(norm_layers(units, units, n_layers - 1), output_layer(units, output_dim, outscale))
+
+    def forward(self, state: LatentState) -> th.Tensor:
+        """State (N, ...) -> (N, output_dim), float32"""
+        return self.body(self.first_norm(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state))).float()
+
+
+class NormMlpEncoder(nn.Module):
+    """DreamerV3's vector encoder: flat observations (N, D) -> ``n_layers`` x [Linear -> RMSNorm -> SiLU] (N, units)."""
+
+    def __init__(self, observation_dim: int, units: int, n_layers: int) -> None:
+        super().__init__()
+        self.net = norm_layers(observation_dim, units, n_layers)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(observations.flatten(1))
+
+
+class NormMlpDecoder(nn.Module):
+    """DreamerV3's vector decoder: features (N, feature_dim) -> an MLP of normed layers -> (N, *observation_shape)."""
+
+    def __init__(self, feature_dim: int, observation_shape: tuple[int, ...], units: int, n_layers: int) -> None:
+        super().__init__()
+        self.observation_shape = tuple(observation_shape)
+        output_dim = math.prod(observation_shape)
+        self.net = nn.Sequential(norm_layers(feature_dim, units, n_layers), output_layer(units, output_dim, 1.0))
 
     def forward(self, features: th.Tensor) -> th.Tensor:
         """(N, feature_dim) -> (N, *observation_shape), float32"""

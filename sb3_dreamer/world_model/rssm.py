@@ -1,5 +1,6 @@
 """Recurrent state-space model (RSSM): deterministic GRU state plus a stochastic latent."""
 
+from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch as th
@@ -152,7 +153,140 @@ class ObservedSequence(NamedTuple):
     prior_stats: th.Tensor
 
 
-class RSSM(nn.Module):
+class SequenceModel(nn.Module, ABC):
+    """
+    What the RSSMs share: a deterministic recurrent state ``deter_t = f(deter_{t-1}, stoch_{t-1}, action_{t-1})``, the
+    prior of ``stoch_t`` from ``deter_t``, its posterior from ``deter_t`` and the observation embedding, and the loops
+    that unroll them (imagination, acting, replayed windows). A subclass builds ``latent``, ``prior_net``,
+    ``post_embed_in`` and the layers its hooks use.
+
+    :param stoch_size: number of stochastic variables (categoricals or Gaussians)
+    :param class_size: classes of each categorical (discrete latents only)
+    :param deter_size: size of the recurrent state
+    :param latent_type: ``"discrete"`` (categoricals, straight-through) or ``"gaussian"`` (DreamerV1)
+    :param min_std: lower bound of the Gaussian standard deviation
+    :param unimix: weight of the uniform mixed into the prior and posterior categoricals (discrete latents only,
+        DreamerV3; see :class:`CategoricalLatent`)
+    """
+
+    prior_net: nn.Module
+    #: the embedding's part of the posterior's first layer, applied to a whole window at once
+    post_embed_in: nn.Module
+
+    def __init__(
+        self, stoch_size: int, class_size: int, deter_size: int, latent_type: str, min_std: float, unimix: float
+    ) -> None:
+        super().__init__()
+        if latent_type == "discrete":
+            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size, unimix)
+        elif latent_type == "gaussian":
+            self.latent = GaussianLatent(stoch_size, min_std)
+        else:
+            raise ValueError(f"Unknown latent_type {latent_type!r}: use 'discrete' or 'gaussian'")
+        self.deter_size = deter_size
+        self.stoch_dim = self.latent.sample_dim
+        self.feature_dim = deter_size + self.stoch_dim
+
+    @abstractmethod
+    def embed_action(self, action: th.Tensor) -> th.Tensor:
+        """The action's input to the recurrent step, (..., action_dim) -> (..., hidden)."""
+
+    @abstractmethod
+    def window_action_inputs(self, actions: th.Tensor, keep: th.Tensor) -> th.Tensor:
+        """
+        The action inputs of a window, (T, B, action_dim) -> (T, B, hidden), as from actions zeroed where ``keep``
+        (T, B, 1) is 0.0 (where an episode starts, no previous action).
+        """
+
+    @abstractmethod
+    def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
+        """The next deterministic state from the previous state (N, ...) and the action input (N, hidden)."""
+
+    @abstractmethod
+    def _posterior(self, deter: th.Tensor, embed_in: th.Tensor) -> th.Tensor:
+        """Posterior stats (N, stats_dim) from ``deter`` (N, deter_size) and ``post_embed_in(embed)`` (N, hidden)."""
+
+    def initial_state(self, batch_size: int, device: th.device) -> LatentState:
+        """All-zero state of ``batch_size`` trajectories (also the state after a reset)."""
+        return LatentState(
+            th.zeros(batch_size, self.deter_size, device=device), th.zeros(batch_size, self.stoch_dim, device=device)
+        )
+
+    def prior(self, deter: th.Tensor) -> th.Tensor:
+        """Prior stats of the stochastic state, (..., deter_size) -> (..., stats_dim), float32 under autocast too."""
+        return self.latent.stats_from_output(self.prior_net(deter).float())
+
+    @property
+    def has_index_samples(self) -> bool:
+        """Whether :meth:`imagine_step` can return states holding ``stoch_index`` (categorical latents)."""
+        return isinstance(self.latent, CategoricalLatent)
+
+    def imagine_step(
+        self, state: LatentState, action: th.Tensor, deterministic: bool = False, index_sample: bool = False
+    ) -> LatentState:
+        """
+        One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t.
+
+        :param index_sample: return the sample as ``stoch_index`` (no gradients; categorical latents only)
+        """
+        deter = self._recurrent(state, self.embed_action(action))
+        if index_sample:
+            assert isinstance(self.latent, CategoricalLatent)
+            return LatentState(deter, None, self.latent.sample_index(self.prior(deter), deterministic))
+        return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
+
+    def observe_step(
+        self,
+        state: LatentState,
+        action: th.Tensor,
+        embed: th.Tensor,
+        is_first: th.Tensor | None,
+        deterministic: bool = False,
+    ) -> LatentState:
+        """
+        One posterior step, used when acting.
+
+        :param state: previous state, (N, ...)
+        :param action: previous action, (N, action_dim)
+        :param embed: embedding of the new observation, (N, embedding_dim)
+        :param is_first: 1.0 where the observation starts an episode (state and action are reset), (N,), or None
+            where none does
+        :param deterministic: use the mode of the posterior instead of a sample
+        """
+        if is_first is not None:
+            state, action = reset_episodes(state, action, is_first)
+        deter = self._recurrent(state, self.embed_action(action))
+        stats = self._posterior(deter, self.post_embed_in(embed))
+        return LatentState(deter, self.latent.sample(stats, deterministic))
+
+    def observe(self, embeds: th.Tensor, actions: th.Tensor, is_first: th.Tensor, state: LatentState) -> ObservedSequence:
+        """
+        Posterior states of a window of observations.
+
+        :param embeds: observation embeddings, (T, B, embedding_dim)
+        :param actions: the action that led to each observation, (T, B, action_dim)
+        :param is_first: 1.0 where an observation starts an episode, (T, B)
+        :param state: state before the first step, (B, ...)
+        """
+        keep = continue_mask(is_first)  # (T, B, 1)
+        # Unbound once: the backward pass then stacks the steps' gradients in one operation, where indexing each
+        # step would write each into a zero tensor of the whole window
+        action_ins = self.window_action_inputs(actions, keep).unbind(0)  # T x (B, hidden)
+        embed_ins = self.post_embed_in(embeds).unbind(0)  # T x (B, hidden)
+        deters, stochs, post_stats = [], [], []
+        for step_keep, action_in, embed_in in zip(keep.unbind(0), action_ins, embed_ins, strict=True):
+            state = state.masked(step_keep)
+            deter = self._recurrent(state, action_in)
+            stats = self._posterior(deter, embed_in)
+            state = LatentState(deter, self.latent.sample(stats))
+            deters.append(deter)
+            stochs.append(state.stoch)
+            post_stats.append(stats)
+        deter_seq = th.stack(deters)  # (T, B, deter_size)
+        return ObservedSequence(LatentState(deter_seq, th.stack(stochs)), th.stack(post_stats), self.prior(deter_seq))
+
+
+class RSSM(SequenceModel):
     """
     The RSSM of DreamerV2 (Hafner et al. 2020, https://arxiv.org/abs/2010.02193).
 
@@ -188,16 +322,7 @@ class RSSM(nn.Module):
         unimix: float = 0.0,
         layer_norm_gru: bool = False,
     ) -> None:
-        super().__init__()
-        if latent_type == "discrete":
-            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size, unimix)
-        elif latent_type == "gaussian":
-            self.latent = GaussianLatent(stoch_size, min_std)
-        else:
-            raise ValueError(f"Unknown latent_type {latent_type!r}: use 'discrete' or 'gaussian'")
-        self.deter_size = deter_size
-        self.stoch_dim = self.latent.sample_dim
-        self.feature_dim = deter_size + self.stoch_dim
+        super().__init__(stoch_size, class_size, deter_size, latent_type, min_std, unimix)
         # The input MLP's first layer is split into its stoch and action parts (the same linear map on the
         # concatenation) so that the action part of a whole sequence is computed in one matmul.
         self.stoch_in = nn.Linear(self.stoch_dim, hidden_size)
@@ -212,15 +337,12 @@ class RSSM(nn.Module):
         self.post_embed_in = nn.Linear(embedding_dim, hidden_size, bias=False)
         self.post_out = nn.Linear(hidden_size, self.latent.stats_dim)
 
-    def initial_state(self, batch_size: int, device: th.device) -> LatentState:
-        """All-zero state of ``batch_size`` trajectories (also the state after a reset)."""
-        return LatentState(
-            th.zeros(batch_size, self.deter_size, device=device), th.zeros(batch_size, self.stoch_dim, device=device)
-        )
+    def embed_action(self, action: th.Tensor) -> th.Tensor:
+        return self.action_in(action)
 
-    def prior(self, deter: th.Tensor) -> th.Tensor:
-        """Prior stats of the stochastic state, (..., deter_size) -> (..., stats_dim), float32 under autocast too."""
-        return self.latent.stats_from_output(self.prior_net(deter).float())
+    def window_action_inputs(self, actions: th.Tensor, keep: th.Tensor) -> th.Tensor:
+        # A linear map without bias: zeroing its outputs zeroes its inputs
+        return self.action_in(actions) * keep
 
     def _posterior(self, deter: th.Tensor, embed_in: th.Tensor) -> th.Tensor:
         hidden = self.activation(self.post_deter_in(deter) + embed_in)
@@ -228,72 +350,3 @@ class RSSM(nn.Module):
 
     def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
         return self.gru(self.activation(stoch_linear(self.stoch_in, state) + action_in), state.deter)
-
-    @property
-    def has_index_samples(self) -> bool:
-        """Whether :meth:`imagine_step` can return states holding ``stoch_index`` (categorical latents)."""
-        return isinstance(self.latent, CategoricalLatent)
-
-    def imagine_step(
-        self, state: LatentState, action: th.Tensor, deterministic: bool = False, index_sample: bool = False
-    ) -> LatentState:
-        """
-        One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t.
-
-        :param index_sample: return the sample as ``stoch_index`` (no gradients; categorical latents only)
-        """
-        deter = self._recurrent(state, self.action_in(action))
-        if index_sample:
-            assert isinstance(self.latent, CategoricalLatent)
-            return LatentState(deter, None, self.latent.sample_index(self.prior(deter), deterministic))
-        return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
-
-    def observe_step(
-        self,
-        state: LatentState,
-        action: th.Tensor,
-        embed: th.Tensor,
-        is_first: th.Tensor | None,
-        deterministic: bool = False,
-    ) -> LatentState:
-        """
-        One posterior step, used when acting.
-
-        :param state: previous state, (N, ...)
-        :param action: previous action, (N, action_dim)
-        :param embed: embedding of the new observation, (N, embedding_dim)
-        :param is_first: 1.0 where the observation starts an episode (state and action are reset), (N,), or None
-            where none does
-        :param deterministic: use the mode of the posterior instead of a sample
-        """
-        if is_first is not None:
-            state, action = reset_episodes(state, action, is_first)
-        deter = self._recurrent(state, self.action_in(action))
-        stats = self._posterior(deter, self.post_embed_in(embed))
-        return LatentState(deter, self.latent.sample(stats, deterministic))
-
-    def observe(self, embeds: th.Tensor, actions: th.Tensor, is_first: th.Tensor, state: LatentState) -> ObservedSequence:
-        """
-        Posterior states of a window of observations.
-
-        :param embeds: observation embeddings, (T, B, embedding_dim)
-        :param actions: the action that led to each observation, (T, B, action_dim)
-        :param is_first: 1.0 where an observation starts an episode, (T, B)
-        :param state: state before the first step, (B, ...)
-        """
-        keep = continue_mask(is_first)  # (T, B, 1)
-        # Unbound once: the backward pass then stacks the steps' gradients in one operation, where indexing each
-        # step would write each into a zero tensor of the whole window
-        action_ins = (self.action_in(actions) * keep).unbind(0)  # T x (B, hidden)
-        embed_ins = self.post_embed_in(embeds).unbind(0)  # T x (B, hidden)
-        deters, stochs, post_stats = [], [], []
-        for step_keep, action_in, embed_in in zip(keep.unbind(0), action_ins, embed_ins, strict=True):
-            state = state.masked(step_keep)
-            deter = self._recurrent(state, action_in)
-            stats = self._posterior(deter, embed_in)
-            state = LatentState(deter, self.latent.sample(stats))
-            deters.append(deter)
-            stochs.append(state.stoch)
-            post_stats.append(stats)
-        deter_seq = th.stack(deters)  # (T, B, deter_size)
-        return ObservedSequence(LatentState(deter_seq, th.stack(stochs)), th.stack(post_stats), self.prior(deter_seq))

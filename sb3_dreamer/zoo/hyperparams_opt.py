@@ -1,4 +1,4 @@
-"""Optuna search space of DreamerV2 for ``python -m rl_zoo3.train --algo dreamerv2 -optimize``."""
+"""Optuna search spaces of DreamerV2 and DreamerV3 for ``python -m rl_zoo3.train --algo dreamerv2|dreamerv3 -optimize``."""
 
 import threading
 from collections.abc import Iterator
@@ -74,3 +74,37 @@ def sample_dreamerv2_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     hyperparams = convert_dreamerv2_params(sampled)
     hyperparams["policy_kwargs"] = {**getattr(_base, "policy_kwargs", {}), **hyperparams["policy_kwargs"]}
     return hyperparams
+
+
+def convert_dreamerv3_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Sampled values (such as a trial's ``params``) -> DreamerV3 hyperparameters: all are arguments of the algorithm.
+
+    :param sampled_params: values sampled by :func:`sample_dreamerv3_params`
+    :return: keyword arguments of :class:`sb3_dreamer.DreamerV3`
+    """
+    return dict(sampled_params)
+
+
+def sample_dreamerv3_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Sampler for DreamerV3 hyperparameters around its one configuration (``hyperparams/dreamerv3.yml``): the learning
+    rate, the train ratio (one update every 16, 32 or 64 env steps), the imagination horizon, lambda, the entropy scale
+    and the KL's free bits. The model size and batch stay the experiment's (``size1m``, 16 x 64 in the packaged file),
+    so a trial costs at most twice the packaged setting per env step.
+
+    :param trial: the Optuna trial
+    :param n_actions: unused
+    :param n_envs: unused
+    :param additional_args: unused
+    :return: keyword arguments of :class:`sb3_dreamer.DreamerV3`
+    """
+    sampled = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 3e-4, log=True),
+        "train_freq": trial.suggest_categorical("train_freq", [16, 32, 64]),
+        "imagination_horizon": trial.suggest_int("imagination_horizon", 10, 20),
+        "return_lambda": trial.suggest_categorical("return_lambda", [0.9, 0.95, 0.98]),
+        "actor_entropy_scale": trial.suggest_float("actor_entropy_scale", 1e-4, 3e-3, log=True),
+        "free_bits": trial.suggest_categorical("free_bits", [0.5, 1.0]),
+    }
+    return convert_dreamerv3_params(sampled)

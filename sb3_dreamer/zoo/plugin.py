@@ -1,10 +1,10 @@
 """
-RL Zoo plug-in: make ``dreamerv2`` an ``rl_zoo3`` algorithm like the built-in ones.
+RL Zoo plug-in: make ``dreamerv2`` and ``dreamerv3`` ``rl_zoo3`` algorithms like the built-in ones.
 
-:func:`apply` registers DreamerV2 in ``rl_zoo3.utils.ALGOS``, its Optuna sampler and converter in
+:func:`apply` registers DreamerV2 and DreamerV3 in ``rl_zoo3.utils.ALGOS``, their Optuna samplers and converters in
 ``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
-strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for ``dreamerv2`` only, it reads the
-packaged ``hyperparams/dreamerv2.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
+strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for these two only, it reads the
+packaged ``hyperparams/<algo>.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
 from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`). Given no ``-conf``,
 the baselines (``ppo``, ``dqn``, ``qrdqn``) read the packaged ``hyperparams/<algo>.yml`` for the MinAtar ids, see
 :func:`default_config`.
@@ -22,18 +22,27 @@ from typing import Any
 
 from stable_baselines3.common.policies import BasePolicy
 
-from sb3_dreamer import DreamerV2
+from sb3_dreamer import DreamerV2, DreamerV3
+from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from sb3_dreamer.envs import register_minatar_envs
 from sb3_dreamer.envs.registration import GAME_IDS
-from sb3_dreamer.zoo.hyperparams_opt import convert_dreamerv2_params, policy_kwargs_base, sample_dreamerv2_params
+from sb3_dreamer.zoo.hyperparams_opt import (
+    convert_dreamerv2_params,
+    convert_dreamerv3_params,
+    policy_kwargs_base,
+    sample_dreamerv2_params,
+    sample_dreamerv3_params,
+)
 from sb3_dreamer.zoo.torch_layers import MinAtarCNN
 
-ALGO = "dreamerv2"
+#: The algorithms of this package, by their RL Zoo name
+ALGORITHMS: dict[str, type[DreamerAlgorithm]] = {"dreamerv2": DreamerV2, "dreamerv3": DreamerV3}
+#: Their Optuna samplers and converters of sampled values
+SAMPLERS = {"dreamerv2": sample_dreamerv2_params, "dreamerv3": sample_dreamerv3_params}
+CONVERTERS = {"dreamerv2": convert_dreamerv2_params, "dreamerv3": convert_dreamerv3_params}
 #: The packaged RL Zoo YAML files, one per algorithm
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-#: Hyperparameters read by ``rl_zoo3.train --algo dreamerv2`` when it is given no ``-conf``
-HYPERPARAMS_FILE = HYPERPARAMS_DIR / f"{ALGO}.yml"
 #: The env ids for which the packaged file of another algorithm, if any, replaces the zoo's own
 MINATAR_IDS = frozenset(f"{name}{variant}-MinAtar" for name in GAME_IDS.values() for variant in ("", "POMDP"))
 #: Constructor arguments that are not hyperparameters (the zoo sets env, tensorboard_log, seed, verbose and device)
@@ -47,13 +56,13 @@ SCHEDULE_KEYS = ("actor_learning_rate", "critic_learning_rate", "actor_entropy_s
 
 
 def apply() -> None:
-    """Register DreamerV2 with the RL Zoo (importing ``rl_zoo3``); calling it again does nothing more."""
+    """Register DreamerV2 and DreamerV3 with the RL Zoo (importing ``rl_zoo3``); calling it again does nothing more."""
     from rl_zoo3 import exp_manager, hyperparams_opt, utils
 
     register_minatar_envs()
-    utils.ALGOS[ALGO] = DreamerV2
-    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO] = sample_dreamerv2_params
-    hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO] = convert_dreamerv2_params
+    utils.ALGOS.update(ALGORITHMS)
+    hyperparams_opt.HYPERPARAMS_SAMPLER.update(SAMPLERS)
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update(CONVERTERS)
     # The zoo evaluates policy_kwargs strings in the globals of rl_zoo3.exp_manager
     exp_manager.MinAtarCNN = MinAtarCNN  # type: ignore[attr-defined]
     _patch_experiment_manager(exp_manager.ExperimentManager)
@@ -80,7 +89,7 @@ def _patch_experiment_manager(manager_class: type) -> None:
 
     @functools.wraps(preprocess)
     def preprocess_with_checks(self, hyperparams: dict[str, Any]) -> tuple:
-        if self.algo != ALGO:
+        if self.algo not in ALGORITHMS:
             return preprocess(self, hyperparams)
         _evaluate_strings(self, hyperparams)
         _parse_schedules(self, hyperparams)
@@ -91,18 +100,18 @@ def _patch_experiment_manager(manager_class: type) -> None:
 
     @functools.wraps(objective)
     def objective_with_base(self, trial: Any) -> float:
-        if self.algo != ALGO:
+        if self.algo not in ALGORITHMS:
             return objective(self, trial)
         with policy_kwargs_base(self._hyperparams.get("policy_kwargs") or {}):
             return objective(self, trial)
 
     @functools.wraps(load_pretrained)
     def load_pretrained_or_checkpoint(self, hyperparams: dict[str, Any], env: Any) -> Any:
-        checkpoint = checkpoint_directory(self.trained_agent) if self.algo == ALGO else None
+        checkpoint = checkpoint_directory(self.trained_agent) if self.algo in ALGORITHMS else None
         if checkpoint is None:
             return load_pretrained(self, hyperparams, env)
         hyperparams = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs")}
-        model = DreamerV2.load_checkpoint(
+        model = ALGORITHMS[self.algo].load_checkpoint(
             checkpoint, env, self.device, tensorboard_log=self.tensorboard_log, verbose=self.verbose, **hyperparams
         )
         print(f"Resuming from the checkpoint in {checkpoint} at {model.num_timesteps} timesteps, to {self.n_timesteps}")
@@ -127,10 +136,11 @@ def _patch_experiment_manager(manager_class: type) -> None:
 def default_config(algo: str, env_id: str) -> Path | None:
     """
     The packaged YAML file that ``rl_zoo3.train --algo <algo> --env <env_id>`` reads when given no ``-conf``: always
-    ``dreamerv2.yml`` for ``dreamerv2``; ``<algo>.yml`` for the MinAtar ids if we package one; else None, the zoo's own.
+    ``<algo>.yml`` for ``dreamerv2`` and ``dreamerv3``; ``<algo>.yml`` for the MinAtar ids if we package one; else
+    None, the zoo's own.
     """
-    if algo == ALGO:
-        return HYPERPARAMS_FILE
+    if algo in ALGORITHMS:
+        return HYPERPARAMS_DIR / f"{algo}.yml"
     path = HYPERPARAMS_DIR / f"{algo}.yml"
     return path if env_id in MINATAR_IDS and path.is_file() else None
 
@@ -141,10 +151,10 @@ class ContinuedLearning:
     TensorBoard run (``reset_num_timesteps=False``), which the zoo does not ask for; everything else is the model's.
     """
 
-    def __init__(self, model: DreamerV2) -> None:
+    def __init__(self, model: DreamerAlgorithm) -> None:
         self.model = model
 
-    def learn(self, total_timesteps: int, **kwargs) -> DreamerV2:
+    def learn(self, total_timesteps: int, **kwargs) -> DreamerAlgorithm:
         return self.model.learn(total_timesteps, reset_num_timesteps=False, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -152,7 +162,7 @@ class ContinuedLearning:
 
 
 def checkpoint_directory(trained_agent: str) -> Path | None:
-    """The checkpoint directory of ``-i``, when it names the ``model.zip`` of a DreamerV2 checkpoint, else None."""
+    """The checkpoint directory of ``-i``, when it names the ``model.zip`` of a checkpoint, else None."""
     path = Path(trained_agent)
     if path.name == CHECKPOINT_MODEL and (path.parent / CHECKPOINT_STATE).is_file():
         return path.parent
@@ -174,8 +184,9 @@ def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
             try:
                 hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
             except Exception as error:
+                origin = _origin(manager, key)
                 raise ValueError(
-                    f"{ALGO}: invalid {key} {hyperparams[key]!r} for {_origin(manager, key)}: {type(error).__name__}: {error}"
+                    f"{manager.algo}: invalid {key} {hyperparams[key]!r} for {origin}: {type(error).__name__}: {error}"
                 ) from error
 
 
@@ -194,7 +205,7 @@ def _parse_schedules(manager: Any, hyperparams: dict[str, Any]) -> None:
             schedule = None
         if kind != "lin" or schedule is None:
             raise ValueError(
-                f"{ALGO}: invalid {key} {value!r} for {_origin(manager, key)}: use a number or 'lin_<initial value>' "
+                f"{manager.algo}: invalid {key} {value!r} for {_origin(manager, key)}: use a number or 'lin_<initial value>' "
                 "(a linear schedule to zero)"
             )
         hyperparams[key] = schedule
@@ -206,16 +217,17 @@ def _default_recovery_dir(manager: Any, hyperparams: dict[str, Any]) -> None:
 
 
 def _check_hyperparameters(manager: Any, hyperparams: dict[str, Any]) -> None:
-    """Raise a ``ValueError`` naming each hyperparameter (and policy argument) that DreamerV2 does not accept."""
-    _check_names(hyperparams, _init_arguments(DreamerV2) - NOT_HYPERPARAMETERS, "hyperparameter {!r}", manager)
+    """Raise a ``ValueError`` naming each hyperparameter (and policy argument) that the algorithm does not accept."""
+    algorithm = ALGORITHMS[manager.algo]
+    _check_names(hyperparams, _init_arguments(algorithm) - NOT_HYPERPARAMETERS, "hyperparameter {!r}", manager)
     policy_kwargs = hyperparams.get("policy_kwargs")
     if policy_kwargs is None:
         return
     if not isinstance(policy_kwargs, dict):
         origin = _origin(manager, "policy_kwargs")
-        raise ValueError(f"{ALGO}: policy_kwargs must be a dict, got {policy_kwargs!r} for {origin}")
+        raise ValueError(f"{manager.algo}: policy_kwargs must be a dict, got {policy_kwargs!r} for {origin}")
     policy = hyperparams.get("policy")
-    policy_class = DreamerV2.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+    policy_class = algorithm.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
     if isinstance(policy_class, type) and issubclass(policy_class, BasePolicy):
         allowed = _init_arguments(policy_class) - POLICY_ARGUMENTS
         kind = f"{policy_class.__name__} argument {{!r}} in policy_kwargs"
@@ -235,7 +247,7 @@ def _check_names(names: Iterable[str], allowed: frozenset[str], kind: str, manag
         hint = f" (did you mean {' or '.join(map(repr, matches))}?)" if matches else ""
         problems.append(f"unknown {kind.format(name)}{hint} for {_origin(manager, key or name)}")
     if problems:
-        raise ValueError(f"{ALGO}: {'; '.join(problems)}. Valid names: {', '.join(sorted(allowed))}")
+        raise ValueError(f"{manager.algo}: {'; '.join(problems)}. Valid names: {', '.join(sorted(allowed))}")
 
 
 def _init_arguments(cls: type) -> frozenset[str]:
