@@ -1,8 +1,10 @@
 """
-Throughput of DreamerV2 at its default sizes (``--batch-size`` changes the batch): one JSON line with
+Throughput of DreamerV2 (``--algo dreamerv2``, the default) or DreamerV3 (``--algo dreamerv3``, at ``--model-size``) at
+their default batch (``--batch-size`` changes it): one JSON line with
 
-- ``grad_step_ms``: one gradient step (world model, then actor and critic) on batch 50 x sequence 50, horizon 10,
-  and its parts ``world_model_ms`` and ``actor_critic_ms``,
+- ``grad_step_ms``: one gradient step: DreamerV2's (world model, then actor and critic) on batch 50 x sequence 50,
+  horizon 10, with its parts ``world_model_ms`` and ``actor_critic_ms``; DreamerV3's (one loss, one optimizer step) on
+  batch 16 x sequence 64, horizon 15,
 - ``grad_step_ops``: the operators one gradient step dispatches (forward, backward and optimizer; on a GPU each is at
   least one kernel launch),
 - ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
@@ -13,11 +15,11 @@ Throughput of DreamerV2 at its default sizes (``--batch-size`` changes the batch
   ``matmul_gflops``: the machine's fp32 speed on a 1024 x 1024 x 1024 matmul with the same threads, so that figures
   from different machines can be compared (``grad_step_gflop / grad_step_ms`` is the achieved speed).
 
-``--mixed-precision auto|true|false`` is ``DreamerV2(mixed_precision=...)`` (default ``auto``, the library's; the flag
+``--mixed-precision auto|true|false`` is the model's ``mixed_precision`` (default ``auto``, the library's; the flag
 alone means ``true``); ``bfloat16_autocast`` in the output says whether the gradient steps ran under bfloat16 autocast.
 
-Usage: python scripts/throughput.py --env Breakout-MinAtar [--device cpu] [--threads 2] [--mixed-precision false]
-    [--batch-size 16]
+Usage: python scripts/throughput.py --env Breakout-MinAtar [--algo dreamerv3 --model-size size1m] [--device cpu]
+    [--threads 2] [--mixed-precision false] [--batch-size 16]
 """
 
 import argparse
@@ -32,7 +34,8 @@ from stable_baselines3.common.utils import obs_as_tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from sb3_dreamer import DreamerV2
+from sb3_dreamer import DreamerV2, DreamerV3
+from sb3_dreamer.common.base_class import DreamerAlgorithm
 
 #: ``--mixed-precision`` values and the ``mixed_precision`` they stand for
 MIXED_PRECISION = {"auto": "auto", "true": True, "false": False}
@@ -43,9 +46,20 @@ def _sync(device: th.device) -> None:
         th.cuda.synchronize(device)
 
 
-def time_gradient_steps(model: DreamerV2, n_steps: int) -> dict[str, float]:
-    """Mean ms of full gradient steps and of their world-model and actor-critic parts."""
+def time_gradient_steps(model: DreamerAlgorithm, n_steps: int) -> dict[str, float]:
+    """Mean ms of full gradient steps, and for DreamerV2 of their world-model and actor-critic parts."""
     model.policy.set_training_mode(True)
+    if not isinstance(model, DreamerV2):
+        total_s = 0.0
+        for step in range(n_steps + 1):  # the first step warms up allocators and kernels
+            samples = model.replay_buffer.sample(model.batch_size)
+            _sync(model.device)
+            start = time.perf_counter()
+            model._gradient_step(samples, 0)
+            _sync(model.device)
+            if step > 0:
+                total_s += time.perf_counter() - start
+        return {"grad_step_ms": 1000 * total_s / n_steps}
     world_model_s = actor_critic_s = 0.0
     for step in range(n_steps + 1):  # the first step warms up allocators and kernels
         samples = model.replay_buffer.sample(model.batch_size)
@@ -66,12 +80,11 @@ def time_gradient_steps(model: DreamerV2, n_steps: int) -> dict[str, float]:
     }
 
 
-def gradient_step_gflop(model: DreamerV2) -> float:
+def gradient_step_gflop(model: DreamerAlgorithm) -> float:
     """GFLOP of one gradient step, forward and backward, counted by torch."""
     samples = model.replay_buffer.sample(model.batch_size)
     with FlopCounterMode(display=False) as counter:
-        _, posterior = model._train_world_model(samples)
-        model._train_actor_critic(posterior, samples.terminated)
+        model._gradient_step(samples, 0)
     return counter.get_total_flops() / 1e9
 
 
@@ -87,12 +100,11 @@ class OperatorCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def gradient_step_ops(model: DreamerV2) -> int:
+def gradient_step_ops(model: DreamerAlgorithm) -> int:
     """Operators dispatched by one gradient step."""
     samples = model.replay_buffer.sample(model.batch_size)
     with OperatorCount() as counter:
-        _, posterior = model._train_world_model(samples)
-        model._train_actor_critic(posterior, samples.terminated)
+        model._gradient_step(samples, 0)
     return counter.count
 
 
@@ -109,7 +121,7 @@ def matmul_gflops(device: th.device, size: int = 1024, n_steps: int = 20) -> flo
     return 2 * size**3 * n_steps / (time.perf_counter() - start) / 1e9
 
 
-def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
+def time_acting(model: DreamerAlgorithm, n_envs: int, n_steps: int) -> float:
     """Mean ms of one acting step for ``n_envs`` envs, from host observations to host actions (no episode starts)."""
     policy = model.policy
     observations = np.stack([model.observation_space.sample() for _ in range(n_envs)])
@@ -124,7 +136,7 @@ def time_acting(model: DreamerV2, n_envs: int, n_steps: int) -> float:
     return 1000 * (time.perf_counter() - start) / n_steps
 
 
-def touch_replay(model: DreamerV2) -> None:
+def touch_replay(model: DreamerAlgorithm) -> None:
     """Write zeros into the not yet used rows so that the peak RSS includes a replay buffer at capacity."""
     buffer = model.replay_buffer
     assert not buffer.env_full.any(), "the warm-up filled the replay buffer"
@@ -135,6 +147,8 @@ def touch_replay(model: DreamerV2) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Breakout-MinAtar")
+    parser.add_argument("--algo", default="dreamerv2", choices=["dreamerv2", "dreamerv3"])
+    parser.add_argument("--model-size", default="size1m", help="DreamerV3's model_size (default: size1m)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--grad-steps", type=int, default=10, help="gradient steps to time")
@@ -148,23 +162,28 @@ def main() -> None:
         help="mixed_precision of the model: bfloat16 autocast in the gradient steps (default: auto)",
     )
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
-    parser.add_argument("--batch-size", type=int, default=50, help="sequences per gradient step (the default's 50)")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences per gradient step (default: the algo's)")
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
     mixed_precision = MIXED_PRECISION[args.mixed_precision]
-    model = DreamerV2(
-        "CnnPolicy", args.env, device=args.device, seed=0, mixed_precision=mixed_precision, batch_size=args.batch_size
-    )
+    common = dict(device=args.device, seed=0, mixed_precision=mixed_precision)
+    if args.batch_size is not None:
+        common["batch_size"] = args.batch_size
+    if args.algo == "dreamerv2":
+        model: DreamerAlgorithm = DreamerV2("CnnPolicy", args.env, **common)
+    else:
+        model = DreamerV3("CnnPolicy", args.env, policy_kwargs=dict(model_size=args.model_size), **common)
     # Random warm-up fills the replay buffer; learn() does not train before learning_starts.
     model.learn(model.learning_starts)
     result: dict[str, object] = {
         "env": args.env,
+        "algo": args.algo,
         "device": str(model.device),
         "torch": th.__version__,
         "threads": th.get_num_threads(),
-        "batch_size": args.batch_size,
+        "batch_size": model.batch_size,
         "mixed_precision": mixed_precision,
         "bfloat16_autocast": model.bfloat16_autocast,
         "cpu": platform.processor() or platform.machine(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from sb3_dreamer import DreamerV2
+from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.envs.registration import GAME_IDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,22 +104,23 @@ def test_readme_links_exist():
     assert relative and [link for link in relative if not (REPO / link).exists()] == []
 
 
+def capped_learn(learn):
+    """``learn`` with its budget capped at :data:`TINY_BUDGET` env steps."""
+    return lambda self, total_timesteps, *args, **kwargs: learn(self, min(total_timesteps, TINY_BUDGET), *args, **kwargs)
+
+
 @pytest.mark.parametrize("page", [page for page in PAGES if page_blocks(page, "python")], ids=page_name)
 def test_python_blocks(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    learn = DreamerV2.learn
-    monkeypatch.setattr(
-        DreamerV2,
-        "learn",
-        lambda self, total_timesteps, *args, **kwargs: learn(self, min(total_timesteps, TINY_BUDGET), *args, **kwargs),
-    )
+    for algorithm in (DreamerV2, DreamerV3):
+        monkeypatch.setattr(algorithm, "learn", capped_learn(algorithm.learn))
     for name in GAME_IDS.values():
         for env_id in (f"{name}-MinAtar", f"{name}POMDP-MinAtar"):
             monkeypatch.setattr(gym.spec(env_id), "max_episode_steps", 200)
     namespace: dict = {}
     for block in page_blocks(page, "python"):
         exec(compile(block, str(page), "exec"), namespace)
-    assert isinstance(namespace["model"], DreamerV2)
+    assert isinstance(namespace["model"], (DreamerV2, DreamerV3))
 
 
 @pytest.mark.timeout(1800)

@@ -466,6 +466,49 @@ def test_non_finite_gradient_names_the_gradient_norm(tmp_path):
     assert all(th.isfinite(tensor).all() for tensor in state_of(model).values())
 
 
+class PoisonedReward(gym.Wrapper):
+    """A reward of 3e38 at the env's ``at``-th step: finite in the replay buffer's float32, but its squared error is not."""
+
+    def __init__(self, env: gym.Env, at: int) -> None:
+        super().__init__(env)
+        self.at, self.steps = at, 0
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        return observation, 3e38 if self.steps == self.at else reward, terminated, truncated, info
+
+
+def test_recovery_checkpoint_quarantines_the_rows_of_the_non_finite_step(tmp_path):
+    """The batch that drove the loss to infinity is set aside: resumed from the recovery checkpoint, training goes on."""
+    recovery = tmp_path / "recovery"
+    model = tiny_model(PoisonedReward(gym.make("CartPole-v1"), at=30), "MlpPolicy", recovery_dir=str(recovery))
+    with pytest.raises(NonFiniteError, match=r"Non-finite .*reward_loss.* replayed rows of that step quarantined") as error:
+        model.learn(400)
+    buffer = model.replay_buffer
+    poisoned = int(np.flatnonzero(buffer.rewards.reshape(-1) > 1e38)[0])
+    # The rows of the batch: batch_size windows of sequence_length rows, which may overlap
+    assert poisoned in buffer.quarantine.rows and len(buffer.quarantine) <= model.batch_size * model.sequence_length
+    restored = DreamerV2.load_checkpoint(error.value.checkpoint, gym.make("CartPole-v1"))
+    assert np.array_equal(restored.replay_buffer.quarantine.rows, buffer.quarantine.rows)
+    for _ in range(50):
+        restored.replay_buffer.sample(4)
+        assert poisoned not in restored.replay_buffer.last_batch_inds
+    n_updates = restored._n_updates
+    restored.learn(200, reset_num_timesteps=False)
+    assert restored._n_updates >= n_updates + 20
+
+
+def test_quarantined_rows_leave_when_overwritten():
+    buffer = tiny_model("CartPole-v1", "MlpPolicy", buffer_size=40).learn(30).replay_buffer
+    buffer.quarantine_rows(np.array([[3], [4]]))
+    assert buffer.quarantine.rows.tolist() == [3, 4]
+    observation = np.zeros((1, 4), dtype=np.float32)
+    for _ in range(20):
+        buffer.add(observation, observation, np.zeros(1), np.zeros(1), np.zeros(1), [{}])
+    assert len(buffer.quarantine) == 0
+
+
 def test_update_snapshot_restores_weights_and_optimizer_states():
     module = th.nn.Linear(3, 2)
     optimizer = th.optim.Adam(module.parameters())

@@ -339,15 +339,18 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         # and if Ctrl-C interrupts it: a model saved then holds weights, optimizer states and n_updates of one update
         self._update_snapshot.take()
         metrics: list[dict[str, th.Tensor]] = []
+        # The replayed rows of each step: those of a step that goes non-finite are quarantined
+        batches: list[np.ndarray] = []
         try:
             for step in range(gradient_steps):
                 samples = self._sample(batch_size)
+                batches.append(self.replay_buffer.last_batch_inds)
                 metrics.append(self._gradient_step(samples, step))
 
             # One device-to-host transfer for all metrics of all gradient steps.
             names = list(metrics[0])
             means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
-            check_update(self, self._update_snapshot, metrics, dict(zip(names, means, strict=True)))
+            check_update(self, self._update_snapshot, metrics, dict(zip(names, means, strict=True)), batches)
             self._n_updates += gradient_steps
         except KeyboardInterrupt:
             self._update_snapshot.restore()

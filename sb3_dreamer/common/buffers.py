@@ -9,6 +9,7 @@ from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_dreamer.common.episode_starts import EpisodeStarts
+from sb3_dreamer.common.quarantine import RowQuarantine
 
 
 class SequenceSamples(NamedTuple):
@@ -53,6 +54,10 @@ def action_layout(space: spaces.Discrete | spaces.Box) -> tuple[Any, ...]:
 
 
 SAMPLING_MODES = ("uniform", "episodes")
+
+
+#: Redraws of the windows that hit quarantined rows before :meth:`SequenceReplayBuffer.sample` gives up
+MAX_REDRAWS = 100
 
 
 class SequenceReplayBuffer(ReplayBuffer):
@@ -177,6 +182,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._rows_written = np.zeros(n_envs, dtype=np.int64)
         # Episode boundaries of each ring, updated by the row writes
         self._episode_starts = [EpisodeStarts() for _ in range(n_envs)]
+        #: rows that sampling skips (set aside after a non-finite update, see :meth:`quarantine_rows`)
+        self.quarantine = RowQuarantine()
+        #: the rows of the last sampled batch, as indices into the storage flattened over (n_envs, buffer_size), (T, B)
+        self.last_batch_inds: np.ndarray | None = None
 
     @property
     def nbytes_per_row(self) -> int:
@@ -210,6 +219,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         """
         state = self.__dict__.copy()
         del state["_episode_starts"]
+        state["last_batch_inds"] = None
         if self.observations is not None:
             written = int(self._rows_per_env().max())
             for name in self._row_layout:
@@ -224,6 +234,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.__dict__.update(state)
         self.__dict__.setdefault("sampling", "uniform")
         self.__dict__.setdefault("prioritize_ends", False)
+        self.__dict__.setdefault("quarantine", RowQuarantine())
+        self.__dict__.setdefault("last_batch_inds", None)
         if "_rows_written" not in state:
             # Only the write indices relative to the write head matter, and the ring slot of each: that of row g is
             # g % buffer_size
@@ -294,6 +306,8 @@ class SequenceReplayBuffer(ReplayBuffer):
                 self._episode_starts[env_index].append(write_index, oldest=write_index + 1 - self.buffer_size)
         self._rows_written[env_indices] += 1
         rows = self.env_pos[env_indices]
+        if len(self.quarantine) > 0:
+            self.quarantine.release(env_indices * self.buffer_size + rows)
         self.observations[env_indices, rows] = obs
         self.actions[env_indices, rows] = action
         self.rewards[env_indices, rows] = reward
@@ -363,14 +377,38 @@ class SequenceReplayBuffer(ReplayBuffer):
         plus T with ``prioritize_ends`` (then the last window gets T + 1 shares). The first row of every window is
         marked ``is_first``, so that the world model starts it afresh.
 
+        Windows that hold a quarantined row (:meth:`quarantine_rows`) are drawn again.
+
         :param batch_size: Number of windows B
         :param env: associated VecNormalize to normalize the observations and rewards when sampling
         :return: the windows, time-major (T = sequence_length)
         :raises ValueError: when no window can be sampled: with ``"uniform"``, no ring holds T rows; with
             ``"episodes"``, no finished episode holds T rows
         """
-        if self.sampling == "episodes":
-            return self._sample_episodes(batch_size, env=env)
+        episodes = self.sampling == "episodes"
+        draw = self._draw_episode_windows if episodes else self._draw_uniform_windows
+        batch_inds = draw(batch_size)
+        for _ in range(MAX_REDRAWS):
+            hit = self.quarantine.hit_windows(batch_inds)
+            if not hit.any():
+                self.last_batch_inds = batch_inds
+                return self._get_samples(batch_inds, env=env, first_row_is_first=episodes)
+            batch_inds[:, hit] = draw(int(hit.sum()))
+        raise ValueError(
+            f"Cannot sample windows without quarantined rows: {len(self.quarantine)} rows are quarantined (after a "
+            "non-finite update) and nearly every window holds one; add rows, or empty the quarantine with "
+            "replay_buffer.quarantine = RowQuarantine()"
+        )
+
+    def quarantine_rows(self, batch_inds: np.ndarray) -> None:
+        """
+        Stop sampling the windows that hold any of the rows ``batch_inds`` (flat storage indices, any shape), e.g. the
+        batch of an update that went non-finite, until new rows overwrite them.
+        """
+        self.quarantine.add(batch_inds)
+
+    def _draw_uniform_windows(self, batch_size: int) -> np.ndarray:
+        """Rows (T, B) of ``batch_size`` uniformly drawn windows (``sampling="uniform"``, see :meth:`sample`)."""
         rows_per_env = self._rows_per_env()
         n_starts = np.maximum(rows_per_env - self.sequence_length + 1, 0)
         total_starts = int(n_starts.sum())
@@ -386,7 +424,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         # A full ring's oldest row is at its write head
         starts = draws - (ends - n_starts)[env_indices] + np.where(self.env_full, self.env_pos, 0)[env_indices]
         rows = (starts + np.arange(self.sequence_length)[:, np.newaxis]) % self.buffer_size
-        return self._get_samples(env_indices * self.buffer_size + rows, env=env)
+        return env_indices * self.buffer_size + rows
 
     def finished_episodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """
@@ -418,8 +456,8 @@ class SequenceReplayBuffer(ReplayBuffer):
             return bool((self.finished_episodes()[2] >= self.sequence_length).any())
         return bool((self._rows_per_env() >= self.sequence_length).any())
 
-    def _sample_episodes(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:
-        """Sample like the official DreamerV2 (``sampling="episodes"``, see :meth:`sample`)."""
+    def _draw_episode_windows(self, batch_size: int) -> np.ndarray:
+        """Rows (T, B) of ``batch_size`` windows drawn like the official DreamerV2 (``sampling="episodes"``)."""
         env_indices, starts, lengths = self.finished_episodes()
         long_enough = lengths >= self.sequence_length
         if not long_enough.any():
@@ -436,8 +474,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         upper = last_start + 1 + (self.sequence_length if self.prioritize_ends else 0)
         offsets = np.minimum(np.random.randint(0, upper), last_start)
         write_indices = starts[episodes] + offsets + np.arange(self.sequence_length)[:, np.newaxis]
-        batch_inds = env_indices[episodes] * self.buffer_size + write_indices % self.buffer_size
-        return self._get_samples(batch_inds, env=env, first_row_is_first=True)
+        return env_indices[episodes] * self.buffer_size + write_indices % self.buffer_size
 
     def to_device(self, array: np.ndarray) -> th.Tensor:
         """

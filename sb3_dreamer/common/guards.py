@@ -124,16 +124,22 @@ def check_env_data(
 
 
 def check_update(
-    model: "DreamerAlgorithm", snapshot: UpdateSnapshot, metrics: list[dict[str, th.Tensor]], means: dict[str, float]
+    model: "DreamerAlgorithm",
+    snapshot: UpdateSnapshot,
+    metrics: list[dict[str, th.Tensor]],
+    means: dict[str, float],
+    batches: list[np.ndarray],
 ) -> None:
     """
     After the gradient steps of a ``train()`` call: if a loss or gradient norm was not finite, restore the weights
-    and optimizer states of before the call and stop training.
+    and optimizer states of before the call, quarantine the replayed rows of the first step that went non-finite (the
+    replay buffer samples no window that holds one, also once resumed from the recovery checkpoint) and stop training.
 
     :param model: the model trained
     :param snapshot: its weights and optimizer states before the call
     :param metrics: the metrics of each gradient step, on the device
     :param means: their means over the gradient steps, on the host
+    :param batches: the replayed rows of each gradient step, as flat storage indices (T, B)
     """
     quantities = [name for name, value in means.items() if name.endswith(GUARDED_METRICS) and not math.isfinite(value)]
     if not quantities:
@@ -143,12 +149,18 @@ def check_update(
     quantities = [name for name in quantities if not metrics[step][name].isfinite()] or quantities
     snapshot.restore()
     n_updates = model._n_updates
+    buffer = model.replay_buffer
+    buffer.quarantine_rows(batches[step])
+    envs, slots = np.divmod(batches[step][0], buffer.buffer_size)
+    windows = ", ".join(f"env {env} row {slot}" for env, slot in zip(envs.tolist(), slots.tolist(), strict=True))
     raise_non_finite(
         model,
         f"Non-finite {', '.join(quantities)} in gradient step {n_updates + step + 1} "
         f"(step {step + 1} of {len(metrics)} of a train() call)",
         quantities,
-        f"with the weights and optimizer states restored to before that train() call (n_updates={n_updates})",
+        f"with the weights and optimizer states restored to before that train() call (n_updates={n_updates}) and the "
+        f"{batches[step].size} replayed rows of that step quarantined (windows starting at {windows}: the replay buffer, "
+        "saved with the checkpoint, samples no window that holds one)",
     )
 
 

@@ -170,6 +170,11 @@ class DreamerV3Policy(DreamerPolicy):
             raise ValueError(f"actor_min_std={actor_min_std} must be below actor_max_std={actor_max_std}")
         if image_likelihood is not None and image_likelihood not in IMAGE_LIKELIHOODS:
             raise ValueError(f"Unknown image_likelihood={image_likelihood!r}: use one of {IMAGE_LIKELIHOODS} or None")
+        if image_likelihood == "bernoulli" and encoder_type == "mlp":
+            raise ValueError(
+                "image_likelihood='bernoulli' needs binary targets, but the MLP decoder reconstructs symlog(obs), as in "
+                "DreamerV3: use None (its squared error) or 'mse'"
+            )
         check_booleans(normalize_images=normalize_images)
         check_subclasses(th.optim.Optimizer, "sb3_dreamer.common.laprop.LaProp", optimizer_class=optimizer_class)
         if not isinstance(self.optimizer_kwargs, dict):
