@@ -1,5 +1,5 @@
 """
-Learning for real, on tiny configurations: a memory task and the world model of Breakout.
+Learning for real, on tiny configurations: a memory task (DreamerV2 and DreamerV3) and the world model of Breakout.
 
 Both are marked ``slow`` (``pytest -m "not slow"`` leaves them out; CI runs them). Their timeouts, three times or more the
 longest run seen on a busy 2-core machine, hold there: the memory task needs about 60 s of one core, but took 165 s
@@ -15,7 +15,7 @@ from memory_task import CueMemoryEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_dreamer import DreamerV2
+from sb3_dreamer import DreamerV2, DreamerV3
 
 
 @pytest.mark.slow
@@ -51,6 +51,36 @@ def test_memory_task_is_solved():
         reward_scale=10.0,
         actor_entropy_scale=3e-2,
         exploration_decay_steps=1_000,
+        seed=0,
+    )
+    model.learn(3_000)
+    mean_return, _ = evaluate_policy(model, Monitor(CueMemoryEnv(delay=3)), n_eval_episodes=100, deterministic=True)
+    assert mean_return >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_memory_task_is_solved_by_dreamerv3():
+    """
+    DreamerV3 on the same task, with a larger learning rate, entropy scale (1e-2: with the default 3e-4 the actor turns
+    deterministic before the model has learnt the cue's reward) and reward weight than its defaults, for a tiny task.
+    """
+    model = DreamerV3(
+        "MlpPolicy",
+        CueMemoryEnv(delay=3),
+        policy_kwargs=dict(deter_size=32, units=32, class_size=4, stoch_size=8, blocks=4, optimizer_kwargs=dict(warmup=100)),
+        learning_rate=1e-3,
+        buffer_size=20_000,
+        learning_starts=200,
+        batch_size=16,
+        sequence_length=16,
+        train_freq=4,
+        gradient_steps=2,
+        imagination_horizon=5,
+        gamma=0.9,
+        reward_scale=10.0,
+        actor_entropy_scale=1e-2,
+        mixed_precision=False,
         seed=0,
     )
     model.learn(3_000)
