@@ -202,3 +202,25 @@ def test_cuda_generator_restored_on_resume(tmp_path):
     th.cuda.manual_seed(123)
     DreamerV2.load_checkpoint(tmp_path / "checkpoint", device="cuda")
     assert th.equal(th.rand(3, device=model.device), expected)
+
+
+def test_one_wait_per_dreamerv3_train_call():
+    """DreamerV3's gradient steps (one loss, LaProp with AGC, the slow critic's update) queue without the host waiting."""
+    from test_dreamerv3 import tiny_v3
+
+    from sb3_dreamer.common.laprop import LaProp
+
+    cpu = tiny_v3().learn(60)
+    model = tiny_v3(device="meta", diagnostics_interval=0)
+    policy = model.policy
+    # Moving to meta replaced the parameters (a GPU keeps them): give the optimizer the modules'
+    modules = (policy.world_model, policy.actor, policy.critic)
+    policy.optimizer = LaProp([p for module in modules for p in module.parameters()], lr=1e-4)
+    model._update_snapshot.optimizers = [policy.optimizer]
+    model.replay_buffer = cpu.replay_buffer
+    model.replay_buffer.device = th.device("meta")
+    model._current_progress_remaining = 0.5
+    model.set_logger(configure(None, []))
+    with DeviceWaits() as recorder:
+        model.train(gradient_steps=3, batch_size=4)
+    assert recorder.waits == ["copy to the host"]
