@@ -317,7 +317,8 @@ def test_mixed_precision_gradient_steps_stay_finite() -> None:
 
 
 @pytest.mark.slow
-def test_zoo_train_enjoy_and_optimize(tmp_path: Path) -> None:
+def test_zoo_train_and_optimize(tmp_path: Path) -> None:
+    """``rl_zoo3.train --algo dreamerv3``, with updates, and ``-optimize`` (enjoy runs in the documentation's tests)."""
     tiny = (
         "learning_starts:40",
         "batch_size:4",
@@ -328,59 +329,25 @@ def test_zoo_train_enjoy_and_optimize(tmp_path: Path) -> None:
         f"policy_kwargs:dict({', '.join(f'{k}={v}' for k, v in TINY_V3_POLICY.items())})",
     )
     common = ("--algo", "dreamerv3", "--env", "Breakout-MinAtar", "--env-kwargs", "max_episode_steps:100")
-    run(
-        ["-m", "rl_zoo3.train", *common, "-n", "192", "--eval-freq", "96", "--eval-episodes", "1", "--hyperparams", *tiny],
-        tmp_path,
-    )
-    model_path = tmp_path / "logs" / "dreamerv3" / "Breakout-MinAtar_1" / "Breakout-MinAtar.zip"
-    assert DreamerV3.load(model_path).num_timesteps == 192
-    # 150 steps finish at least one episode of at most 100 steps
-    result = run(["-m", "rl_zoo3.enjoy", *common, "-f", "logs", "-n", "150", "--no-render"], tmp_path)
-    assert "Mean reward" in result.stdout
-    run(
-        [
-            "-m",
-            "rl_zoo3.train",
-            *common,
-            "-n",
-            "100",
-            "-optimize",
-            "--n-trials",
-            "2",
-            "--n-jobs",
-            "1",
-            "--sampler",
-            "random",
-            "--pruner",
-            "none",
-            "--n-evaluations",
-            "1",
-            "--eval-episodes",
-            "1",
-            "-f",
-            "opt_logs",
-            "--hyperparams",
-            *tiny,
-        ],
-        tmp_path,
-    )
-    reports = list((tmp_path / "opt_logs" / "dreamerv3").rglob("report_*.csv"))
-    assert reports, "the study wrote no report"
+    train = ["-m", "rl_zoo3.train", *common, "-n", "192", "--eval-freq", "96", "--eval-episodes", "1"]
+    run([*train, "--hyperparams", *tiny], tmp_path)
+    model = DreamerV3.load(tmp_path / "logs" / "dreamerv3" / "Breakout-MinAtar_1" / "Breakout-MinAtar.zip")
+    assert model.num_timesteps == 192 and model._n_updates > 0
+    optimize = ["-optimize", "--n-trials", "2", "--n-jobs", "1", "--sampler", "random", "--pruner", "none"]
+    optimize += ["--n-evaluations", "1", "--eval-episodes", "1", "-f", "opt_logs"]
+    run(["-m", "rl_zoo3.train", *common, "-n", "96", *optimize, "--hyperparams", *tiny], tmp_path)
+    assert list((tmp_path / "opt_logs" / "dreamerv3").rglob("report_*.csv")), "the study wrote no report"
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_benchmark_run_of_dreamerv3_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    """``python -m sb3_dreamer.benchmark --algos dreamerv3``: the packaged file, checkpoints, resume and final score."""
+def test_benchmark_grid_runs_dreamerv3(tmp_path: Path) -> None:
+    """``python -m sb3_dreamer.benchmark --algos dreamerv3``: the packaged file, a checkpoint, the final score, the report."""
     from test_benchmark import benchmark
 
-    grid = ["--quick", "--algos", "dreamerv3", "--envs", "Breakout-MinAtar", "--seeds", "0", "--eval-freq", "96"]
-    benchmark(tmp_path, *grid, "--frames", "192")
+    benchmark(tmp_path, "--quick", "--algos", "dreamerv3", "--envs", "Breakout-MinAtar", "--seeds", "0", "--frames", "192")
     run_dir = tmp_path / "runs" / "dreamerv3" / "Breakout-MinAtar" / "seed_0"
     assert (run_dir / "checkpoint" / "checkpoint.pkl").is_file()
-    output = benchmark(tmp_path, *grid, "--frames", "288")
-    assert "skipped 0 finished, 1 to train" in output
-    assert "Resuming from the checkpoint" in (run_dir / "train.log").read_text()
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["frames"] == 288 and info["segments"] == 2 and info["final_episodes"] == 5
+    assert info["frames"] == 192 and info["final_episodes"] == 5
     assert "| dreamerv3 | Breakout-MinAtar |" in (tmp_path / "results.md").read_text()
