@@ -5,10 +5,11 @@ with a linear learning-rate warmup.
 For each parameter tensor p with gradient g, at its t-th update (t = 1, 2, ...):
 
 * AGC, on the whole tensor (Frobenius norms; biases and norm scales included, unlike NFNets' unit-wise clipping):
-  g <- g / max(1, ||g|| / (agc * max(agc_pmin, ||p||)))
-* RMS normalisation: nu <- beta2 * nu + (1 - beta2) * g^2, u = g / (sqrt(nu / (1 - beta2^t)) + eps)
-* momentum of the normalised gradient: m <- beta1 * m + (1 - beta1) * u
-* update: p <- p - lr_t * m / (1 - beta1^t), lr_t = lr * min(1, t / warmup) (lr when warmup = 0); no weight decay.
+  ``g <- g / max(1, ||g|| / (agc * max(agc_pmin, ||p||)))``
+* RMS normalisation: ``nu <- beta2 * nu + (1 - beta2) * g^2``, ``u = g / (sqrt(nu / (1 - beta2^t)) + eps)``
+* momentum of the normalised gradient: ``m <- beta1 * m + (1 - beta1) * u``
+* update: ``p <- p - lr_t * m / (1 - beta1^t)``, ``lr_t = lr * min(1, t / warmup)`` (lr when warmup = 0); no weight
+  decay.
 
 The momentum is taken after the normalisation (LaProp, Ziyin et al. 2020), so this is not Adam, which normalises the
 momentum of the raw gradients: m / sqrt(nu).
@@ -32,7 +33,7 @@ def _by_device_and_dtype(parameters: list[th.Tensor]) -> list[list[th.Tensor]]:
 def agc_clip_(parameters: th.Tensor | Iterable[th.Tensor], agc: float, pmin: float) -> None:
     """
     Adaptive gradient clipping per whole tensor, in place on ``p.grad`` (parameters without one are skipped):
-    g <- g / max(1, ||g|| / (agc * max(pmin, ||p||))), Frobenius norms. No host-device synchronisation.
+    ``g <- g / max(1, ||g|| / (agc * max(pmin, ||p||)))``, Frobenius norms. No host-device synchronisation.
 
     :param parameters: the parameters whose gradients to clip
     :param agc: the largest ratio of a gradient's norm to its parameter's norm; 0 disables the clipping
