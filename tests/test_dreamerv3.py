@@ -351,3 +351,22 @@ def test_benchmark_grid_runs_dreamerv3(tmp_path: Path) -> None:
     info = json.loads((run_dir / "run.json").read_text())
     assert info["frames"] == 192 and info["final_episodes"] == 5
     assert "| dreamerv3 | Breakout-MinAtar |" in (tmp_path / "results.md").read_text()
+
+
+def test_transposed_softmax_equals_the_plain_one_within_rounding() -> None:
+    """DreamerV3's latents (fewer than 16 classes) take the softmaxes along a transposed view: the same distributions."""
+    from sb3_dreamer.world_model.distributions import CategoricalLatent
+
+    th.manual_seed(0)
+    stats = 3 * th.randn(64, 32 * 4)
+    plain, transposed = CategoricalLatent(32, 4, 0.01), CategoricalLatent(32, 4, 0.01, transposed_softmax=True)
+    mixed = plain.stats_from_output(stats)
+    assert th.allclose(transposed.stats_from_output(stats), mixed, atol=1e-6)
+    assert th.allclose(transposed.kl(mixed, mixed.flip(0)), plain.kl(mixed, mixed.flip(0)), atol=1e-5)
+    assert th.allclose(transposed.entropy(mixed), plain.entropy(mixed), atol=1e-5)
+    th.manual_seed(1)
+    index = transposed.sample_index(mixed)
+    th.manual_seed(1)
+    assert th.equal(index, plain.sample_index(mixed))
+    assert tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, class_size=4)).policy.rssm.latent.transposed_softmax
+    assert not tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, class_size=16)).policy.rssm.latent.transposed_softmax

@@ -18,6 +18,25 @@ from torch import nn
 from sb3_dreamer.world_model.symlog import symexp, symlog, two_hot, two_hot_mean
 
 
+def class_softmax(logits: th.Tensor, transposed: bool = False) -> th.Tensor:
+    """
+    Softmax over the last dim (classes), (..., classes) -> (..., classes). ``transposed``: computed along a transposed
+    view on the CPU, where PyTorch's kernel vectorises the innermost dimension in blocks of 16 floats: with fewer
+    classes it is about ten times faster so (0.36 against 3.5 ms for 1024 x 32 x 4 on one core), equal within float32
+    rounding; slower with 16 classes or more.
+    """
+    if transposed and logits.device.type == "cpu" and logits.dim() >= 2:
+        return logits.transpose(-1, -2).softmax(dim=-2).transpose(-1, -2)
+    return logits.softmax(dim=-1)
+
+
+def class_log_softmax(logits: th.Tensor, transposed: bool = False) -> th.Tensor:
+    """Log-softmax over the last dim (classes), along a transposed view with ``transposed`` (see :func:`class_softmax`)."""
+    if transposed and logits.device.type == "cpu" and logits.dim() >= 2:
+        return logits.transpose(-1, -2).log_softmax(dim=-2).transpose(-1, -2)
+    return logits.log_softmax(dim=-1)
+
+
 def one_hot(index: th.Tensor, classes: int, dtype: th.dtype = th.float32) -> th.Tensor:
     """
     ``F.one_hot(index, classes).to(dtype)`` in one write, int64 (...) -> (..., classes), for indices known to be in
@@ -26,7 +45,7 @@ def one_hot(index: th.Tensor, classes: int, dtype: th.dtype = th.float32) -> th.
     return th.zeros(*index.shape, classes, dtype=dtype, device=index.device).scatter_(-1, index.unsqueeze(-1), 1.0)
 
 
-def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> th.Tensor:
+def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False, transposed: bool = False) -> th.Tensor:
     """
     One-hot sample of categoricals along the last dim, with straight-through gradients.
 
@@ -35,12 +54,13 @@ def straight_through_one_hot(logits: th.Tensor, deterministic: bool = False) -> 
 
     :param logits: unnormalised log-probabilities, (..., classes)
     :param deterministic: take the mode instead of a sample
+    :param transposed: compute the softmax along a transposed view (:func:`class_softmax`)
     :return: one-hot tensor, (..., classes)
     """
     if not logits.requires_grad:
-        index = logits.argmax(dim=-1) if deterministic else categorical_sample(logits.softmax(dim=-1))
+        index = logits.argmax(dim=-1) if deterministic else categorical_sample(class_softmax(logits, transposed))
         return one_hot(index, logits.shape[-1], logits.dtype)
-    probs = logits.softmax(dim=-1)
+    probs = class_softmax(logits, transposed)
     index = logits.argmax(dim=-1) if deterministic else categorical_sample(probs.detach())
     return one_hot(index, logits.shape[-1], logits.dtype) + (probs - probs.detach())
 
@@ -56,26 +76,27 @@ def categorical_sample(probs: th.Tensor) -> th.Tensor:
     return (cdf <= uniform).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
 
 
-def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
+def unimix_logits(logits: th.Tensor, unimix: float, transposed: bool = False) -> th.Tensor:
     """
     Categoricals over the last dim mixed with a uniform (DreamerV3): the log of
     ``(1 - unimix) * softmax(logits) + unimix / classes``, (..., classes) -> (..., classes). Every class keeps a
     probability of at least ``unimix / classes``, so that log-probabilities, KLs and entropies stay finite.
+    ``transposed``: see :func:`class_softmax`.
     """
-    probs = logits.softmax(dim=-1)
+    probs = class_softmax(logits, transposed)
     return ((1.0 - unimix) * probs + unimix / logits.shape[-1]).log()
 
 
-def categorical_kl(logits_p: th.Tensor, logits_q: th.Tensor) -> th.Tensor:
-    """KL(p || q) between categoricals over the last dim, (..., classes) -> (...)."""
-    log_p = logits_p.log_softmax(dim=-1)
-    log_q = logits_q.log_softmax(dim=-1)
+def categorical_kl(logits_p: th.Tensor, logits_q: th.Tensor, transposed: bool = False) -> th.Tensor:
+    """KL(p || q) between categoricals over the last dim, (..., classes) -> (...); ``transposed``: :func:`class_softmax`."""
+    log_p = class_log_softmax(logits_p, transposed)
+    log_q = class_log_softmax(logits_q, transposed)
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
 
 
-def categorical_entropy(logits: th.Tensor) -> th.Tensor:
-    """Entropy of categoricals over the last dim, (..., classes) -> (...)."""
-    log_p = logits.log_softmax(dim=-1)
+def categorical_entropy(logits: th.Tensor, transposed: bool = False) -> th.Tensor:
+    """Entropy of categoricals over the last dim, (..., classes) -> (...); ``transposed``: :func:`class_softmax`."""
+    log_p = class_log_softmax(logits, transposed)
     return -(log_p.exp() * log_p).sum(dim=-1)
 
 
@@ -114,10 +135,14 @@ class CategoricalLatent(LatentDistribution):
     :param stoch: number of categorical variables
     :param classes: number of classes of each variable
     :param unimix: weight of the uniform mixed into each categorical, in [0, 1) (0: DreamerV2, 0.01: DreamerV3)
+    :param transposed_softmax: compute softmaxes along a transposed view (:func:`class_softmax`): faster on the CPU with
+        fewer than 16 classes, equal within float32 rounding (DreamerV3's latents; DreamerV2 keeps the plain kernel so
+        that its fixed-seed results stay bit-identical)
     """
 
-    def __init__(self, stoch: int, classes: int, unimix: float = 0.0) -> None:
+    def __init__(self, stoch: int, classes: int, unimix: float = 0.0, transposed_softmax: bool = False) -> None:
         self.stoch, self.classes, self.unimix = stoch, classes, unimix
+        self.transposed_softmax = transposed_softmax
         self.sample_dim = self.stats_dim = stoch * classes
 
     def _split(self, stats: th.Tensor) -> th.Tensor:
@@ -127,10 +152,10 @@ class CategoricalLatent(LatentDistribution):
         """The logits (..., stoch * classes) themselves, or with ``unimix`` the log of the mixed probabilities."""
         if self.unimix == 0.0:
             return output
-        return unimix_logits(self._split(output), self.unimix).flatten(-2)
+        return unimix_logits(self._split(output), self.unimix, self.transposed_softmax).flatten(-2)
 
     def sample(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        return straight_through_one_hot(self._split(stats), deterministic).flatten(-2)
+        return straight_through_one_hot(self._split(stats), deterministic, self.transposed_softmax).flatten(-2)
 
     def sample_index(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """
@@ -142,14 +167,14 @@ class CategoricalLatent(LatentDistribution):
         if deterministic:
             index = logits.argmax(dim=-1)
         else:
-            index = categorical_sample(logits.softmax(dim=-1))
+            index = categorical_sample(class_softmax(logits, self.transposed_softmax))
         return index + th.arange(0, self.sample_dim, self.classes, device=stats.device)
 
     def kl(self, stats_p: th.Tensor, stats_q: th.Tensor) -> th.Tensor:
-        return categorical_kl(self._split(stats_p), self._split(stats_q)).sum(-1)
+        return categorical_kl(self._split(stats_p), self._split(stats_q), self.transposed_softmax).sum(-1)
 
     def entropy(self, stats: th.Tensor) -> th.Tensor:
-        return categorical_entropy(self._split(stats)).sum(-1)
+        return categorical_entropy(self._split(stats), self.transposed_softmax).sum(-1)
 
 
 class GaussianLatent(LatentDistribution):

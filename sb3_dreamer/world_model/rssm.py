@@ -167,6 +167,7 @@ class SequenceModel(nn.Module, ABC):
     :param min_std: lower bound of the Gaussian standard deviation
     :param unimix: weight of the uniform mixed into the prior and posterior categoricals (discrete latents only,
         DreamerV3; see :class:`CategoricalLatent`)
+    :param transposed_softmax: the categoricals' softmaxes along a transposed view (see :class:`CategoricalLatent`)
     """
 
     prior_net: nn.Module
@@ -174,11 +175,18 @@ class SequenceModel(nn.Module, ABC):
     post_embed_in: nn.Module
 
     def __init__(
-        self, stoch_size: int, class_size: int, deter_size: int, latent_type: str, min_std: float, unimix: float
+        self,
+        stoch_size: int,
+        class_size: int,
+        deter_size: int,
+        latent_type: str,
+        min_std: float,
+        unimix: float,
+        transposed_softmax: bool = False,
     ) -> None:
         super().__init__()
         if latent_type == "discrete":
-            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size, unimix)
+            self.latent: LatentDistribution = CategoricalLatent(stoch_size, class_size, unimix, transposed_softmax)
         elif latent_type == "gaussian":
             self.latent = GaussianLatent(stoch_size, min_std)
         else:
