@@ -21,7 +21,7 @@ import yaml
 
 from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
 from sb3_dreamer.benchmark.extras import import_rliable
-from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS
+from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
 from sb3_dreamer.benchmark.scalars import read_scalars
 from sb3_dreamer.benchmark.stats import bootstrap_interval, improvement_probability, normalise
 
@@ -225,6 +225,27 @@ def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):
     # scripts/tb_scalars.py reads it once the event files are gone (they are not committed)
     shutil.rmtree(run_dir / "tensorboard")
     assert run_script(TB_SCALARS, tmp_path, *selection) == tables
+
+
+def test_running_parts_record_their_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A part's times are written while it runs, so that a part killed with the machine still counts."""
+    import argparse
+
+    import sb3_dreamer.benchmark.grid as grid
+
+    monkeypatch.setattr(grid, "PROGRESS_INTERVAL", 0.2)
+    launcher = Launcher(argparse.Namespace(threads=1))
+    records: list[tuple] = []
+    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 1.5: pass"
+    with open(tmp_path / "log", "w") as log:
+        returncode, wall_clock_s, cpu_s = launcher.execute(
+            [sys.executable, "-c", burn], dict(os.environ), log, progress=lambda *times: records.append(times)
+        )
+    assert returncode == 0 and cpu_s >= 1.5
+    assert len(records) >= 3 and all(record[0] is None for record in records)
+    cpu_so_far = [record[2] for record in records]
+    assert cpu_so_far == sorted(cpu_so_far) and 0 < cpu_so_far[-1] <= cpu_s
+    assert all(0 < record[1] <= wall_clock_s for record in records)
 
 
 def exact_bootstrap_quantile(values: np.ndarray, q: float) -> float:

@@ -47,7 +47,8 @@ checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, ever
 end) and an unfinished one resumes from it through the zoo's ``-i checkpoint/model.zip``: an interrupted run loses
 at most ``--eval-freq`` frames of work, and a finished run given a larger ``--frames`` trains on to the new budget.
 Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``, ...), whose evaluations are merged,
-and ``segments.json`` records the time of each part (a part killed with the machine is not counted). Runs of the other
+and ``segments.json`` records the time of each part (a part killed with the machine counts up to its last record,
+written every minute, with ``returncode`` null). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings and evaluations; the same command then picks up where the grid stopped.
 Each run gets ``--threads`` torch threads (default cores // ``--processes``) and glibc allocator settings that keep large

@@ -134,13 +134,19 @@ class Launcher:
         command = self.command(run, run_dir, resume)
         # The caller's allocator settings win over the script's
         malloc = {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
+
+        def record(returncode: int | None, wall_clock_s: float, cpu_s: float) -> dict[str, Any]:
+            """Write the segments with this part's times; a part still running (or killed with it) has no returncode."""
+            part = {"resumed": resume, "returncode": returncode, "wall_clock_s": wall_clock_s, "cpu_s": cpu_s}
+            write_json(run_dir / SEGMENTS_FILE, [*segments, part])
+            return part
+
         with open(run_dir / LOG_FILE, "a" if resume else "w") as log:
-            ended = self.execute(command, process_environment(self.threads, malloc), log)
+            ended = self.execute(command, process_environment(self.threads, malloc), log, progress=record)
         if ended is None:
             return "interrupted"
-        returncode, wall_clock_s, cpu_s = ended
-        segments.append({"resumed": resume, "returncode": returncode, "wall_clock_s": wall_clock_s, "cpu_s": cpu_s})
-        write_json(run_dir / SEGMENTS_FILE, segments)
+        returncode = ended[0]
+        segments.append(record(*ended))
         if self.stopped:
             return "interrupted"
         if returncode != 0:
@@ -211,10 +217,19 @@ class Launcher:
             write_json(run_file, info)
         return error
 
-    def execute(self, command: list[str], env: dict[str, str], log: IO[str]) -> tuple[int, float, float] | None:
+    def execute(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        log: IO[str],
+        progress: Callable[[None, float, float], None] | None = None,
+    ) -> tuple[int, float, float] | None:
         """
         Run ``command`` to its end with the environment ``env`` and its output in ``log``: its exit code, wall-clock
         and CPU time (user + system, s), or ``None`` when the grid was stopped before it started.
+
+        :param progress: called every :data:`PROGRESS_INTERVAL` s while the command runs with ``(None, wall-clock s,
+            CPU s so far)``, so that a part killed with the machine has left its times
         """
         start = time.monotonic()
         with self.lock:
@@ -225,8 +240,15 @@ class Launcher:
                 command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
             self.processes.add(process)
+        done = threading.Event()
+        reporter = threading.Thread(target=report_progress, args=(process.pid, start, done, progress), daemon=True)
+        if progress is not None:
+            reporter.start()
         # wait4 also gives the CPU time of the run, which unlike its wall-clock time does not grow on a busy machine
         _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        if progress is not None:
+            reporter.join()  # its last record comes before the caller's final one
         process.returncode = os.waitstatus_to_exitcode(status)
         with self.lock:
             self.processes.discard(process)
@@ -238,6 +260,26 @@ class Launcher:
             self.stopped = True
             for process in self.processes:
                 process.terminate()
+
+
+#: Seconds between two records of a running part's times (:meth:`Launcher.execute`)
+PROGRESS_INTERVAL = 60.0
+
+
+def report_progress(pid: int, start: float, done: threading.Event, progress: Callable[[None, float, float], None]) -> None:
+    """
+    Until ``done`` is set, call ``progress(None, wall-clock s since start, CPU s of process pid)`` every
+    :data:`PROGRESS_INTERVAL` s (psutil reads the CPU time of a process that is still running).
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        while not done.wait(PROGRESS_INTERVAL):
+            times = process.cpu_times()
+            progress(None, round(time.monotonic() - start, 3), round(times.user + times.system, 3))
+    except psutil.Error:  # the process ended between two records
+        return
 
 
 #: A run's job, a method of :class:`Launcher` (``train`` or ``add_final_score``): ``None`` on success, else why it failed
