@@ -75,7 +75,8 @@ def shell_commands(page: Path) -> list[str]:
     commands: list[str] = []
     for block in page_blocks(page, "bash"):
         for command in block.replace("\\\n", " ").splitlines():
-            command = " ".join(command.split())
+            # A trailing comment would swallow the budget options appended below
+            command = " ".join(re.sub(r"\s#.*$", "", command).split())
             if command and not command.startswith(NOT_RUN):
                 commands.append(command)
     return commands
