@@ -9,6 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
 
+from sb3_dreamer.common.checks import check_image_space, check_spaces
 from sb3_dreamer.world_model.distributions import ActionDistribution
 from sb3_dreamer.world_model.model import ActingState, WorldModel
 from sb3_dreamer.world_model.rssm import LatentState, SequenceModel, detached, stack_states
@@ -35,6 +36,33 @@ class DreamerPolicy(BasePolicy):
     world_model: WorldModel
     action_dist: ActionDistribution
     actor: th.nn.Module
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.Discrete | spaces.Box,
+        encoder_type: str,
+        normalize_images: bool,
+        optimizer_class: type[th.optim.Optimizer],
+        optimizer_kwargs: dict[str, Any] | None,
+    ) -> None:
+        """
+        ``BasePolicy``'s set-up (``Box`` actions squashed to [-1, 1]) and the checks every Dreamer policy makes: the
+        spaces, the encoder type (``"cnn"`` or ``"mlp"``) and, for the CNN, the image space.
+        """
+        super().__init__(
+            observation_space,
+            action_space,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=isinstance(action_space, spaces.Box),
+        )
+        check_spaces(observation_space, action_space)
+        if encoder_type not in ("cnn", "mlp"):
+            raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
+        if encoder_type == "cnn":
+            check_image_space(observation_space)
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

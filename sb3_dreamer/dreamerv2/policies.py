@@ -12,12 +12,10 @@ from torch import nn
 from sb3_dreamer.common.checks import (
     check_booleans,
     check_finite,
-    check_image_space,
     check_non_negative,
     check_non_negative_integers,
     check_positive,
     check_positive_integers,
-    check_spaces,
     check_subclasses,
     describe,
 )
@@ -152,19 +150,7 @@ class DreamerV2Policy(DreamerPolicy):
     ) -> None:
         # Before any other local: the options, stored as attributes below and saved by _get_constructor_parameters
         options = {name: value for name, value in locals().items() if name in DreamerV2Policy.option_names()}
-        super().__init__(
-            observation_space,
-            action_space,
-            normalize_images=normalize_images,
-            optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
-            squash_output=isinstance(action_space, spaces.Box),
-        )
-        check_spaces(observation_space, action_space)
-        if encoder_type not in ("cnn", "mlp"):
-            raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
-        if encoder_type == "cnn":
-            check_image_space(observation_space)
+        super().__init__(observation_space, action_space, encoder_type, normalize_images, optimizer_class, optimizer_kwargs)
         check_positive_integers(
             embedding_dim=embedding_dim,
             deter_size=deter_size,

@@ -11,10 +11,8 @@ from stable_baselines3.common.type_aliases import Schedule
 
 from sb3_dreamer.common.checks import (
     check_booleans,
-    check_image_space,
     check_positive,
     check_positive_integers,
-    check_spaces,
     check_subclasses,
     describe,
 )
@@ -129,19 +127,7 @@ class DreamerV3Policy(DreamerPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         options = {name: value for name, value in locals().items() if name in DreamerV3Policy.option_names()}
-        super().__init__(
-            observation_space,
-            action_space,
-            normalize_images=normalize_images,
-            optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
-            squash_output=isinstance(action_space, spaces.Box),
-        )
-        check_spaces(observation_space, action_space)
-        if encoder_type not in ("cnn", "mlp"):
-            raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
-        if encoder_type == "cnn":
-            check_image_space(observation_space)
+        super().__init__(observation_space, action_space, encoder_type, normalize_images, optimizer_class, optimizer_kwargs)
         if model_size not in MODEL_SIZES:
             raise ValueError(f"Unknown model_size {model_size!r}: use one of {tuple(MODEL_SIZES)}")
         for name, value in MODEL_SIZES[model_size].items():
