@@ -18,26 +18,21 @@ TINY_POLICY_KWARGS = dict(
 )
 #: The same as the zoo's ``policy_kwargs:dict(...)`` reads them
 QUICK_POLICY_KWARGS = ",".join(f"{name}={value}" for name, value in TINY_POLICY_KWARGS.items())
+#: The tiny replay and training schedule of both Dreamers under ``--quick``
+QUICK_DREAMER_SCHEDULE = [
+    "learning_starts:100",
+    "batch_size:4",
+    "sequence_length:8",
+    "train_freq:16",
+    "gradient_steps:1",
+    "imagination_horizon:3",
+    "buffer_size:2000",
+]
 #: Tiny settings of ``--quick``, before ``--hyperparams`` and ``--algo-hyperparams``
 QUICK_HYPERPARAMS = {
-    "dreamerv2": [
-        "learning_starts:100",
-        "batch_size:4",
-        "sequence_length:8",
-        "train_freq:16",
-        "gradient_steps:1",
-        "imagination_horizon:3",
-        "buffer_size:2000",
-        f"policy_kwargs:dict({QUICK_POLICY_KWARGS})",
-    ],
+    "dreamerv2": [*QUICK_DREAMER_SCHEDULE, f"policy_kwargs:dict({QUICK_POLICY_KWARGS})"],
     "dreamerv3": [
-        "learning_starts:100",
-        "batch_size:4",
-        "sequence_length:8",
-        "train_freq:16",
-        "gradient_steps:1",
-        "imagination_horizon:3",
-        "buffer_size:2000",
+        *QUICK_DREAMER_SCHEDULE,
         "policy_kwargs:dict(deter_size=16, units=16, class_size=4, cnn_depth=2, stoch_size=4, blocks=4, bins=15)",
     ],
     "dqn": ["learning_starts:50", "buffer_size:2000"],
