@@ -1,6 +1,7 @@
 """
-Shared by the tests: the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hyperparameters),
-which keeps them fast on 2 CPU cores, command lines run in a fresh interpreter, and checks of two models.
+Shared by the tests: one torch thread per pytest-xdist worker, the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick``
+(in Python and as zoo hyperparameters), which keeps them fast on 2 CPU cores, command lines run in a fresh interpreter,
+and checks of two models.
 """
 
 import os
@@ -14,6 +15,10 @@ import torch as th
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS, TINY_POLICY_KWARGS
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One worker process per core (pytest -n): more intra-op threads per worker would wait for each other
+    th.set_num_threads(1)
 
 TINY_POLICY = TINY_POLICY_KWARGS
 TINY = dict(

@@ -25,6 +25,8 @@ from sb3_dreamer.benchmark.layout import Run, read_evaluations
 from sb3_dreamer.benchmark.ray_grid import INSTALL, import_ray
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason=f"--ray needs {INSTALL}")
+# One local Ray cluster at a time: the tests of this module share a worker under pytest -n
+pytestmark = pytest.mark.xdist_group("ray")
 
 #: A local Ray cluster of two CPUs: two runs at a time, one torch thread each
 RAY = ["--ray", "--processes", "2", "--threads", "1"]

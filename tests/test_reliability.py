@@ -551,7 +551,10 @@ th.save(model.policy.state_dict(), sys.argv[3])
 
 def test_resume_in_a_new_process_is_bit_exact(checkpoint, tmp_path, deterministic):
     output = tmp_path / "resumed.pth"
-    subprocess.run([sys.executable, "-c", RESUME, str(checkpoint), str(M_STEPS), str(output)], check=True, timeout=300)
+    # As many intra-op threads as this process (one under pytest -n): reductions split alike
+    environment = {**os.environ, "OMP_NUM_THREADS": str(th.get_num_threads())}
+    command = [sys.executable, "-c", RESUME, str(checkpoint), str(M_STEPS), str(output)]
+    subprocess.run(command, check=True, timeout=300, env=environment)
     resumed = th.load(output)
     uninterrupted = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2, seed=0)).learn(N_STEPS + M_STEPS)
     expected = uninterrupted.policy.state_dict()
