@@ -341,7 +341,33 @@ class CategoricalAction(ActionDistribution):
         return vectors.argmax(dim=-1)
 
 
-class TanhNormalAction(ActionDistribution):
+class NormalActionDistribution(ActionDistribution):
+    """
+    Independent Normals over the actions of a ``Box`` space: the actor outputs ``cat(raw_mean, raw_std)``
+    (..., 2 * action_dim), policy actions have the action space's shape and action vectors are them flattened.
+
+    :param action_shape: shape of the action space
+    """
+
+    def __init__(self, action_shape: tuple[int, ...]) -> None:
+        self.action_shape = tuple(action_shape)
+        self.action_dim = math.prod(self.action_shape)
+        self.param_dim = 2 * self.action_dim
+
+    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
+        """Gaussian noise of std ``amount`` added to actions in [-1, 1] (N, *action_shape), clipped to [-1, 1]."""
+        if amount == 0.0:
+            return actions
+        return (actions + amount * th.randn_like(actions)).clamp(-1.0, 1.0)
+
+    def to_vector(self, actions: th.Tensor) -> th.Tensor:
+        return actions.reshape(*actions.shape[: actions.dim() - len(self.action_shape)], self.action_dim)
+
+    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
+        return vectors.reshape(*vectors.shape[:-1], *self.action_shape)
+
+
+class TanhNormalAction(NormalActionDistribution):
     """
     Independent Normals squashed by tanh into (-1, 1) (``Box`` action spaces; DreamerV1, DreamerV2's ``tanh_normal``).
 
@@ -360,9 +386,7 @@ class TanhNormalAction(ActionDistribution):
     eps = 1e-6
 
     def __init__(self, action_shape: tuple[int, ...], min_std: float, init_std: float, mean_scale: float = 5.0) -> None:
-        self.action_shape = tuple(action_shape)
-        self.action_dim = math.prod(self.action_shape)
-        self.param_dim = 2 * self.action_dim
+        super().__init__(action_shape)
         self.min_std, self.init_std, self.mean_scale = min_std, init_std, mean_scale
 
     def normal(self, params: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -389,20 +413,8 @@ class TanhNormalAction(ActionDistribution):
     def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return -self.log_prob(params, actions)
 
-    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
-        """Gaussian noise of std ``amount`` added to actions in [-1, 1] (N, *action_shape), clipped to [-1, 1]."""
-        if amount == 0.0:
-            return actions
-        return (actions + amount * th.randn_like(actions)).clamp(-1.0, 1.0)
 
-    def to_vector(self, actions: th.Tensor) -> th.Tensor:
-        return actions.reshape(*actions.shape[: actions.dim() - len(self.action_shape)], self.action_dim)
-
-    def from_vector(self, vectors: th.Tensor) -> th.Tensor:
-        return vectors.reshape(*vectors.shape[:-1], *self.action_shape)
-
-
-class BoundedNormalAction(ActionDistribution):
+class BoundedNormalAction(NormalActionDistribution):
     """
     DreamerV3's ``bounded_normal`` actor (``Box`` action spaces): independent Normals with mean ``tanh(raw_mean)`` and
     std ``(max_std - min_std) * sigmoid(raw_std + 2) + min_std``, not squashed. Samples may leave [-1, 1]: policy actions
@@ -416,9 +428,7 @@ class BoundedNormalAction(ActionDistribution):
     """
 
     def __init__(self, action_shape: tuple[int, ...], min_std: float = 0.1, max_std: float = 1.0) -> None:
-        self.action_shape = tuple(action_shape)
-        self.action_dim = math.prod(self.action_shape)
-        self.param_dim = 2 * self.action_dim
+        super().__init__(action_shape)
         self.min_std, self.max_std = min_std, max_std
 
     def normal(self, params: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -439,15 +449,6 @@ class BoundedNormalAction(ActionDistribution):
 
     def entropy(self, params: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return (0.5 * math.log(2 * math.pi * math.e) + self.normal(params)[1].log()).sum(-1)
-
-    def explore(self, actions: th.Tensor, amount: float) -> th.Tensor:
-        """Gaussian noise of std ``amount`` added to actions in [-1, 1] (N, *action_shape), clipped to [-1, 1]."""
-        if amount == 0.0:
-            return actions
-        return (actions + amount * th.randn_like(actions)).clamp(-1.0, 1.0)
-
-    def to_vector(self, actions: th.Tensor) -> th.Tensor:
-        return actions.reshape(*actions.shape[: actions.dim() - len(self.action_shape)], self.action_dim)
 
     def from_vector(self, vectors: th.Tensor) -> th.Tensor:
         """Action vectors -> policy actions of the action space's shape, clipped to [-1, 1]."""
