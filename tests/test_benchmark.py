@@ -20,10 +20,12 @@ import pytest
 import yaml
 
 from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
+from sb3_dreamer.benchmark.cli import parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
+from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.scalars import read_scalars
-from sb3_dreamer.benchmark.stats import bootstrap_interval, improvement_probability, normalise
+from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, improvement_probability, normalise
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
@@ -69,6 +71,16 @@ def modification_times(root: Path) -> dict[Path, int]:
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("quick", [False, True])
+def test_quick_changes_the_default_budgets_only(quick: bool):
+    grid = ["--algos", "dqn", "--envs", "Breakout-MinAtar", "--seeds", "0", *(["--quick"] if quick else [])]
+    args = parse_args(grid)
+    budget = (args.frames, args.eval_freq, args.eval_episodes, args.final_episodes, args.bootstrap_reps)
+    assert budget == ((*QUICK_BUDGET, QUICK_BOOTSTRAP_REPS) if quick else (*FULL_BUDGET, BOOTSTRAP_REPS))
+    args = parse_args([*grid, "--frames", "500", "--bootstrap-reps", "50"])
+    assert (args.frames, args.bootstrap_reps) == (500, 50)
+
+
 def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = benchmark(tmp_path, *GRID)
     assert "skipped 0 finished, 2 to train" in output

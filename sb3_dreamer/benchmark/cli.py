@@ -18,20 +18,21 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
   and the IQM of the normalised evaluation returns against env frames.
 
 The score of a run is its final score (below) or, for a run without one, its last evaluation, which the report marks
-and names. Per algo x env, the mean score over seeds has a percentile bootstrap interval: ``--bootstrap-reps`` (2000)
-resamples of the seeds with replacement from a generator seeded with ``BOOTSTRAP_SEED`` (0), so that the same runs
-give the same report. The aggregate (with rliable, the ``benchmark`` extra) covers ``--aggregate-algos`` (default:
-every algorithm with finished runs, no variant ``ALGO@NAME``) over the envs where each of them has runs of the largest
-frame budget of their runs. It normalises each score per env: (score - low) / (high - low), with high (= 1) the best
-score of any run on the env and low (= 0) the lowest return any run on it scored (its score or any evaluation: in
-practice an early evaluation), over every run of the report at that budget, also those outside the aggregate; no
-random policy is measured. rliable's score matrices need as many runs on every env, so an algorithm's runs are cut to
-its lowest seeds on the env where it has fewest (the report names those left out). On these it computes rliable's
-IQM, mean and optimality gap, the probability of improvement of each algorithm over each other one (rliable's
-``probability_of_improvement``; its bootstrap counts the same without scipy's test, which would take a minute), and the
-IQM of the normalised evaluation returns at each evaluation point, each with a 95% stratified-bootstrap interval (rliable's
-``get_interval_estimates``: runs resampled within each env, percentile intervals, ``--bootstrap-reps`` replications,
-NumPy's global random numbers, from which rliable draws, seeded with ``BOOTSTRAP_SEED`` for each estimate).
+and names. Per algo x env, the mean score over seeds has a percentile bootstrap interval: ``--bootstrap-reps`` (2000,
+200 with ``--quick``) resamples of the seeds with replacement from a generator seeded with ``BOOTSTRAP_SEED`` (0), so
+that the same runs give the same report. The aggregate (with rliable, the ``benchmark`` extra) covers
+``--aggregate-algos`` (default: every algorithm with finished runs, no variant ``ALGO@NAME``) over the envs where each
+of them has runs of the largest frame budget of their runs. It normalises each score per env: (score - low) / (high -
+low), with high (= 1) the best score of any run on the env and low (= 0) the lowest return any run on it scored (its
+score or any evaluation: in practice an early evaluation), over every run of the report at that budget, also those
+outside the aggregate; no random policy is measured. rliable's score matrices need as many runs on every env, so an
+algorithm's runs are cut to its lowest seeds on the env where it has fewest (the report names those left out). On these
+it computes rliable's IQM, mean and optimality gap, the probability of improvement of each algorithm over each other
+one (rliable's ``probability_of_improvement``; its bootstrap counts the same without scipy's test, which would take a
+minute), and the IQM of the normalised evaluation returns at each evaluation point, each with a 95%
+stratified-bootstrap interval (rliable's ``get_interval_estimates``: runs resampled within each env, percentile
+intervals, ``--bootstrap-reps`` replications, NumPy's global random numbers, from which rliable draws, seeded with
+``BOOTSTRAP_SEED`` for each estimate).
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
 (its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
@@ -105,7 +106,7 @@ import matplotlib
 from sb3_dreamer.benchmark.export import export_finished_runs
 from sb3_dreamer.benchmark.grid import run_grid, score_missing
 from sb3_dreamer.benchmark.layout import Run, base_algo
-from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BUDGET
+from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS
 from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
@@ -162,8 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bootstrap-reps",
         type=int,
-        default=BOOTSTRAP_REPS,
-        help=f"bootstrap replications of the report's intervals (default {BOOTSTRAP_REPS})",
+        help=f"bootstrap replications of the report's intervals (default {BOOTSTRAP_REPS}, quick {QUICK_BOOTSTRAP_REPS})",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -182,6 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, default in zip(("frames", "eval_freq", "eval_episodes", "final_episodes"), budget, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.bootstrap_reps is None:
+        args.bootstrap_reps = QUICK_BOOTSTRAP_REPS if args.quick else BOOTSTRAP_REPS
     args.root = args.root.resolve()
     if args.threads is None:
         args.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)

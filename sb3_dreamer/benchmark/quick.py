@@ -3,6 +3,8 @@
 #: (frames, eval_freq, eval_episodes, final_episodes) of the full grid and of ``--quick``
 FULL_BUDGET = (100_000, 10_000, 10, 100)
 QUICK_BUDGET = (300, 100, 2, 5)
+#: bootstrap replications of the report's intervals under ``--quick`` (the full grid's: ``stats.BOOTSTRAP_REPS``)
+QUICK_BOOTSTRAP_REPS = 200
 #: Tiny DreamerV2 networks: a few hundred steps take seconds of a CPU core (``--quick`` and the test suite use them)
 TINY_POLICY_KWARGS = dict(
     embedding_dim=16,
