@@ -246,7 +246,7 @@ def test_running_parts_record_their_times(tmp_path: Path, monkeypatch: pytest.Mo
     import sb3_dreamer.benchmark.grid as grid
 
     monkeypatch.setattr(grid, "PROGRESS_INTERVAL", 0.2)
-    launcher = Launcher(argparse.Namespace(threads=1))
+    launcher = Launcher(argparse.Namespace(threads=1, niceness=0))
     records: list[tuple] = []
     burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 1.5: pass"
     with open(tmp_path / "log", "w") as log:
@@ -264,6 +264,24 @@ def exact_bootstrap_quantile(values: np.ndarray, q: float) -> float:
     """The ``q`` quantile of the mean of ``len(values)`` draws with replacement, from all ``n ** n`` equally likely draws."""
     means = np.sort([values[list(draw)].mean() for draw in itertools.product(range(len(values)), repeat=len(values))])
     return float(means[int(np.ceil(q * len(means))) - 1])
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="the kernel has no autogroups")
+def test_runs_keep_the_benchmarks_nice_value_in_their_own_session():
+    """A run's session (its scheduling group) gets the nice value of a niced benchmark process."""
+    start_run = (
+        "import subprocess; from sb3_dreamer.benchmark.cli import parse_args; from sb3_dreamer.benchmark.grid import "
+        "Launcher, start_in_own_session; niceness = Launcher(parse_args(['--algos', 'dqn'])).niceness; "
+        "run = start_in_own_session(['sh', '-c', 'sleep 1; cat /proc/self/autogroup'], niceness, stdout=subprocess.PIPE, "
+        "text=True); print(run.communicate()[0])"
+    )
+    output = subprocess.run(["nice", "-n", "7", sys.executable, "-c", start_run], capture_output=True, text=True, check=True)
+    own_group = AUTOGROUP.read_text().split()[0]
+    run_group, nice = re.fullmatch(r"(\S+) nice (-?\d+)", output.stdout.strip()).groups()
+    assert run_group != own_group and int(nice) == os.nice(0) + 7
 
 
 def test_bootstrap_interval_of_the_mean():

@@ -185,6 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.bootstrap_reps is None:
         args.bootstrap_reps = QUICK_BOOTSTRAP_REPS if args.quick else BOOTSTRAP_REPS
     args.root = args.root.resolve()
+    # The grid's nice value, which its runs' scheduling groups get on every node (Ray's workers have their own)
+    args.niceness = os.nice(0)
     if args.threads is None:
         args.threads = max(1, len(os.sched_getaffinity(0)) // args.processes)
     try:

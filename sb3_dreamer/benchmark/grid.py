@@ -77,6 +77,8 @@ class Launcher:
         self.args = args
         #: torch threads of a run
         self.threads = args.threads
+        #: nice value of the runs' scheduling groups: the grid's, wherever they run (see :func:`start_in_own_session`)
+        self.niceness = args.niceness
         self.lock = threading.Lock()
         self.processes: set[subprocess.Popen] = set()
         self.stopped = False
@@ -235,10 +237,7 @@ class Launcher:
         with self.lock:
             if self.stopped:
                 return None
-            # Own session: Ctrl-C reaches the benchmark only, which stops the runs (the zoo would save and exit 0)
-            process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            process = start_in_own_session(command, self.niceness, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
             self.processes.add(process)
         done = threading.Event()
         reporter = threading.Thread(target=report_progress, args=(process.pid, start, done, progress), daemon=True)
@@ -260,6 +259,23 @@ class Launcher:
             self.stopped = True
             for process in self.processes:
                 process.terminate()
+
+
+def start_in_own_session(command: list[str], niceness: int, **popen_kwargs: Any) -> subprocess.Popen:
+    """
+    Start ``command`` in a session of its own, so that Ctrl-C reaches the benchmark only, which stops the runs (the zoo
+    would save and exit 0). On Linux, a new session is also a new scheduling group (autogroup), whose own nice value,
+    0, would weigh it against other sessions whatever the process's: a positive ``niceness`` (the grid's, so that
+    ``nice python scripts/benchmark.py`` yields to other work on the machine) becomes the group's (nothing changes
+    where the kernel has no autogroups).
+    """
+    process = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
+    if niceness > 0:
+        try:
+            Path(f"/proc/{process.pid}/autogroup").write_text(str(niceness))
+        except OSError:  # no autogroups, or the run already ended
+            pass
+    return process
 
 
 #: Seconds between two records of a running part's times (:meth:`Launcher.execute`)
