@@ -70,7 +70,6 @@ def modification_times(root: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("*") if path.is_file()}
 
 
-@pytest.mark.timeout(900)
 @pytest.mark.parametrize("quick", [False, True])
 def test_quick_changes_the_default_budgets_only(quick: bool):
     grid = ["--algos", "dqn", "--envs", "Breakout-MinAtar", "--seeds", "0", *(["--quick"] if quick else [])]
@@ -81,6 +80,7 @@ def test_quick_changes_the_default_budgets_only(quick: bool):
     assert (args.frames, args.bootstrap_reps) == (500, 50)
 
 
+@pytest.mark.timeout(900)
 def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = benchmark(tmp_path, *GRID)
     assert "skipped 0 finished, 2 to train" in output

@@ -102,9 +102,13 @@ def tiny_shell_commands() -> dict[str, list[str]]:
     return kept
 
 
+#: :func:`tiny_shell_commands`, by page name
+SHELL_COMMANDS = tiny_shell_commands()
+
+
 def test_pages_have_blocks_of_both_kinds():
     assert len(page_blocks(README, "python")) >= 2 and shell_commands(README)
-    assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and sum(map(len, tiny_shell_commands().values())) >= 8
+    assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and sum(map(len, SHELL_COMMANDS.values())) >= 8
 
 
 def test_readme_links_exist():
@@ -134,10 +138,10 @@ def test_python_blocks(page, tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("page", tiny_shell_commands())
-def test_shell_blocks(page, tmp_path):
+@pytest.mark.parametrize("commands", SHELL_COMMANDS.values(), ids=SHELL_COMMANDS.keys())
+def test_shell_blocks(commands, tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for command in tiny_shell_commands()[page]:
+    for command in commands:
         result = subprocess.run(command, shell=True, cwd=tmp_path, env=environment, capture_output=True, text=True)
         assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
