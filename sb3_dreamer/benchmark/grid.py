@@ -267,7 +267,7 @@ def start_in_own_session(command: list[str], niceness: int, **popen_kwargs: Any)
     would save and exit 0). On Linux, a new session is also a new scheduling group (autogroup), whose own nice value,
     0, would weigh it against other sessions whatever the process's: a positive ``niceness`` (the grid's, so that
     ``nice python scripts/benchmark.py`` yields to other work on the machine) becomes the group's (nothing changes
-    where the kernel has no autogroups).
+    where the process is in no autogroup: a kernel without them, or a CPU cgroup such as a container's).
     """
     process = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
     if niceness > 0:
