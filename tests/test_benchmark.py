@@ -80,6 +80,25 @@ def test_quick_changes_the_default_budgets_only(quick: bool):
     assert (args.frames, args.bootstrap_reps) == (500, 50)
 
 
+@pytest.mark.parametrize(
+    "hyperparams, message",
+    [
+        # Two variants in one group: the second variant's name would reach the zoo as a hyperparameter
+        (["--algo-hyperparams", "dqn@a", "batch_size:8", "dqn@b", "batch_size:16"], "'dqn@b' is no KEY:VALUE item"),
+        (["--algo-hyperparams", "batch_size:8"], "got 'batch_size:8' first"),
+        (["--algo-hyperparams", "dqn@a"], "dqn@a has no KEY:VALUE items"),
+        (["--hyperparams", "n_envs"], "--hyperparams: 'n_envs' is no KEY:VALUE item"),
+    ],
+)
+def test_malformed_hyperparams_are_named(hyperparams: list[str], message: str, capsys: pytest.CaptureFixture):
+    with pytest.raises(SystemExit):
+        parse_args(["--algos", "dqn@a", "dqn@b", "--envs", "Breakout-MinAtar", *hyperparams])
+    assert message in capsys.readouterr().err
+    variant = ["--algo-hyperparams", "dqn@a", "batch_size:8", "gamma:0.9"]
+    args = parse_args(["--algos", "dqn@a", *variant, "--hyperparams", "n_envs:2"])
+    assert args.algo_hyperparams == [["dqn@a", "batch_size:8", "gamma:0.9"]] and args.hyperparams == ["n_envs:2"]
+
+
 @pytest.mark.timeout(900)
 def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = benchmark(tmp_path, *GRID)

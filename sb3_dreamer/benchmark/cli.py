@@ -193,11 +193,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds_per_algo = {algo: int(count) for algo, count in (item.split("=") for item in args.seeds_per_algo)}
     except ValueError:
         parser.error("--seeds-per-algo takes ALGO=N items")
+    check_hyperparams(parser, args)
     missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
     missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
     if missing and not (args.report_only or args.final_eval_missing):
         parser.error(f"no hyperparameter file {', '.join(str(HYPERPARAMS_DIR / f'{algo}.yml') for algo in missing)}")
     return args
+
+
+def check_hyperparams(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with the problem where a ``--hyperparams`` item is no KEY:VALUE, or an ``--algo-hyperparams`` group's is."""
+    items = [("--hyperparams", item, "") for item in args.hyperparams]
+    for algo, *group in args.algo_hyperparams:
+        if ":" in algo:
+            parser.error(f"--algo-hyperparams takes ALGO (or ALGO@NAME), then KEY:VALUE items: got {algo!r} first")
+        if not group:
+            parser.error(f"--algo-hyperparams {algo} has no KEY:VALUE items")
+        items += [(f"--algo-hyperparams {algo}", item, " (give each algorithm its own --algo-hyperparams)") for item in group]
+    for option, item, hint in items:
+        key, _, value = item.partition(":")
+        if not (key and value):
+            parser.error(f"{option}: {item!r} is no KEY:VALUE item{hint}")
 
 
 def main(argv: list[str] | None = None) -> None:
