@@ -48,7 +48,9 @@ def test_learn_predict_save_load(env_id: str, policy: str, tmp_path: Path) -> No
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
     path = tmp_path / "model.zip"
     model.save(path)
-    loaded = DreamerV3.load(path, device="cpu")
+    # An env id, as the constructor takes
+    loaded = DreamerV3.load(path, env=env_id, device="cpu")
+    assert loaded.env.num_envs == 1 and loaded.observation_space == model.observation_space
     assert_same_weights(model, loaded)
     assert loaded.policy.optimizer.state_dict()["state"].keys() == model.policy.optimizer.state_dict()["state"].keys()
     observations = np.stack([model.env.observation_space.sample() for _ in range(2)])

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
@@ -180,7 +181,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     def load(
         cls: type[SelfDreamer],
         path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
+        env: GymEnv | str | None = None,
         device: th.device | str = "auto",
         custom_objects: dict[str, Any] | None = None,
         print_system_info: bool = False,
@@ -188,12 +189,15 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         **kwargs,
     ) -> SelfDreamer:
         """
-        Load a model saved by :meth:`save` (see SB3's ``load``) once its zip file is checked to be complete.
-        Only load files you trust: the model's attributes are unpickled, which can run code.
+        Load a model saved by :meth:`save` (see SB3's ``load``) once its zip file is checked to be complete; ``env``
+        may also be a registered env id, as for the constructor. Only load files you trust: the model's attributes are
+        unpickled, which can run code.
 
         :raises ValueError: naming the file, when it is truncated or corrupted, or not a model of this class
         """
         check_model_file(path, f"{cls.__name__} model", ("policy", *cls.optimizer_names))
+        if isinstance(env, str):  # an env id, as the constructor takes (SB3's load takes env objects only)
+            env = maybe_make_env(env, verbose=0)
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except CORRUPTED_FILE_ERRORS as exc:
