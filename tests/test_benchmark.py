@@ -295,7 +295,7 @@ def test_runs_keep_the_benchmarks_nice_value_in_their_own_session():
     """A run's session (its scheduling group) gets the nice value of a niced benchmark process."""
     start_run = (
         "import subprocess; from sb3_dreamer.benchmark.cli import parse_args; from sb3_dreamer.benchmark.grid import "
-        "Launcher, start_in_own_session; niceness = Launcher(parse_args(['--algos', 'dqn'])).niceness; "
+        "start_in_own_session; niceness = parse_args(['--algos', 'dqn']).niceness; "
         "run = start_in_own_session(['sh', '-c', 'sleep 1; cat /proc/self/autogroup'], niceness, stdout=subprocess.PIPE, "
         "text=True); print(run.communicate()[0])"
     )

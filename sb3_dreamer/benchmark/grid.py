@@ -77,8 +77,6 @@ class Launcher:
         self.args = args
         #: torch threads of a run
         self.threads = args.threads
-        #: nice value of the runs' scheduling groups: the grid's, wherever they run (see :func:`start_in_own_session`)
-        self.niceness = args.niceness
         self.lock = threading.Lock()
         self.processes: set[subprocess.Popen] = set()
         self.stopped = False
@@ -237,7 +235,9 @@ class Launcher:
         with self.lock:
             if self.stopped:
                 return None
-            process = start_in_own_session(command, self.niceness, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = start_in_own_session(
+                command, self.args.niceness, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
             self.processes.add(process)
         done = threading.Event()
         reporter = threading.Thread(target=report_progress, args=(process.pid, start, done, progress), daemon=True)
