@@ -94,6 +94,9 @@ def test_malformed_hyperparams_are_named(hyperparams: list[str], message: str, c
     with pytest.raises(SystemExit):
         parse_args(["--algos", "dqn@a", "dqn@b", "--envs", "Breakout-MinAtar", *hyperparams])
     assert message in capsys.readouterr().err
+
+
+def test_well_formed_hyperparams_are_kept():
     variant = ["--algo-hyperparams", "dqn@a", "batch_size:8", "gamma:0.9"]
     args = parse_args(["--algos", "dqn@a", *variant, "--hyperparams", "n_envs:2"])
     assert args.algo_hyperparams == [["dqn@a", "batch_size:8", "gamma:0.9"]] and args.hyperparams == ["n_envs:2"]
