@@ -326,7 +326,7 @@ def assert_same_samples(buffer: SequenceReplayBuffer, other: SequenceReplayBuffe
     samples = buffer.sample(batch_size)
     np.random.seed(seed)
     for tensor, other_tensor in zip(samples, other.sample(batch_size), strict=True):
-        assert th.equal(tensor, other_tensor)
+        assert tensor is other_tensor is None or th.equal(tensor, other_tensor)
 
 
 def collect_into_both(env: CounterVecEnv, buffer: SequenceReplayBuffer, other: SequenceReplayBuffer, n_steps: int) -> None:

@@ -45,6 +45,7 @@ from sb3_dreamer.common.save_util import (
 from sb3_dreamer.world_model.diagnostics import DREAM_TAG, dream_frames, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.world_model.model import ActingState
 from sb3_dreamer.world_model.returns import ReturnScale
+from sb3_dreamer.world_model.rssm import LatentState
 
 SelfDreamer = TypeVar("SelfDreamer", bound="DreamerAlgorithm")
 
@@ -68,6 +69,8 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     #: the EMA of the lambda-returns' percentile range, used (and saved) with ``normalize_returns`` only
     return_scale: ReturnScale
     _update_snapshot: UpdateSnapshot
+    #: rows of replay context in front of each replayed window (see :meth:`SequenceReplayBuffer.keep_latents`)
+    replay_context: int = 0
     _acting_state: ActingState | None
     #: 1.0 where the last observation starts an episode, (n_envs,), or None where none does
     _episode_starts: th.Tensor | None
@@ -87,21 +90,25 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         if self.seed is not None:
             check_non_negative_integers(seed=self.seed)
         check_optional_paths(recovery_dir=self.recovery_dir)
-        if self.learning_starts < self.sequence_length * self.n_envs:
+        # A replayed window: the replay context's rows, then the sequence
+        window_length = self.sequence_length + self.replay_context
+        window = f"sequence_length = {self.sequence_length}"
+        if self.replay_context > 0:
+            window = f"sequence_length + replay_context = {self.sequence_length} + {self.replay_context}"
+        if self.learning_starts < window_length * self.n_envs:
             raise ValueError(
-                f"learning_starts={self.learning_starts} is smaller than sequence_length * n_envs = "
-                f"{self.sequence_length} * {self.n_envs}: the first update needs a full sequence in each env's replay ring"
+                f"learning_starts={self.learning_starts} is smaller than {window} times n_envs = {self.n_envs}: the "
+                "first update needs a full sequence in each env's replay ring"
             )
-        if self.sequence_length > self.buffer_size // self.n_envs:
+        if window_length > self.buffer_size // self.n_envs:
             raise ValueError(
-                f"sequence_length={self.sequence_length} does not fit in a replay ring of "
-                f"buffer_size // n_envs = {self.buffer_size // self.n_envs} rows"
+                f"{window} does not fit in a replay ring of buffer_size // n_envs = {self.buffer_size // self.n_envs} rows"
             )
-        n_windows = self.n_envs * (self.buffer_size // self.n_envs - self.sequence_length + 1)
+        n_windows = self.n_envs * (self.buffer_size // self.n_envs - window_length + 1)
         if self.batch_size > n_windows:
             raise ValueError(
                 f"batch_size={self.batch_size} is larger than the number of distinct sequences the replay buffer can "
-                f"hold, n_envs * (buffer_size // n_envs - sequence_length + 1) = {n_windows}"
+                f"hold, n_envs * (buffer_size // n_envs - {window_length} + 1) = {n_windows}"
             )
         check_train_freq(self.train_freq, self.n_envs)
         if not isinstance(self.gradient_steps, Integral) or isinstance(self.gradient_steps, bool) or self.gradient_steps < -1:
@@ -345,12 +352,18 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         metrics: list[dict[str, th.Tensor]] = []
         # The replayed rows of each step: those of a step that goes non-finite are quarantined
         batches: list[np.ndarray] = []
+        # With replay context, the posterior states of each step, (T * B, ...), stored back once the call succeeded
+        posteriors: list[LatentState] = []
         try:
             for step in range(gradient_steps):
                 samples = self._sample(batch_size)
                 batches.append(self.replay_buffer.last_batch_inds)
-                metrics.append(self._gradient_step(samples, step))
+                step_metrics, posterior = self._gradient_step(samples, step)
+                metrics.append(step_metrics)
+                posteriors.append(posterior)
 
+            # Replay context: the posterior states start to the host now, the metrics' transfer waits for them too
+            replayed_latents = self._replayed_latents(batches, posteriors) if self.replay_buffer.replay_context else None
             # One device-to-host transfer for all metrics of all gradient steps.
             names = list(metrics[0])
             means = th.stack([th.stack([step[name] for name in names]) for step in metrics]).mean(0).tolist()
@@ -359,6 +372,8 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         except KeyboardInterrupt:
             self._update_snapshot.restore()
             raise
+        if replayed_latents is not None:
+            self.replay_buffer.write_latents(*replayed_latents)
         if self.diagnostics_interval > 0 and self._n_updates % self.diagnostics_interval < gradient_steps:
             self._log_diagnostics(samples)
         for name, value in zip(names, means, strict=True):
@@ -366,12 +381,30 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/mixed_precision", int(self.bfloat16_autocast))
 
+    def _replayed_latents(
+        self, batches: list[np.ndarray], posteriors: list[LatentState]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        Replay context: what :meth:`SequenceReplayBuffer.write_latents` stores of a ``train()`` call's updates, the
+        rows they replayed and their posterior states (later updates of the same rows win). The states are copied to
+        the host without waiting for the device: they are complete once a later transfer waited for it.
+
+        :param batches: the rows of each update's windows, context rows first, (replay_context + T, B) each
+        :param posteriors: each update's posterior states, (T * B, ...)
+        :return: the rows (R,), deterministic states (R, deter_size) and one-hot stochastic states (R, stoch_dim)
+        """
+        rows = np.concatenate([batch[self.replay_buffer.replay_context :].reshape(-1) for batch in batches])
+        deter = th.cat([posterior.deter for posterior in posteriors]).float().to("cpu", non_blocking=True)
+        stoch = th.cat([posterior.stoch for posterior in posteriors]).float().to("cpu", non_blocking=True)
+        return rows, deter.numpy(), stoch.numpy()
+
     @abstractmethod
-    def _gradient_step(self, samples: SequenceSamples, step: int) -> dict[str, th.Tensor]:
+    def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """
         One gradient step on a batch of replayed windows (T, B, ...), the ``step``-th of a ``train()`` call.
 
-        :return: its metrics, 0-dim tensors on the device
+        :return: its metrics, 0-dim tensors on the device, and the posterior states of the windows, (T * B, ...),
+            detached
         """
 
     @abstractmethod
@@ -419,6 +452,15 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     ) -> None:
         check_env_data(self, new_obs, reward, dones, infos)  # type: ignore[arg-type]
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if self.replay_buffer.replay_context > 0:
+            # The model state that chose the actions belongs to the rows of the observations they were taken in (the
+            # initial state during the random warm-up)
+            assert self._acting_state is not None
+            self.replay_buffer.write_latents(
+                self.replay_buffer.previous_rows(),
+                self._acting_state.deter.float().cpu().numpy(),
+                self._acting_state.stoch.float().cpu().numpy(),
+            )
         # None on the usual step where no episode ends: acting then skips the reset of the model state
         self._episode_starts = self.policy.episode_starts(dones)
 

@@ -24,6 +24,9 @@ class SequenceSamples(NamedTuple):
     :param rewards: r_t, (T, B) float32
     :param terminated: 1.0 where o_t is a terminal state (not a time-limit truncation), (T, B) float32
     :param is_first: 1.0 where o_t is the first observation of an episode, (T, B) float32
+    :param start_deter: with replay context, the stored model state of the row before each window, its deterministic
+        part (B, deter_size) float32; None: the windows start from the initial state
+    :param start_stoch: likewise its stochastic part, the flat one-hot (B, stoch_dim) float32
     """
 
     observations: th.Tensor
@@ -31,6 +34,8 @@ class SequenceSamples(NamedTuple):
     rewards: th.Tensor
     terminated: th.Tensor
     is_first: th.Tensor
+    start_deter: th.Tensor | None = None
+    start_stoch: th.Tensor | None = None
 
 
 def is_binary_box(space: spaces.Space) -> bool:
@@ -98,6 +103,11 @@ class SequenceReplayBuffer(ReplayBuffer):
     :param prioritize_ends: With ``sampling="episodes"``, give the last window of each episode ``sequence_length``
         extra shares of the draw of the window start, as the official DreamerV2 does (its default). Only valid with
         ``sampling="episodes"``.
+
+    Replay context (DreamerV3's ``replay_context``, see :meth:`keep_latents`): each row also holds a model state of its
+    observation, written when the agent acted on it and rewritten by each update that replays it; a sampled window
+    then has ``replay_context`` rows more at its front, and the state stored in the last of them starts the window.
+    Rows that no model state was written to start from the initial (all-zero) state.
     """
 
     observations: np.ndarray | None  # (n_envs, buffer_size, *obs_shape) or bit-packed (n_envs, buffer_size, n_bytes)
@@ -105,6 +115,8 @@ class SequenceReplayBuffer(ReplayBuffer):
     rewards: np.ndarray | None  # (n_envs, buffer_size)
     terminated: np.ndarray | None  # (n_envs, buffer_size)
     is_first: np.ndarray | None  # (n_envs, buffer_size)
+    latent_deter: np.ndarray | None  # (n_envs, buffer_size, deter_size) float16, with keep_latents only
+    latent_stoch: np.ndarray | None  # (n_envs, buffer_size, ceil(stoch_dim / 8)) bit-packed, with keep_latents only
 
     def __init__(
         self,
@@ -184,8 +196,66 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._episode_starts = [EpisodeStarts() for _ in range(n_envs)]
         #: rows that sampling skips (set aside after a non-finite update, see :meth:`quarantine_rows`)
         self.quarantine = RowQuarantine()
-        #: the rows of the last sampled batch, as indices into the storage flattened over (n_envs, buffer_size), (T, B)
+        #: the rows of the last sampled batch, as indices into the storage flattened over (n_envs, buffer_size),
+        #: (replay_context + T, B)
         self.last_batch_inds: np.ndarray | None = None
+        #: rows in front of each window whose last stored model state starts it (see :meth:`keep_latents`)
+        self.replay_context = 0
+        #: (deter_size, stoch_dim) of the stored model states, None where the rows hold none
+        self.latent_sizes: tuple[int, int] | None = None
+
+    def keep_latents(self, replay_context: int, deter_size: int, stoch_dim: int) -> None:
+        """
+        Store a model state with each row and start each window from the state of the row before it (DreamerV3's
+        replay context): windows get ``replay_context`` rows of context in front of their ``sequence_length`` rows.
+        The deterministic state is stored as float16 (2 bytes per unit), the one-hot stochastic state bit-packed.
+
+        :param replay_context: context rows per window, at least 1
+        :param deter_size: size of the deterministic state
+        :param stoch_dim: size of the flat one-hot stochastic state
+        :raises ValueError: once rows are stored, with episode sampling, or when the windows no longer fit in a ring
+        """
+        if self.observations is not None:
+            raise ValueError("keep_latents() must come before the first add(): rows are already stored without states")
+        if self.sampling != "uniform":
+            raise ValueError(f"Replay context needs sampling='uniform': sampling={self.sampling!r} starts every window afresh")
+        if replay_context < 1 or self.sequence_length + replay_context > self.buffer_size:
+            raise ValueError(
+                f"replay_context={replay_context} must be at least 1, and sequence_length + replay_context = "
+                f"{self.sequence_length} + {replay_context} at most the ring size buffer_size // n_envs = {self.buffer_size}"
+            )
+        self.replay_context = replay_context
+        self._row_layout["latent_deter"] = ((deter_size,), np.dtype(np.float16))
+        self._row_layout["latent_stoch"] = (((stoch_dim + 7) // 8,), np.dtype(np.uint8))
+        self.latent_deter = self.latent_stoch = None
+        self.latent_sizes = (deter_size, stoch_dim)
+
+    @property
+    def window_length(self) -> int:
+        """Rows of a sampled window: the context rows, then the ``sequence_length`` rows trained on."""
+        return self.replay_context + self.sequence_length
+
+    def previous_rows(self) -> np.ndarray:
+        """
+        The row of each env before its newest one, (n_envs,) flat storage indices: after an :meth:`add`, the rows of
+        the observations the actions were taken in.
+        """
+        return np.arange(self.n_envs) * self.buffer_size + (self.env_pos - 2) % self.buffer_size
+
+    def write_latents(self, rows: np.ndarray, deter: np.ndarray, stoch: np.ndarray) -> None:
+        """
+        Store model states in rows (with :meth:`keep_latents`).
+
+        :param rows: flat storage indices, any shape R
+        :param deter: deterministic states, (*R, deter_size)
+        :param stoch: flat one-hot stochastic states, (*R, stoch_dim)
+        """
+        assert self.latent_deter is not None and self.latent_stoch is not None
+        rows = rows.reshape(-1)
+        self.latent_deter.reshape(-1, self.latent_deter.shape[-1])[rows] = deter.reshape(len(rows), -1)
+        self.latent_stoch.reshape(-1, self.latent_stoch.shape[-1])[rows] = np.packbits(
+            stoch.reshape(len(rows), -1) > 0.5, axis=-1
+        )
 
     @property
     def nbytes_per_row(self) -> int:
@@ -236,6 +306,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.__dict__.setdefault("prioritize_ends", False)
         self.__dict__.setdefault("quarantine", RowQuarantine())
         self.__dict__.setdefault("last_batch_inds", None)
+        self.__dict__.setdefault("replay_context", 0)
+        self.__dict__.setdefault("latent_sizes", None)
         if "_rows_written" not in state:
             # Only the write indices relative to the write head matter, and the ring slot of each: that of row g is
             # g % buffer_size
@@ -377,6 +449,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         plus T with ``prioritize_ends`` (then the last window gets T + 1 shares). The first row of every window is
         marked ``is_first``, so that the world model starts it afresh.
 
+        With replay context (:meth:`keep_latents`), each window is drawn with ``replay_context`` rows more in front,
+        and the model state stored in the last of them comes with the window as its start state.
+
         Windows that hold a quarantined row (:meth:`quarantine_rows`) are drawn again.
 
         :param batch_size: Number of windows B
@@ -408,14 +483,18 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.quarantine.add(batch_inds)
 
     def _draw_uniform_windows(self, batch_size: int) -> np.ndarray:
-        """Rows (T, B) of ``batch_size`` uniformly drawn windows (``sampling="uniform"``, see :meth:`sample`)."""
+        """
+        Rows (replay_context + T, B) of ``batch_size`` uniformly drawn windows (``sampling="uniform"``, see
+        :meth:`sample`).
+        """
         rows_per_env = self._rows_per_env()
-        n_starts = np.maximum(rows_per_env - self.sequence_length + 1, 0)
+        window_length = self.window_length
+        n_starts = np.maximum(rows_per_env - window_length + 1, 0)
         total_starts = int(n_starts.sum())
         if total_starts == 0:
             raise ValueError(
-                f"Cannot sample sequences of {self.sequence_length} rows: the replay buffer holds "
-                f"{rows_per_env.tolist()} rows per env, at least one env needs {self.sequence_length}"
+                f"Cannot sample sequences of {window_length} rows: the replay buffer holds "
+                f"{rows_per_env.tolist()} rows per env, at least one env needs {window_length}"
             )
         # Draw uniformly among all valid starts of all rings
         ends = np.cumsum(n_starts)
@@ -423,7 +502,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         env_indices = np.searchsorted(ends, draws, side="right")
         # A full ring's oldest row is at its write head
         starts = draws - (ends - n_starts)[env_indices] + np.where(self.env_full, self.env_pos, 0)[env_indices]
-        rows = (starts + np.arange(self.sequence_length)[:, np.newaxis]) % self.buffer_size
+        rows = (starts + np.arange(window_length)[:, np.newaxis]) % self.buffer_size
         return env_indices * self.buffer_size + rows
 
     def finished_episodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -454,7 +533,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         """Whether :meth:`sample` has a window: T rows in a ring, or with ``"episodes"`` a finished episode of T rows."""
         if self.sampling == "episodes":
             return bool((self.finished_episodes()[2] >= self.sequence_length).any())
-        return bool((self._rows_per_env() >= self.sequence_length).any())
+        return bool((self._rows_per_env() >= self.window_length).any())
 
     def _draw_episode_windows(self, batch_size: int) -> np.ndarray:
         """Rows (T, B) of ``batch_size`` windows drawn like the official DreamerV2 (``sampling="episodes"``)."""
@@ -493,16 +572,19 @@ class SequenceReplayBuffer(ReplayBuffer):
         self, batch_inds: np.ndarray, env: VecNormalize | None = None, first_row_is_first: bool = False
     ) -> SequenceSamples:
         """
-        :param batch_inds: rows to gather, as indices into the storage flattened over (n_envs, buffer_size), (T, B)
+        :param batch_inds: rows to gather, as indices into the storage flattened over (n_envs, buffer_size),
+            (replay_context + T, B): the context rows, whose last stored model state starts the window, then the rows
+            of the window
         :param env: associated VecNormalize to normalize the observations and rewards
         :param first_row_is_first: mark the first row of each window ``is_first``
         :return: the gathered rows
         """
         assert self.observations is not None and self.actions is not None and self.rewards is not None
         assert self.terminated is not None and self.is_first is not None
+        context_rows, batch_inds = batch_inds[: self.replay_context], batch_inds[self.replay_context :]
 
-        def gather(array: np.ndarray) -> np.ndarray:
-            return array.reshape(-1, *array.shape[2:])[batch_inds]
+        def gather(array: np.ndarray, rows: np.ndarray = batch_inds) -> np.ndarray:
+            return array.reshape(-1, *array.shape[2:])[rows]
 
         observations = gather(self.observations)
         if self.pack_observations:
@@ -512,10 +594,18 @@ class SequenceReplayBuffer(ReplayBuffer):
         is_first = gather(self.is_first)
         if first_row_is_first:
             is_first[0] = True
+        start_deter = start_stoch = None
+        if self.replay_context > 0:
+            assert self.latent_deter is not None and self.latent_stoch is not None and self.latent_sizes is not None
+            start_deter = self.to_device(gather(self.latent_deter, context_rows[-1]).astype(np.float32))
+            stoch = np.unpackbits(gather(self.latent_stoch, context_rows[-1]), axis=-1, count=self.latent_sizes[1])
+            start_stoch = self.to_device(stoch.astype(np.float32))
         return SequenceSamples(
             observations=self.to_device(self._normalize_obs(observations, env)),  # type: ignore[arg-type]
             actions=self.to_device(gather(self.actions).astype(action_dtype, copy=False)),
             rewards=self.to_device(self._normalize_reward(gather(self.rewards), env)),
             terminated=self.to_device(gather(self.terminated).astype(np.float32)),
             is_first=self.to_device(is_first.astype(np.float32)),
+            start_deter=start_deter,
+            start_stoch=start_stoch,
         )

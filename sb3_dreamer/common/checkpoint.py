@@ -137,6 +137,13 @@ def check_replay_buffer(buffer: Any, model: "DreamerV2", path: Any) -> SequenceR
             f"Cannot load the replay buffer in {path}: its (observation shape, n_envs, sequence_length) = {found} "
             f"differ from the model's {expected}"
         )
+    found = (buffer.replay_context, buffer.latent_sizes)
+    expected = (model.replay_buffer.replay_context, model.replay_buffer.latent_sizes)
+    if found != expected:
+        raise ValueError(
+            f"Cannot load the replay buffer in {path}: its replay context and stored model state sizes "
+            f"(replay_context, (deter_size, stoch_dim)) = {found} differ from the model's {expected}"
+        )
     if action_layout(buffer.action_space) != action_layout(model.action_space):
         raise ValueError(
             f"Cannot load the replay buffer in {path}: its action space {buffer.action_space} differs from the "

@@ -386,13 +386,13 @@ class DreamerV2(DreamerAlgorithm):
             self.logger.record(f"train/{name}_learning_rate", learning_rate)
         self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
-    def _gradient_step(self, samples: SequenceSamples, step: int) -> dict[str, th.Tensor]:
+    def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """A gradient step of the world model, then of actor and critic, then the target critic's update if due."""
         world_model_metrics, posterior = self._train_world_model(samples)
         metrics = {**world_model_metrics, **self._train_actor_critic(posterior, samples.terminated)}
         if self.target_update_unit == "gradient_steps" and (self._n_updates + step) % self.target_update_interval == 0:
             self._update_target_critic()
-        return metrics
+        return metrics, posterior
 
     def _sample(self, batch_size: int) -> SequenceSamples:
         """A batch of replayed windows, with the rewards that the world model learns (see ``reward_transform``)."""

@@ -21,7 +21,7 @@ from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.dreamerv3.policies import CnnPolicy, DreamerV3Policy, MlpPolicy
 from sb3_dreamer.world_model.model import ActingState, WorldModelLossConfig
 from sb3_dreamer.world_model.returns import ReturnScale, lambda_return
-from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.world_model.rssm import LatentState, detached
 
 SelfDreamerV3 = TypeVar("SelfDreamerV3", bound="DreamerV3")
 
@@ -90,6 +90,9 @@ class DreamerV3(DreamerAlgorithm):
     :param slow_critic_regularizer: weight of the critic's cross-entropy towards the slow critic's values
     :param replay_critic_scale: weight of the critic's loss on replayed states, whose gradient reaches the world model
         (DreamerV3's ``repval``, 0.3); 0 disables it
+    :param replay_context: DreamerV3's ``replay_context`` (1): the replay buffer keeps a model state with each row (the
+        acting posterior, then the latest update's) and each replayed window gets this many rows in front of its
+        ``sequence_length``, the last of whose states starts it; 0 starts every window from the initial state
     :param mixed_precision: bfloat16 autocast of the gradient steps' forward passes: True, False or ``"auto"`` (where
         it is faster), as in :class:`~sb3_dreamer.DreamerV2`
     :param diagnostics_interval: every this many gradient steps, log world-model diagnostics (0 disables them)
@@ -138,6 +141,7 @@ class DreamerV3(DreamerAlgorithm):
         slow_critic_rate: float = 0.02,
         slow_critic_regularizer: float = 1.0,
         replay_critic_scale: float = 0.3,
+        replay_context: int = 1,
         mixed_precision: str | bool = "auto",
         diagnostics_interval: int = 2000,
         recovery_dir: str | None = DREAMERV3_RECOVERY_DIR,
@@ -187,6 +191,7 @@ class DreamerV3(DreamerAlgorithm):
         self.slow_critic_rate = slow_critic_rate
         self.slow_critic_regularizer = slow_critic_regularizer
         self.replay_critic_scale = replay_critic_scale
+        self.replay_context = replay_context
         self.mixed_precision = mixed_precision
         self.diagnostics_interval = diagnostics_interval
         self.recovery_dir = recovery_dir
@@ -196,6 +201,7 @@ class DreamerV3(DreamerAlgorithm):
             self._setup_model()
 
     def _check_hyperparameters(self) -> None:
+        check_non_negative_integers(replay_context=self.replay_context)
         self._check_training_settings()
         check_positive_integers(imagination_horizon=self.imagination_horizon)
         check_non_negative_integers(diagnostics_interval=self.diagnostics_interval)
@@ -219,6 +225,9 @@ class DreamerV3(DreamerAlgorithm):
         self.bfloat16_autocast = resolve_mixed_precision(self.mixed_precision, self.device)
         self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
+        if self.replay_context > 0:
+            rssm = self.policy.world_model.rssm
+            self.replay_buffer.keep_latents(self.replay_context, rssm.deter_size, rssm.stoch_dim)
         kl_scale = self.dynamics_scale + self.representation_scale
         self.world_model_loss_config = WorldModelLossConfig(
             kl_scale=kl_scale,
@@ -258,10 +267,10 @@ class DreamerV3(DreamerAlgorithm):
         self.logger.record("train/learning_rate", learning_rate)
         self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
-    def _gradient_step(self, samples: SequenceSamples, step: int) -> dict[str, th.Tensor]:
+    def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """One step of the optimizer on the sum of all losses (one backward pass), then the slow critic's update."""
         with self._autocast():
-            loss, metrics = self._losses(samples)
+            loss, metrics, posterior = self._losses(samples)
         policy = self.policy
         parameters = [p for group in policy.optimizer.param_groups for p in group["params"]]
         policy.optimizer.zero_grad(set_to_none=True)
@@ -269,12 +278,12 @@ class DreamerV3(DreamerAlgorithm):
         metrics["total_grad_norm"] = th.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
         policy.optimizer.step()
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.slow_critic_rate)
-        return metrics
+        return metrics, detached(posterior)
 
-    def _losses(self, samples: SequenceSamples) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    def _losses(self, samples: SequenceSamples) -> tuple[th.Tensor, dict[str, th.Tensor], LatentState]:
         """
         The world model's loss, the actor's and the critic's on trajectories imagined from every posterior state, and
-        the critic's on the replayed states: their weighted sum and detached metrics.
+        the critic's on the replayed states: their weighted sum, detached metrics and the posterior states (T * B, ...).
         """
         world_model_loss, metrics, posterior = self.policy.world_model.loss(samples, self.world_model_loss_config)
         n_steps, batch_size = samples.rewards.shape
@@ -287,7 +296,7 @@ class DreamerV3(DreamerAlgorithm):
             loss = loss + self.replay_critic_scale * replay_loss
             metrics["replay_critic_loss"] = replay_loss.detach()
         metrics["total_loss"] = loss.detach()
-        return loss, metrics
+        return loss, metrics, posterior
 
     def _actor_critic_losses(self, start: LatentState) -> tuple[th.Tensor, th.Tensor, th.Tensor, dict[str, th.Tensor]]:
         """

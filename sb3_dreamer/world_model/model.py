@@ -138,7 +138,8 @@ class WorldModel(nn.Module):
         The world-model loss of a batch of replayed windows: reconstruction, reward and discount prediction from the
         posterior states, and the balanced KL between posterior and prior.
 
-        :param samples: windows (T, B, ...)
+        :param samples: windows (T, B, ...), which start from the initial state or from their ``start_deter`` and
+            ``start_stoch`` (replay context)
         :param config: the weights and clips of the loss terms
         :return: the loss, detached metrics, and the posterior states flattened to (N, ...) with N = T * B, with their
             gradients to the world model
@@ -147,7 +148,11 @@ class WorldModel(nn.Module):
         observations = self.preprocess(samples.observations)  # (T, B, *obs_shape)
         actions = self.action_dist.to_vector(samples.actions)  # (T, B, action_dim)
         embeds = self.embed(observations)  # (T, B, E)
-        initial = rssm.initial_state(samples.rewards.shape[1], embeds.device)
+        if samples.start_deter is None:
+            initial = rssm.initial_state(samples.rewards.shape[1], embeds.device)
+        else:
+            # Replay context: the stored states of the rows before the windows
+            initial = LatentState(samples.start_deter, samples.start_stoch)
         sequence = rssm.observe(embeds, actions, samples.is_first, initial)
         posterior = LatentState(sequence.posterior.deter.flatten(0, 1), sequence.posterior.stoch.flatten(0, 1))  # (T * B, ...)
 
