@@ -190,3 +190,20 @@ def test_without_replay_context_windows_start_from_the_initial_state() -> None:
     samples = model.replay_buffer.sample(4)
     assert samples.start_deter is None and samples.start_stoch is None
     assert model.replay_buffer.latent_sizes is None and model.replay_buffer.last_batch_inds.shape == (8, 4)
+
+
+def test_previous_rows_hold_the_observations_acted_on() -> None:
+    """After each add, ``previous_rows()`` are the rows of ``obs``, in every env, across episode ends and ring wraps."""
+    buffer = SequenceReplayBuffer(
+        12, spaces.Box(0, np.inf, (1,), np.float32), spaces.Discrete(2), device="cpu", n_envs=2, sequence_length=2
+    )
+    obs = np.array([[0.0], [100.0]], dtype=np.float32)
+    for step in range(20):
+        next_obs = obs + 1
+        done = np.array([False, step % 4 == 3])  # env 1's episodes end every 4 steps
+        buffer.add(obs, next_obs, np.zeros(2), np.zeros(2, np.float32), done, [{}, {}])
+        assert buffer.observations is not None
+        np.testing.assert_array_equal(buffer.observations.reshape(-1, 1)[buffer.previous_rows()], obs)
+        # After an episode end, the env's next obs is a reset observation of a new episode
+        obs = np.where(done[:, None], next_obs + 1000, next_obs).astype(np.float32)
+    assert buffer.env_full.all()
