@@ -1,5 +1,6 @@
 """DreamerV3: the SB3 contract at tiny sizes, and each of its pieces against its formula."""
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -112,6 +113,8 @@ def test_model_sizes_follow_the_official_presets() -> None:
         (dict(dynamics_scale=0.0, representation_scale=0.0), "dynamics_scale"),
         (dict(imagination_horizon=0), "imagination_horizon"),
         (dict(learning_starts=4), "learning_starts"),
+        (dict(replay_context=-1), "replay_context"),
+        (dict(compile_losses="yes"), "compile_losses"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs: dict, message: str) -> None:
@@ -273,7 +276,7 @@ def test_gradient_paths() -> None:
     policy = model.policy
     samples = model.replay_buffer.sample(4)
     _, _, posterior = policy.world_model.loss(samples, model.world_model_loss_config)
-    actor_loss, critic_loss, returns, _ = model._actor_critic_losses(posterior)
+    actor_loss, critic_loss, returns, _ = model._actor_critic_losses(posterior, model.actor_entropy_scale)
     world_model_parameters = list(policy.world_model.parameters())
     actor_grads = th.autograd.grad(
         actor_loss, world_model_parameters + list(policy.critic.parameters()), allow_unused=True, retain_graph=True
@@ -292,7 +295,7 @@ def test_advantages_are_scaled_by_the_return_percentile_range() -> None:
     samples = model.replay_buffer.sample(4)
     _, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
     before = model.return_scale.range_ema.clone()
-    _, _, returns, metrics = model._actor_critic_losses(posterior)
+    _, _, returns, metrics = model._actor_critic_losses(posterior, model.actor_entropy_scale)
     low, high = th.quantile(returns.detach().flatten(), th.tensor([0.05, 0.95]))
     assert th.allclose(model.return_scale.range_ema, 0.99 * before + 0.01 * (high - low), atol=1e-6)
     assert metrics["return_scale"] == max(1.0, model.return_scale.range_ema.item())
@@ -372,3 +375,30 @@ def test_transposed_softmax_equals_the_plain_one_within_rounding() -> None:
     assert th.equal(index, plain.sample_index(mixed))
     assert tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, class_size=4)).policy.rssm.latent.transposed_softmax
     assert not tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, class_size=16)).policy.rssm.latent.transposed_softmax
+
+
+def test_compiled_losses_equal_the_eager_ones_and_compile_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """
+    ``compile_losses=True`` captures the losses in whole graphs, once: the training progress that changes the entropy
+    scale at every update compiles nothing again, and the weights after the updates equal the eager model's within
+    float32 rounding. The ``aot_eager`` backend runs the captured forward and backward graphs without generating code
+    (inductor's code generation takes minutes).
+    """
+    monkeypatch.setattr(th, "compile", functools.partial(th.compile, backend="aot_eager"))
+    th._dynamo.reset()
+    counters = th._dynamo.utils.counters
+    counters.clear()
+    # Short windows and horizon keep the traced graphs small; the entropy scale takes a new value at every update
+    settings = dict(sequence_length=4, imagination_horizon=2, actor_entropy_scale=lambda progress: 1e-2 * progress)
+    eager = tiny_v3(**settings).learn(96)
+    compiled = tiny_v3(compile_losses=True, **settings).learn(64)
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    compiled.learn(32, reset_num_timesteps=False)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert compiled._n_updates == eager._n_updates > 4
+    for (name, parameter), other in zip(compiled.policy.named_parameters(), eager.policy.parameters(), strict=True):
+        assert th.allclose(parameter, other, rtol=1e-4, atol=1e-6), name
+    # Saved without the compiled function, which loading builds again
+    compiled.save(tmp_path / "model.zip")
+    loaded = DreamerV3.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.compile_losses and loaded._loss_function != loaded._losses

@@ -10,6 +10,7 @@ from torch import nn
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_dreamer.common.checks import (
+    check_booleans,
     check_non_negative,
     check_non_negative_integers,
     check_non_negative_schedules,
@@ -93,6 +94,10 @@ class DreamerV3(DreamerAlgorithm):
     :param replay_context: DreamerV3's ``replay_context`` (1): the replay buffer keeps a model state with each row (the
         acting posterior, then the latest update's) and each replayed window gets this many rows in front of its
         ``sequence_length``, the last of whose states starts it; 0 starts every window from the initial state
+    :param compile_losses: compile the losses' forward and backward passes with ``torch.compile`` (inductor) at the first
+        update: on a CPU an update of ``size1m`` at batch 8 x 32 ran 1.6-1.9 times faster, after a first update that
+        compiled for minutes (``docs/performance.md``). The losses equal the eager ones within float32 rounding, not
+        bit for bit
     :param mixed_precision: bfloat16 autocast of the gradient steps' forward passes: True, False or ``"auto"`` (where
         it is faster), as in :class:`~sb3_dreamer.DreamerV2`
     :param diagnostics_interval: every this many gradient steps, log world-model diagnostics (0 disables them)
@@ -142,6 +147,7 @@ class DreamerV3(DreamerAlgorithm):
         slow_critic_regularizer: float = 1.0,
         replay_critic_scale: float = 0.3,
         replay_context: int = 1,
+        compile_losses: bool = False,
         mixed_precision: str | bool = "auto",
         diagnostics_interval: int = 2000,
         recovery_dir: str | None = DREAMERV3_RECOVERY_DIR,
@@ -192,6 +198,7 @@ class DreamerV3(DreamerAlgorithm):
         self.slow_critic_regularizer = slow_critic_regularizer
         self.replay_critic_scale = replay_critic_scale
         self.replay_context = replay_context
+        self.compile_losses = compile_losses
         self.mixed_precision = mixed_precision
         self.diagnostics_interval = diagnostics_interval
         self.recovery_dir = recovery_dir
@@ -205,6 +212,7 @@ class DreamerV3(DreamerAlgorithm):
         self._check_training_settings()
         check_positive_integers(imagination_horizon=self.imagination_horizon)
         check_non_negative_integers(diagnostics_interval=self.diagnostics_interval)
+        check_booleans(compile_losses=self.compile_losses)
         check_probabilities(gamma=self.gamma, return_lambda=self.return_lambda, slow_critic_rate=self.slow_critic_rate)
         check_non_negative(
             dynamics_scale=self.dynamics_scale,
@@ -241,6 +249,13 @@ class DreamerV3(DreamerAlgorithm):
         self.return_scale = ReturnScale().to(self.device)
         self._update_snapshot = UpdateSnapshot(nn.ModuleList([self.policy, self.return_scale]), self.optimizers())
         self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
+        #: the actor's entropy scale of the current update, () float32 on the device
+        self._entropy_scale = th.zeros((), device=self.device)
+        #: :meth:`_losses`, compiled with ``compile_losses``
+        self._loss_function = th.compile(self._losses, dynamic=False) if self.compile_losses else self._losses
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_loss_function", "_entropy_scale"]
 
     def learn(
         self: SelfDreamerV3,
@@ -269,8 +284,10 @@ class DreamerV3(DreamerAlgorithm):
 
     def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """One step of the optimizer on the sum of all losses (one backward pass), then the slow critic's update."""
+        # A tensor, not a float: a compiled loss would be compiled again for each new value of a float
+        entropy_scale = self._entropy_scale.fill_(self.actor_entropy_schedule(self._current_progress_remaining))
         with self._autocast():
-            loss, metrics, posterior = self._losses(samples)
+            loss, metrics, posterior = self._loss_function(samples, entropy_scale)
         policy = self.policy
         parameters = [p for group in policy.optimizer.param_groups for p in group["params"]]
         policy.optimizer.zero_grad(set_to_none=True)
@@ -280,14 +297,18 @@ class DreamerV3(DreamerAlgorithm):
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.slow_critic_rate)
         return metrics, detached(posterior)
 
-    def _losses(self, samples: SequenceSamples) -> tuple[th.Tensor, dict[str, th.Tensor], LatentState]:
+    def _losses(
+        self, samples: SequenceSamples, entropy_scale: th.Tensor | float
+    ) -> tuple[th.Tensor, dict[str, th.Tensor], LatentState]:
         """
         The world model's loss, the actor's and the critic's on trajectories imagined from every posterior state, and
         the critic's on the replayed states: their weighted sum, detached metrics and the posterior states (T * B, ...).
+
+        :param entropy_scale: weight of the actor's entropy bonus, () or a float
         """
         world_model_loss, metrics, posterior = self.policy.world_model.loss(samples, self.world_model_loss_config)
         n_steps, batch_size = samples.rewards.shape
-        actor_loss, critic_loss, returns, actor_critic_metrics = self._actor_critic_losses(posterior)
+        actor_loss, critic_loss, returns, actor_critic_metrics = self._actor_critic_losses(posterior, entropy_scale)
         loss = world_model_loss + actor_loss + critic_loss
         metrics.update(actor_critic_metrics)
         if self.replay_critic_scale > 0:
@@ -298,9 +319,13 @@ class DreamerV3(DreamerAlgorithm):
         metrics["total_loss"] = loss.detach()
         return loss, metrics, posterior
 
-    def _actor_critic_losses(self, start: LatentState) -> tuple[th.Tensor, th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+    def _actor_critic_losses(
+        self, start: LatentState, entropy_scale: th.Tensor | float
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, dict[str, th.Tensor]]:
         """
         Actor and critic losses on trajectories imagined from ``start`` (N, ...), their lambda-returns (H, N), metrics.
+
+        :param entropy_scale: weight of the actor's entropy bonus, () or a float
         """
         policy = self.policy
         trajectory = policy.imagine(start, self.imagination_horizon)
@@ -313,7 +338,6 @@ class DreamerV3(DreamerAlgorithm):
         action_dist = policy.action_dist
         log_probs = action_dist.log_prob(trajectory.action_params, trajectory.actions)  # (H, N)
         entropy = action_dist.entropy(trajectory.action_params, trajectory.actions)  # (H, N)
-        entropy_scale = self.actor_entropy_schedule(self._current_progress_remaining)
         actor_loss = -(weights * (log_probs * advantages + entropy_scale * entropy)).mean()
         value_dist = policy.value_dist
         value_losses = value_dist.loss(trajectory.value_outputs, returns) + self.slow_critic_regularizer * value_dist.loss(

@@ -5,7 +5,7 @@ from typing import NamedTuple
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space
 from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceSamples
@@ -90,6 +90,8 @@ class WorldModel(nn.Module):
         self.observation_space = observation_space
         self.action_dist = action_dist
         self.normalize_images = normalize_images
+        # Whether the observations are images in [0, 255], decided once (SB3's test reads the space's bounds with NumPy)
+        self._is_image_space = is_image_space(observation_space)
         self.symlog_observations = symlog_observations
         self.image_likelihood = image_likelihood
         self.encoder = encoder
@@ -104,8 +106,11 @@ class WorldModel(nn.Module):
         Raw observations (..., *obs_shape) -> float network inputs (..., *obs_shape), which are also the decoder's
         targets: uint8 images scaled to [0, 1], and ``symlog(obs)`` with ``symlog_observations``.
         """
-        inputs = preprocess_obs(observations, self.observation_space, normalize_images=self.normalize_images)
-        return symlog(inputs) if self.symlog_observations else inputs  # type: ignore[arg-type, return-value]
+        # SB3's preprocess_obs for a Box space
+        inputs = observations.float()
+        if self.normalize_images and self._is_image_space:
+            inputs = inputs / 255.0
+        return symlog(inputs) if self.symlog_observations else inputs
 
     def embed(self, observations: th.Tensor) -> th.Tensor:
         """Float observations (*batch, *obs_shape) -> embeddings (*batch, embedding_dim)."""
