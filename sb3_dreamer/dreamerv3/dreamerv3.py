@@ -95,7 +95,7 @@ class DreamerV3(DreamerAlgorithm):
         acting posterior, then the latest update's) and each replayed window gets this many rows in front of its
         ``sequence_length``, the last of whose states starts it; 0 starts every window from the initial state
     :param compile_losses: compile the losses' forward and backward passes with ``torch.compile`` (inductor) at the first
-        update: on a CPU an update of ``size1m`` at batch 8 x 32 ran 1.6-1.9 times faster, after a first update that
+        update: on a CPU an update of ``size1m`` at batch 8 x 32 ran about 1.7 times faster, after a first update that
         compiled for minutes (``docs/performance.md``). The losses equal the eager ones within float32 rounding, not
         bit for bit
     :param mixed_precision: bfloat16 autocast of the gradient steps' forward passes: True, False or ``"auto"`` (where
