@@ -1,5 +1,6 @@
 """The SB3 algorithm contract for DreamerV2, on tiny configurations."""
 
+import functools
 import inspect
 import io
 
@@ -19,6 +20,7 @@ from sb3_dreamer import DreamerV2
 from sb3_dreamer.common import precision
 from sb3_dreamer.common.precision import prefers_bfloat16, resolve_mixed_precision
 from sb3_dreamer.world_model.networks import ConvDecoder, ConvEncoder
+from sb3_dreamer.world_model.rssm import detached
 
 
 @pytest.mark.parametrize(
@@ -286,7 +288,7 @@ def test_mixed_precision_close_to_float32():
         th.manual_seed(0)
         with model._autocast():
             world_model_loss, _, posterior = model.policy.world_model.loss(samples, model.world_model_loss_config)
-            actor_loss, critic_loss, _ = model._actor_critic_losses(posterior, samples.terminated)
+            actor_loss, critic_loss, _ = model._actor_critic_losses(posterior, samples.terminated, 1e-3)
         losses[mixed_precision] = th.stack([world_model_loss, actor_loss, critic_loss])
     # Distributions and losses are float32 either way; the bfloat16 matmuls move the world-model loss by under 1%
     assert losses[True].dtype == th.float32 and th.isfinite(losses[True]).all()
@@ -296,6 +298,46 @@ def test_mixed_precision_close_to_float32():
     model.save(buffer)
     buffer.seek(0)
     assert DreamerV2.load(buffer).mixed_precision is True
+
+
+def test_compiled_losses_equal_the_eager_ones_and_compile_once(monkeypatch, tmp_path):
+    """
+    ``compile_losses=True`` captures the world model's loss and the actor's and critic's in one graph each, once: the
+    entropy scale that changes at every update compiles nothing again. On a fixed batch the compiled losses and their
+    gradients equal the eager ones within float32 rounding. The ``aot_eager`` backend runs the captured forward and
+    backward graphs without generating code (inductor's code generation takes minutes).
+    """
+    monkeypatch.setattr(th, "compile", functools.partial(th.compile, backend="aot_eager"))
+    th._dynamo.reset()
+    counters = th._dynamo.utils.counters
+    counters.clear()
+    # Short windows and horizon keep the traced graphs small; "both" and the return scale trace every actor branch
+    settings = dict(sequence_length=4, imagination_horizon=2, actor_grad="both", normalize_returns=True)
+    model = tiny_model(compile_losses=True, actor_entropy_scale=lambda progress: 1e-2 * progress, **settings).learn(64)
+    assert counters["stats"]["unique_graphs"] == 2 and not counters["graph_break"]
+    model.learn(32, reset_num_timesteps=False)
+    assert counters["stats"]["unique_graphs"] == 2 and model._n_updates > 4
+
+    samples = model.replay_buffer.sample(4)
+    parameters = [parameter for parameter in model.policy.parameters() if parameter.requires_grad]
+    eager = (model.policy.world_model.loss, model._actor_critic_losses)
+    compiled = (model._world_model_loss_function, model._actor_critic_loss_function)
+    results = []
+    for world_model_loss, actor_critic_losses in (eager, compiled):
+        th.manual_seed(0)
+        loss, _, posterior = world_model_loss(samples, model.world_model_loss_config)
+        entropy_scale = model._current_entropy_scale()
+        actor_loss, critic_loss, _ = actor_critic_losses(detached(posterior), samples.terminated, entropy_scale)
+        losses = th.stack([loss, actor_loss, critic_loss])
+        gradients = th.autograd.grad(losses.sum(), parameters)
+        results.append((losses, th.cat([gradient.flatten() for gradient in gradients])))
+    (eager_losses, eager_gradients), (compiled_losses, compiled_gradients) = results
+    assert th.allclose(compiled_losses, eager_losses, rtol=1e-5)
+    assert th.allclose(compiled_gradients, eager_gradients, rtol=1e-4, atol=1e-5 * eager_gradients.abs().max())
+    # Saved without the compiled functions, which loading builds again
+    model.save(tmp_path / "model.zip")
+    loaded = DreamerV2.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.compile_losses and loaded._actor_critic_loss_function != loaded._actor_critic_losses
 
 
 def test_mixed_precision_needs_bfloat16_on_cuda(monkeypatch):

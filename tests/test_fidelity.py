@@ -76,7 +76,7 @@ def test_actor_reads_the_imagined_state_as_a_constant():
 def actor_loss(model: DreamerV2, start: LatentState, terminated: th.Tensor, actor_grad: str, mix: float) -> th.Tensor:
     model.actor_grad, model.actor_grad_mix = actor_grad, mix
     th.manual_seed(1)
-    loss, _, _ = model._actor_critic_losses(start, terminated)
+    loss, _, _ = model._actor_critic_losses(start, terminated, model.actor_entropy_scale)
     return loss
 
 

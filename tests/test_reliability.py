@@ -223,6 +223,7 @@ def test_channels_last_uint8_images_are_transposed():
         (dict(gradient_steps=True), r"gradient_steps must be an integer >= 0, or -1 .* got True \(bool\)"),
         (dict(stats_window_size=0), r"stats_window_size must be a positive integer, got 0 \(int\)"),
         (dict(seed="0"), r"seed must be a non-negative integer, got '0' \(str\)"),
+        (dict(compile_losses="yes"), r"compile_losses must be True or False, got 'yes' \(str\)"),
     ],
 )
 def test_rejected_hyperparameters(kwargs, match):

@@ -8,9 +8,9 @@ import io
 import os
 import pathlib
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from numbers import Integral
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import numpy as np
 import torch as th
@@ -48,6 +48,8 @@ from sb3_dreamer.world_model.returns import ReturnScale
 from sb3_dreamer.world_model.rssm import LatentState
 
 SelfDreamer = TypeVar("SelfDreamer", bound="DreamerAlgorithm")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class DreamerAlgorithm(OffPolicyAlgorithm):
@@ -58,8 +60,9 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
 
     A subclass sets, besides ``OffPolicyAlgorithm``'s attributes: ``sequence_length``, ``max_grad_norm``,
     ``weight_decay``, ``normalize_returns``, ``recovery_dir``, ``exploration_rate``, ``exploration_noise``,
-    ``bfloat16_autocast``, ``return_scale`` and ``_update_snapshot``; its policy has a ``world_model``, an
-    ``action_dist``, ``initial_state``, ``act`` and the optimizers that :attr:`optimizer_names` name.
+    ``compile_losses``, ``actor_entropy_schedule``, ``bfloat16_autocast``, ``return_scale`` and ``_update_snapshot``;
+    its policy has a ``world_model``, an ``action_dist``, ``initial_state``, ``act`` and the optimizers that
+    :attr:`optimizer_names` name.
     """
 
     #: The optimizers, saved as state dicts of these names besides the policy's
@@ -127,9 +130,15 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         check_spaces(env.observation_space, env.action_space)
         return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        #: the actor's entropy scale of the current update (see :meth:`_current_entropy_scale`)
+        self._entropy_scale = th.zeros((), device=self.device)
+
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
+            "_entropy_scale",
             "_acting_state",
             "_episode_starts",
             "_update_snapshot",
@@ -489,14 +498,33 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
             return contextlib.nullcontext()
         return th.autocast(self.device.type, dtype=th.bfloat16)
 
-    def _optimizer_step(self, loss: th.Tensor, optimizer: th.optim.Optimizer) -> th.Tensor:
-        """Gradients of ``loss`` for the optimizer's parameters only, clipped to ``max_grad_norm``; returns the norm."""
-        parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=parameters)
-        grad_norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
-        if self.weight_decay > 0:
-            with th.no_grad():
-                th._foreach_mul_(parameters, 1.0 - self.weight_decay)
-        optimizer.step()
-        return grad_norm
+    def _optimizer_step(self, loss: th.Tensor, *optimizers: th.optim.Optimizer) -> list[th.Tensor]:
+        """
+        A step of each optimizer on the gradients of ``loss`` for its parameters only, from one backward pass, each
+        optimizer's gradients clipped to ``max_grad_norm`` apart; returns their norms. With several optimizers, ``loss``
+        is the sum of their losses, none of which reaches another optimizer's parameters (a compiled function's outputs
+        share one backward pass).
+        """
+        parameter_lists = [[p for group in optimizer.param_groups for p in group["params"]] for optimizer in optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[parameter for parameters in parameter_lists for parameter in parameters])
+        grad_norms = []
+        for optimizer, parameters in zip(optimizers, parameter_lists, strict=True):
+            grad_norms.append(th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm))
+            if self.weight_decay > 0:
+                with th.no_grad():
+                    th._foreach_mul_(parameters, 1.0 - self.weight_decay)
+            optimizer.step()
+        return grad_norms
+
+    def _compiled(self, function: Callable[P, R]) -> Callable[P, R]:
+        """``function`` through ``torch.compile`` (inductor, static shapes) where ``compile_losses`` asks for it."""
+        return th.compile(function, dynamic=False) if self.compile_losses else function
+
+    def _current_entropy_scale(self) -> th.Tensor:
+        """
+        The actor's entropy scale at the current training progress, () float32 on the device: a tensor, not a float,
+        as a compiled loss would be compiled again for each new value of a float.
+        """
+        return self._entropy_scale.fill_(self.actor_entropy_schedule(self._current_progress_remaining))

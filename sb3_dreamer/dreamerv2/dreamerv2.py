@@ -95,6 +95,9 @@ class DreamerV2(DreamerAlgorithm):
         ``"auto"``: bfloat16 where it is faster (:func:`~sb3_dreamer.common.precision.prefers_bfloat16`: GPUs from
         Ampere on, CPUs whose bfloat16 matmul measures faster than float32), decided again when a saved model is
         loaded; True or False forces it on or off. ``train/mixed_precision`` logs the decision (1 or 0)
+    :param compile_losses: compile the world model's loss and the actor's and critic's, forward and backward passes,
+        with ``torch.compile`` (inductor) at the first update: faster updates after a first one that compiles for
+        minutes (``docs/performance.md``). The losses equal the eager ones within float32 rounding, not bit for bit
     :param target_update_interval: update the target critic every this many env steps or gradient steps (see
         ``target_update_unit``)
     :param target_update_unit: what ``target_update_interval`` counts: ``"env_steps"`` (the reference's, as SB3's DQN)
@@ -170,6 +173,7 @@ class DreamerV2(DreamerAlgorithm):
         actor_entropy_scale: float | Schedule = 1e-3,
         normalize_returns: bool = False,
         mixed_precision: str | bool = "auto",
+        compile_losses: bool = False,
         target_update_interval: int = 100,
         target_update_unit: str = "env_steps",
         tau: float = 1.0,
@@ -233,6 +237,7 @@ class DreamerV2(DreamerAlgorithm):
         self.actor_entropy_scale = actor_entropy_scale
         self.normalize_returns = normalize_returns
         self.mixed_precision = mixed_precision
+        self.compile_losses = compile_losses
         self.target_update_interval = target_update_interval
         self.target_update_unit = target_update_unit
         self.max_grad_norm = max_grad_norm
@@ -267,7 +272,9 @@ class DreamerV2(DreamerAlgorithm):
         check_non_negative_integers(
             exploration_decay_steps=self.exploration_decay_steps, diagnostics_interval=self.diagnostics_interval
         )
-        check_booleans(normalize_returns=self.normalize_returns, round_discount=self.round_discount)
+        check_booleans(
+            normalize_returns=self.normalize_returns, round_discount=self.round_discount, compile_losses=self.compile_losses
+        )
         check_probabilities(
             gamma=self.gamma,
             return_lambda=self.return_lambda,
@@ -318,6 +325,12 @@ class DreamerV2(DreamerAlgorithm):
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
         self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
+        #: the world model's loss and :meth:`_actor_critic_losses`, compiled with ``compile_losses``
+        self._world_model_loss_function = self._compiled(self.policy.world_model.loss)
+        self._actor_critic_loss_function = self._compiled(self._actor_critic_losses)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_world_model_loss_function", "_actor_critic_loss_function"]
 
     def learn(
         self: SelfDreamerV2,
@@ -403,8 +416,8 @@ class DreamerV2(DreamerAlgorithm):
     def _train_world_model(self, samples: SequenceSamples) -> tuple[dict[str, th.Tensor], LatentState]:
         """One gradient step of the world model on a batch of sequences; returns metrics and posterior states (N, ...)."""
         with self._autocast():
-            loss, metrics, posterior = self.policy.world_model.loss(samples, self.world_model_loss_config)
-        metrics["world_model_grad_norm"] = self._optimizer_step(loss, self.policy.world_model_optimizer)
+            loss, metrics, posterior = self._world_model_loss_function(samples, self.world_model_loss_config)
+        (metrics["world_model_grad_norm"],) = self._optimizer_step(loss, self.policy.world_model_optimizer)
         return metrics, detached(posterior)
 
     def imagined_discounts(self, continue_logits: th.Tensor) -> th.Tensor:
@@ -420,16 +433,24 @@ class DreamerV2(DreamerAlgorithm):
         :param start: posterior states, (N, ...) with N = T * B
         :param start_terminated: 1.0 where the start state is terminal, (T, B)
         """
+        policy = self.policy
         with self._autocast():
-            actor_loss, critic_loss, metrics = self._actor_critic_losses(start, start_terminated)
-        metrics["actor_grad_norm"] = self._optimizer_step(actor_loss, self.policy.actor_optimizer)
-        metrics["critic_grad_norm"] = self._optimizer_step(critic_loss, self.policy.critic_optimizer)
+            actor_loss, critic_loss, metrics = self._actor_critic_loss_function(
+                start, start_terminated, self._current_entropy_scale()
+            )
+        # The actor's loss does not reach the critic, nor the critic's the actor: one backward pass serves both
+        grad_norms = self._optimizer_step(actor_loss + critic_loss, policy.actor_optimizer, policy.critic_optimizer)
+        metrics["actor_grad_norm"], metrics["critic_grad_norm"] = grad_norms
         return metrics
 
     def _actor_critic_losses(
-        self, start: LatentState, start_terminated: th.Tensor
+        self, start: LatentState, start_terminated: th.Tensor, entropy_scale: th.Tensor | float
     ) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
-        """Actor and critic losses on trajectories imagined from ``start`` (see :meth:`_train_actor_critic`), metrics."""
+        """
+        Actor and critic losses on trajectories imagined from ``start`` (see :meth:`_train_actor_critic`), metrics.
+
+        :param entropy_scale: weight of the actor's entropy bonus, () or a float
+        """
         dynamics_gradients = self.actor_grad != "reinforce"
         trajectory = self.policy.imagine(start, self.imagination_horizon, dynamics_gradients)
         rewards, target_values = trajectory.rewards, trajectory.target_values  # (H, N), (H + 1, N)
@@ -460,7 +481,6 @@ class DreamerV2(DreamerAlgorithm):
             scale = self.return_scale.update(returns.detach())  # ()
             objective = objective / scale
             metrics["return_scale"] = scale
-        entropy_scale = self.actor_entropy_schedule(self._current_progress_remaining)
         actor_loss = -(weights * (objective + entropy_scale * entropy)).mean()
         value_dist, value_outputs = self.policy.value_dist, trajectory.value_outputs  # (H, N, value_dim)
         critic_loss = (weights * value_dist.loss(value_outputs, returns.detach())).mean()

@@ -249,13 +249,11 @@ class DreamerV3(DreamerAlgorithm):
         self.return_scale = ReturnScale().to(self.device)
         self._update_snapshot = UpdateSnapshot(nn.ModuleList([self.policy, self.return_scale]), self.optimizers())
         self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
-        #: the actor's entropy scale of the current update, () float32 on the device
-        self._entropy_scale = th.zeros((), device=self.device)
         #: :meth:`_losses`, compiled with ``compile_losses``
-        self._loss_function = th.compile(self._losses, dynamic=False) if self.compile_losses else self._losses
+        self._loss_function = self._compiled(self._losses)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_loss_function", "_entropy_scale"]
+        return [*super()._excluded_save_params(), "_loss_function"]
 
     def learn(
         self: SelfDreamerV3,
@@ -284,10 +282,8 @@ class DreamerV3(DreamerAlgorithm):
 
     def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """One step of the optimizer on the sum of all losses (one backward pass), then the slow critic's update."""
-        # A tensor, not a float: a compiled loss would be compiled again for each new value of a float
-        entropy_scale = self._entropy_scale.fill_(self.actor_entropy_schedule(self._current_progress_remaining))
         with self._autocast():
-            loss, metrics, posterior = self._loss_function(samples, entropy_scale)
+            loss, metrics, posterior = self._loss_function(samples, self._current_entropy_scale())
         policy = self.policy
         parameters = [p for group in policy.optimizer.param_groups for p in group["params"]]
         policy.optimizer.zero_grad(set_to_none=True)
