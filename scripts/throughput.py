@@ -5,8 +5,9 @@ their default batch (``--batch-size`` changes it): one JSON line with
 - ``grad_step_ms``: one gradient step: DreamerV2's (world model, then actor and critic) on batch 50 x sequence 50,
   horizon 10, with its parts ``world_model_ms`` and ``actor_critic_ms``; DreamerV3's (one loss, one optimizer step) on
   batch 16 x sequence 64, horizon 15,
-- ``grad_step_ops``: the operators one gradient step dispatches (forward, backward and optimizer; on a GPU each is at
-  least one kernel launch),
+- ``grad_step_ops``: the operators one gradient step dispatches when it runs eagerly (forward, backward and optimizer;
+  on a GPU each is at least one kernel launch),
+- ``first_grad_step_s``: the untimed first gradient step (with ``--compile-losses``: compiling the losses),
 - ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
 - ``frames_per_s``: env frames per second of ``learn`` at the default schedule after the random warm-up,
 - ``replay_bytes_per_transition`` and ``replay_mb_at_capacity``,
@@ -17,9 +18,10 @@ their default batch (``--batch-size`` changes it): one JSON line with
 
 ``--mixed-precision auto|true|false`` is the model's ``mixed_precision`` (default ``auto``, the library's; the flag
 alone means ``true``); ``bfloat16_autocast`` in the output says whether the gradient steps ran under bfloat16 autocast.
+``--compile-losses`` builds the model with ``compile_losses=True``.
 
 Usage: python scripts/throughput.py --env Breakout-MinAtar [--algo dreamerv3 --model-size size1m] [--device cpu]
-    [--threads 2] [--mixed-precision false] [--batch-size 16]
+    [--threads 2] [--mixed-precision false] [--batch-size 16] [--compile-losses]
 """
 
 import argparse
@@ -47,21 +49,23 @@ def _sync(device: th.device) -> None:
 
 
 def time_gradient_steps(model: DreamerAlgorithm, n_steps: int) -> dict[str, float]:
-    """Mean ms of full gradient steps, and for DreamerV2 of their world-model and actor-critic parts."""
+    """
+    Mean ms of full gradient steps, and for DreamerV2 of their world-model and actor-critic parts, after a first step
+    that warms up allocators and kernels (and compiles compiled losses): its seconds are ``first_grad_step_s``.
+    """
     model.policy.set_training_mode(True)
     if not isinstance(model, DreamerV2):
-        total_s = 0.0
-        for step in range(n_steps + 1):  # the first step warms up allocators and kernels
+        step_s = []
+        for _ in range(n_steps + 1):
             samples = model.replay_buffer.sample(model.batch_size)
             _sync(model.device)
             start = time.perf_counter()
             model._gradient_step(samples, 0)
             _sync(model.device)
-            if step > 0:
-                total_s += time.perf_counter() - start
-        return {"grad_step_ms": 1000 * total_s / n_steps}
-    world_model_s = actor_critic_s = 0.0
-    for step in range(n_steps + 1):  # the first step warms up allocators and kernels
+            step_s.append(time.perf_counter() - start)
+        return {"first_grad_step_s": step_s[0], "grad_step_ms": 1000 * sum(step_s[1:]) / n_steps}
+    world_model_s, actor_critic_s = [], []
+    for _ in range(n_steps + 1):
         samples = model.replay_buffer.sample(model.batch_size)
         _sync(model.device)
         start = time.perf_counter()
@@ -70,20 +74,20 @@ def time_gradient_steps(model: DreamerAlgorithm, n_steps: int) -> dict[str, floa
         middle = time.perf_counter()
         model._train_actor_critic(posterior, samples.terminated)
         _sync(model.device)
-        if step > 0:
-            world_model_s += middle - start
-            actor_critic_s += time.perf_counter() - middle
+        world_model_s.append(middle - start)
+        actor_critic_s.append(time.perf_counter() - middle)
     return {
-        "grad_step_ms": 1000 * (world_model_s + actor_critic_s) / n_steps,
-        "world_model_ms": 1000 * world_model_s / n_steps,
-        "actor_critic_ms": 1000 * actor_critic_s / n_steps,
+        "first_grad_step_s": world_model_s[0] + actor_critic_s[0],
+        "grad_step_ms": 1000 * (sum(world_model_s[1:]) + sum(actor_critic_s[1:])) / n_steps,
+        "world_model_ms": 1000 * sum(world_model_s[1:]) / n_steps,
+        "actor_critic_ms": 1000 * sum(actor_critic_s[1:]) / n_steps,
     }
 
 
 def gradient_step_gflop(model: DreamerAlgorithm) -> float:
-    """GFLOP of one gradient step, forward and backward, counted by torch."""
+    """GFLOP of one gradient step, forward and backward, counted by torch (eagerly: the operators one by one)."""
     samples = model.replay_buffer.sample(model.batch_size)
-    with FlopCounterMode(display=False) as counter:
+    with th.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         model._gradient_step(samples, 0)
     return counter.get_total_flops() / 1e9
 
@@ -101,9 +105,9 @@ class OperatorCount(TorchDispatchMode):
 
 
 def gradient_step_ops(model: DreamerAlgorithm) -> int:
-    """Operators dispatched by one gradient step."""
+    """Operators dispatched by one gradient step run eagerly."""
     samples = model.replay_buffer.sample(model.batch_size)
-    with OperatorCount() as counter:
+    with th.compiler.set_stance("force_eager"), OperatorCount() as counter:
         model._gradient_step(samples, 0)
     return counter.count
 
@@ -163,12 +167,13 @@ def main() -> None:
     )
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per gradient step (default: the algo's)")
+    parser.add_argument("--compile-losses", action="store_true", help="compile the losses (compile_losses=True)")
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
     mixed_precision = MIXED_PRECISION[args.mixed_precision]
-    common = dict(device=args.device, seed=0, mixed_precision=mixed_precision)
+    common = dict(device=args.device, seed=0, mixed_precision=mixed_precision, compile_losses=args.compile_losses)
     if args.batch_size is not None:
         common["batch_size"] = args.batch_size
     if args.algo == "dreamerv2":
@@ -186,6 +191,7 @@ def main() -> None:
         "batch_size": model.batch_size,
         "mixed_precision": mixed_precision,
         "bfloat16_autocast": model.bfloat16_autocast,
+        "compile_losses": model.compile_losses,
         "cpu": platform.processor() or platform.machine(),
     }
     result["matmul_gflops"] = matmul_gflops(model.device)
