@@ -213,6 +213,17 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     benchmark(tmp_path, "--report-only")
     assert pd.read_csv(tmp_path / "final.csv").equals(finals)
 
+    # A run whose first recorded part resumed a checkpoint lost its earlier parts' times: they are not known
+    segments_file = run_file(tmp_path, "dreamerv2").parent / "segments.json"
+    segments = json.loads(segments_file.read_text())
+    segments_file.write_text(json.dumps([{**segments[0], "resumed": True}]))
+    benchmark(tmp_path, "--report-only")
+    finals = pd.read_csv(tmp_path / "final.csv")
+    assert finals[finals["algo"] == "dreamerv2"][["wall_clock_s", "cpu_s"]].isna().all(axis=None)
+    assert finals[finals["algo"] == "dqn@batch16"][["wall_clock_s", "cpu_s"]].notna().all(axis=None)
+    table = (tmp_path / "results.md").read_text()
+    assert re.search(r"\| dreamerv2 \| Breakout-MinAtar \| [^\n]* \| n/a \| n/a \| n/a \|\n", table)
+
 
 @pytest.mark.timeout(900)
 def test_dreamerv2_run_resumes_from_its_checkpoint(tmp_path: Path):

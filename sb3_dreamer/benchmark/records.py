@@ -4,12 +4,14 @@ row per run, its final score), from the finished runs and from the earlier CSVs 
 and the score of each run.
 """
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sb3_dreamer.benchmark.extras import benchmark_extra
-from sb3_dreamer.benchmark.layout import finished_runs, read_evaluations
+from sb3_dreamer.benchmark.layout import SEGMENTS_FILE, finished_runs, read_evaluations
 
 with benchmark_extra():
     import pandas as pd
@@ -31,6 +33,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     rows, finals = [], []
     for run_file, info in finished_runs(root):
+        info = {**info, **recorded_times(run_file.parent, info)}
         for timesteps, returns in read_evaluations(run_file.parent).items():
             rows.append(
                 {
@@ -52,6 +55,18 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = results.groupby(RUN_KEY, as_index=False)[["wall_clock_s", "cpu_s"]].first()
     unknown = runs[~runs.set_index(RUN_KEY).index.isin(final.set_index(RUN_KEY).index)]
     return results, pd.concat([final, unknown.reindex(columns=FINAL_COLUMNS)], ignore_index=True).infer_objects()
+
+
+def recorded_times(run_dir: Path, info: dict[str, Any]) -> dict[str, float]:
+    """
+    ``wall_clock_s`` and ``cpu_s`` of the finished run in ``run_dir`` (``info``: its ``run.json``), NaN where they are
+    not known: a run whose first recorded part resumed a checkpoint lost its earlier parts' times (a grid from before
+    the parts' times were written while they ran), so its sums would undercount.
+    """
+    segments_file = run_dir / SEGMENTS_FILE
+    if segments_file.is_file() and json.loads(segments_file.read_text())[0]["resumed"]:
+        return {"wall_clock_s": np.nan, "cpu_s": np.nan}
+    return {"wall_clock_s": info["wall_clock_s"], "cpu_s": info["cpu_s"]}
 
 
 def with_recorded(rows: pd.DataFrame, path: Path) -> pd.DataFrame:

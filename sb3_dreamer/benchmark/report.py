@@ -60,9 +60,11 @@ def markdown_table(results: pd.DataFrame, finals: pd.DataFrame) -> str:
         score = scores.get((algo, env, frames))
         score_cell = "n/a" if score is None else f"{score.mean():.2f} ± {score.std():.2f} (n={len(score)})"
         wall_clock = group["wall_clock_s"].to_numpy()
+        frames_per_s = np.mean(frames / wall_clock)
         lines.append(
             f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {score_cell} | {frames:,} | {len(group)} "
-            f"| {_duration(wall_clock.mean())} | {_duration(group['cpu_s'].mean())} | {np.mean(frames / wall_clock):.0f} |"
+            f"| {_duration(wall_clock.mean())} | {_duration(group['cpu_s'].mean())} "
+            f"| {'n/a' if np.isnan(frames_per_s) else f'{frames_per_s:.0f}'} |"
         )
     return "\n".join(lines) + "\n"
 
