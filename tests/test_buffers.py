@@ -697,3 +697,94 @@ def test_uniform_sampling_unchanged() -> None:
         np.testing.assert_array_equal(samples.observations[0, :, 1].numpy(), first_counters)
         assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), state, strict=True))
         env.check_windows(samples)
+
+
+def online_and_plain_buffers(ring_size: int, sequence_length: int, n_envs: int = 1) -> tuple[SequenceReplayBuffer, ...]:
+    """A buffer with DreamerV3's online queue and one without."""
+    return tuple(
+        SequenceReplayBuffer(
+            n_envs * ring_size,
+            COUNTER_OBS,
+            spaces.Discrete(N_ACTIONS),
+            device="cpu",
+            n_envs=n_envs,
+            sequence_length=sequence_length,
+            online=online,
+        )
+        for online in (True, False)
+    )
+
+
+def test_online_queue_serves_each_fresh_window_first_and_once() -> None:
+    """
+    DreamerV3's online queue: the windows that tile an env's stream (starting at rows 0, T, 2T, ...) open the batches,
+    oldest first, each once; the rest of a batch is what the plain buffer draws from the same random numbers.
+    """
+    sequence_length = 4
+    buffer, plain = online_and_plain_buffers(ring_size=40, sequence_length=sequence_length)
+    env = CounterVecEnv(n_envs=1)
+    collect_into_both(env, buffer, plain, 10)
+    n_rows = int(buffer._rows_written[0])
+    queued = list(range(0, n_rows - sequence_length + 1, sequence_length))
+    assert len(queued) == 3
+    # The first two queued windows fill a batch of 2 ...
+    first_counters = env.check_windows(buffer.sample(2))[0]
+    assert first_counters.tolist() == queued[:2]
+    # ... the third opens the next batch, whose other windows are the plain buffer's draws
+    np.random.seed(3)
+    samples = buffer.sample(5)
+    np.random.seed(3)
+    plain_samples = plain.sample(4)
+    assert env.check_windows(samples)[0, 0] == queued[2]
+    assert th.equal(samples.observations[:, 1:], plain_samples.observations)
+    # Nothing left in the queue: the same draws as without it
+    assert_same_samples(buffer, plain, batch_size=6, seed=4)
+    # New rows queue the windows that they complete
+    collect_into_both(env, buffer, plain, 6)
+    n_rows, previous_rows = int(buffer._rows_written[0]), n_rows
+    fresh = [start for start in range(queued[-1] + sequence_length, n_rows - sequence_length + 1, sequence_length)]
+    assert fresh and fresh[-1] + sequence_length > previous_rows
+    assert env.check_windows(buffer.sample(len(fresh)))[0].tolist() == fresh
+
+
+def test_online_queue_drops_overwritten_windows_and_counts_the_context() -> None:
+    ring_size, sequence_length = 12, 4
+    buffer, _ = online_and_plain_buffers(ring_size, sequence_length, n_envs=2)
+    env = CounterVecEnv(n_envs=2)
+    env.collect(buffer, 30)
+    # Only the queued windows still in each ring come first: the others were overwritten
+    samples = buffer.sample(12)
+    expected = [
+        (env_index, start)
+        for env_index in range(2)
+        for start in range(0, int(buffer._rows_written[env_index]) - sequence_length + 1, sequence_length)
+        if start >= buffer._rows_written[env_index] - ring_size
+    ]
+    online = samples.observations[0, : len(expected)].numpy().astype(np.int64)
+    assert sorted(map(tuple, online.tolist())) == sorted(expected)
+    env.check_windows(samples)
+    assert len(buffer._online_queue) == 0
+
+    # With replay context, the queued windows are sequence_length + context rows long, and tile the stream as such
+    context = SequenceReplayBuffer(40, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=4, online=True)
+    context.keep_latents(1, deter_size=3, stoch_dim=4)
+    env = CounterVecEnv(n_envs=1)
+    env.collect(context, 12)
+    starts = list(range(0, int(context._rows_written[0]) - 5 + 1, 5))
+    # The context row is not trained on: a window's first observation is the row after it
+    assert env.check_windows(context.sample(len(starts)))[0].tolist() == [start + 1 for start in starts]
+
+
+def test_online_queue_survives_pickling_and_reset() -> None:
+    buffer, _ = online_and_plain_buffers(ring_size=40, sequence_length=3)
+    env = CounterVecEnv(n_envs=1)
+    env.collect(buffer, 12)
+    assert len(buffer._online_queue) >= 4
+    restored = pickle.loads(pickle.dumps(buffer))
+    assert restored.online and list(restored._online_queue) == list(buffer._online_queue)
+    assert_same_samples(buffer, restored, batch_size=6, seed=0)
+    assert_same_samples(buffer, restored, batch_size=6, seed=1)
+    buffer.reset()
+    assert len(buffer._online_queue) == 0 and buffer._online_next.tolist() == [0]
+    with pytest.raises(ValueError, match=r"online=True needs sampling='uniform' .* got sampling='episodes'"):
+        SequenceReplayBuffer(40, COUNTER_OBS, spaces.Discrete(N_ACTIONS), sampling="episodes", online=True)

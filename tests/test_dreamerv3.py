@@ -402,3 +402,28 @@ def test_compiled_losses_equal_the_eager_ones_and_compile_once(monkeypatch: pyte
     compiled.save(tmp_path / "model.zip")
     loaded = DreamerV3.load(tmp_path / "model.zip", device="cpu")
     assert loaded.compile_losses and loaded._loss_function != loaded._losses
+
+
+def test_online_queue_trains_on_every_fresh_window() -> None:
+    """
+    With ``replay_buffer_kwargs=dict(online=True)`` the first update starts with the stream's first window, and every
+    window that tiles the stream and left the queue was replayed (the queue keeps those completed since the last update).
+    """
+    model = tiny_v3(replay_buffer_kwargs=dict(online=True))
+    buffer = model.replay_buffer
+    batches = []
+    sample = buffer.sample
+
+    def recording_sample(*args, **kwargs):
+        samples = sample(*args, **kwargs)
+        batches.append(buffer.last_batch_inds.copy())
+        return samples
+
+    buffer.sample = recording_sample  # type: ignore[method-assign]
+    model.learn(96)
+    window_length = buffer.window_length
+    assert buffer.online and window_length == model.sequence_length + model.replay_context
+    assert batches[0][:, 0].tolist() == list(range(window_length))
+    replayed_starts = {int(batch[0, column]) for batch in batches for column in range(batch.shape[1])}
+    served = set(range(0, int(buffer._online_next[0]), window_length)) - {start for _, start in buffer._online_queue}
+    assert len(served) > 4 and served <= replayed_starts

@@ -1,5 +1,6 @@
 """Replay buffer of observation sequences for world-model agents (DreamerV2)."""
 
+from collections import deque
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -103,6 +104,11 @@ class SequenceReplayBuffer(ReplayBuffer):
     :param prioritize_ends: With ``sampling="episodes"``, give the last window of each episode ``sequence_length``
         extra shares of the draw of the window start, as the official DreamerV2 does (its default). Only valid with
         ``sampling="episodes"``.
+    :param online: DreamerV3's online queue (``replay.online``, on in the official configuration): every
+        ``window_length`` rows of each env, the window of its newest ``window_length`` rows is queued, so the windows
+        of the queue tile each env's stream; :meth:`sample` takes the queued windows first, oldest first, and draws
+        the rest of a batch as ``sampling`` says. Each fresh row is so trained on at least once, soon after it was
+        collected. Only with ``sampling="uniform"``.
 
     Replay context (DreamerV3's ``replay_context``, see :meth:`keep_latents`): each row also holds a model state of its
     observation, written when the agent acted on it and rewritten by each update that replays it; a sampled window
@@ -130,6 +136,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         sequence_length: int = 50,
         sampling: str = "uniform",
         prioritize_ends: bool = False,
+        online: bool = False,
     ):
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"Unknown sampling={sampling!r}: it must be one of {', '.join(map(repr, SAMPLING_MODES))}")
@@ -137,6 +144,8 @@ class SequenceReplayBuffer(ReplayBuffer):
             raise ValueError(
                 f"prioritize_ends=True needs sampling='episodes' (the official DreamerV2's replay), got sampling={sampling!r}"
             )
+        if online and sampling != "uniform":
+            raise ValueError(f"online=True needs sampling='uniform' (DreamerV3's replay), got sampling={sampling!r}")
         if optimize_memory_usage:
             raise ValueError(
                 "SequenceReplayBuffer does not support optimize_memory_usage=True: "
@@ -161,6 +170,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.sequence_length = sequence_length
         self.sampling = sampling
         self.prioritize_ends = prioritize_ends
+        self.online = online
         self.optimize_memory_usage = False
         self.handle_timeout_termination = handle_timeout_termination
 
@@ -203,6 +213,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.replay_context = 0
         #: (deter_size, stoch_dim) of the stored model states, None where the rows hold none
         self.latent_sizes: tuple[int, int] | None = None
+        #: with ``online``: (env index, write index of the first row) of each queued window, oldest first
+        self._online_queue: deque[tuple[int, int]] = deque()
+        #: with ``online``: write index of the first row of each env's next window to queue, (n_envs,)
+        self._online_next = np.zeros(n_envs, dtype=np.int64)
 
     def keep_latents(self, replay_context: int, deter_size: int, stoch_dim: int) -> None:
         """
@@ -308,6 +322,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.__dict__.setdefault("last_batch_inds", None)
         self.__dict__.setdefault("replay_context", 0)
         self.__dict__.setdefault("latent_sizes", None)
+        self.__dict__.setdefault("online", False)
+        self.__dict__.setdefault("_online_queue", deque())
+        self.__dict__.setdefault("_online_next", np.zeros(self.n_envs, dtype=np.int64))
         if "_rows_written" not in state:
             # Only the write indices relative to the write head matter, and the ring slot of each: that of row g is
             # g % buffer_size
@@ -344,6 +361,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._needs_first_row[:] = True
         self._rows_written[:] = 0
         self._episode_starts = [EpisodeStarts() for _ in range(self.n_envs)]
+        self._online_queue.clear()
+        self._online_next[:] = 0
 
     def start_new_episodes(self) -> None:
         """
@@ -435,6 +454,30 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._needs_first_row = done
         self.pos = int(self.env_pos.min())
         self.full = bool(self.env_full.all())
+        if self.online:
+            self._queue_fresh_windows()
+
+    def _queue_fresh_windows(self) -> None:
+        """Queue each env's windows of ``window_length`` rows that its new rows completed (``online``)."""
+        window_length = self.window_length
+        for env_index in np.flatnonzero(self._online_next + window_length <= self._rows_written).tolist():
+            while self._online_next[env_index] + window_length <= self._rows_written[env_index]:
+                self._online_queue.append((env_index, int(self._online_next[env_index])))
+                self._online_next[env_index] += window_length
+
+    def _pop_online_windows(self, batch_size: int) -> np.ndarray:
+        """
+        Rows (window_length, k) of the k <= ``batch_size`` oldest queued windows (``online``); windows whose rows were
+        overwritten since they were queued are dropped.
+        """
+        windows = []
+        while self._online_queue and len(windows) < batch_size:
+            env_index, first_row = self._online_queue.popleft()
+            if first_row >= self._rows_written[env_index] - self.buffer_size:
+                windows.append((env_index, first_row))
+        env_indices, first_rows = np.array(windows, dtype=np.int64).reshape(-1, 2).T
+        rows = (first_rows + np.arange(self.window_length)[:, np.newaxis]) % self.buffer_size
+        return env_indices * self.buffer_size + rows
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:
         """
@@ -449,6 +492,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         plus T with ``prioritize_ends`` (then the last window gets T + 1 shares). The first row of every window is
         marked ``is_first``, so that the world model starts it afresh.
 
+        With ``online``, the queued windows come first (see the class docstring), the draws above fill the rest.
+
         With replay context (:meth:`keep_latents`), each window is drawn with ``replay_context`` rows more in front,
         and the model state stored in the last of them comes with the window as its start state.
 
@@ -462,7 +507,11 @@ class SequenceReplayBuffer(ReplayBuffer):
         """
         episodes = self.sampling == "episodes"
         draw = self._draw_episode_windows if episodes else self._draw_uniform_windows
-        batch_inds = draw(batch_size)
+        if self.online:
+            online_inds = self._pop_online_windows(batch_size)
+            batch_inds = np.concatenate([online_inds, draw(batch_size - online_inds.shape[1])], axis=1)
+        else:
+            batch_inds = draw(batch_size)
         for _ in range(MAX_REDRAWS):
             hit = self.quarantine.hit_windows(batch_inds)
             if not hit.any():
