@@ -23,6 +23,7 @@ from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
 from sb3_dreamer.benchmark.cli import parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
+from sb3_dreamer.benchmark.layout import Run
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.scalars import read_scalars
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, improvement_probability, normalise
@@ -100,6 +101,25 @@ def test_well_formed_hyperparams_are_kept():
     variant = ["--algo-hyperparams", "dqn@a", "batch_size:8", "gamma:0.9"]
     args = parse_args(["--algos", "dqn@a", *variant, "--hyperparams", "n_envs:2"])
     assert args.algo_hyperparams == [["dqn@a", "batch_size:8", "gamma:0.9"]] and args.hyperparams == ["n_envs:2"]
+
+
+def test_a_variant_reads_its_own_hyperparameter_file(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """``--algo-conf ALGO@NAME FILE`` passes ``-conf FILE`` to the zoo for that variant's runs only."""
+    official = Path(__file__).resolve().parents[1] / "sb3_dreamer" / "zoo" / "hyperparams" / "dreamerv2_official.yml"
+    launcher = Launcher(
+        parse_args(["--algos", "dreamerv2", "dreamerv2@official", "qrdqn", "--algo-conf", "dreamerv2@official", str(official)])
+    )
+
+    def conf(algo: str) -> str | None:
+        command = launcher.command(Run(algo, "Breakout-MinAtar", 0), tmp_path, resume=False)
+        return command[command.index("-conf") + 1] if "-conf" in command else None
+
+    assert conf("dreamerv2@official") == str(official)
+    assert conf("dreamerv2") is None
+    assert conf("qrdqn") == str(official.parent / "qrdqn.yml")
+    with pytest.raises(SystemExit):
+        parse_args(["--algos", "dqn@a", "--algo-conf", "dqn@a", str(tmp_path / "missing.yml")])
+    assert f"--algo-conf dqn@a: no file {tmp_path / 'missing.yml'}" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(900)

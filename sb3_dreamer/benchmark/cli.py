@@ -82,13 +82,16 @@ Every algorithm reads the plug-in's packaged ``hyperparams/ALGO.yml`` (``sb3_dre
 
 A variant ``ALGO@NAME`` in ``--algos`` is ALGO with the hyperparameters given by ``--algo-hyperparams ALGO@NAME ...``
 on top of ALGO's own: it has its own runs folder and its own rows in the report, e.g. a smaller batch or a
-DreamerV3-style option compared with the defaults.
+DreamerV3-style option compared with the defaults. ``--algo-conf ALGO@NAME FILE`` gives it another hyperparameter file
+than ALGO's packaged one (the zoo's ``-conf FILE``), e.g. the official DreamerV2's choices against the packaged ones.
 
 Usage:
   python scripts/benchmark.py --algos dreamerv2 ppo dqn qrdqn --envs Breakout-MinAtar BreakoutPOMDP-MinAtar \\
       --seeds 0 1 2 --frames 100000 --eval-freq 10000 --eval-episodes 10 --processes 2 --root benchmarks/minatar-100k
   python scripts/benchmark.py --algos dreamerv2 dreamerv2@batch16 --algo-hyperparams dreamerv2@batch16 batch_size:16 \\
       --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
+  python scripts/benchmark.py --algos dreamerv2@official --algo-conf dreamerv2@official \
+      sb3_dreamer/zoo/hyperparams/dreamerv2_official.yml --envs Breakout-MinAtar --seeds 0 1 --root benchmarks/minatar-100k
   python scripts/benchmark.py --quick --algos dreamerv2 dqn --envs Breakout-MinAtar --seeds 0 --root /tmp/bench
   python scripts/benchmark.py --ray HEAD:6379 --threads 1 --algos dreamerv2 ppo --envs Breakout-MinAtar --seeds 0 1 2 \\
       --root /shared/bench
@@ -152,6 +155,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ALGO KEY:VALUE",
         help="zoo --hyperparams for one algo or variant ALGO@NAME (repeatable), e.g. --algo-hyperparams ppo n_envs:4",
     )
+    parser.add_argument(
+        "--algo-conf",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("ALGO", "FILE"),
+        help="the zoo's -conf FILE (a hyperparameter file) for one algo or variant ALGO@NAME (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny budgets and models, for tests")
     parser.add_argument(
         "--aggregate-algos",
@@ -194,6 +205,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError:
         parser.error("--seeds-per-algo takes ALGO=N items")
     check_hyperparams(parser, args)
+    args.algo_conf = {algo: Path(path).resolve() for algo, path in args.algo_conf}
+    for algo, path in args.algo_conf.items():
+        if not path.is_file():
+            parser.error(f"--algo-conf {algo}: no file {path}")
     missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
     missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
     if missing and not (args.report_only or args.final_eval_missing):

@@ -85,7 +85,9 @@ class Launcher:
         """Command line of the zoo for ``run``, resuming from its checkpoint if ``resume``."""
         args = self.args
         command = [sys.executable, "-m", "sb3_dreamer.zoo", "train", "--algo", run.zoo_algo, "--env", run.env]
-        if run.zoo_algo not in ALGORITHMS:
+        if run.algo in args.algo_conf:
+            command += ["-conf", str(args.algo_conf[run.algo])]
+        elif run.zoo_algo not in ALGORITHMS:
             command += ["-conf", str(HYPERPARAMS_DIR / f"{run.zoo_algo}.yml")]
         command += [
             "--seed", str(run.seed),
