@@ -18,10 +18,12 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
-from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_dreamer.common.checkpoint import check_replay_buffer, load_checkpoint, save_checkpoint
@@ -35,6 +37,7 @@ from sb3_dreamer.common.checks import (
 )
 from sb3_dreamer.common.guards import UpdateSnapshot, check_env_data, check_update
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
+from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.common.save_util import (
     CORRUPTED_FILE_ERRORS,
     atomic_open,
@@ -58,11 +61,11 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     ``Discrete`` actions, Gaussian noise for ``Box`` ones), gradient steps under the chosen precision, the
     world-model diagnostics and :meth:`dream`, and saving and loading with checks, atomic files and checkpoints.
 
-    A subclass sets, besides ``OffPolicyAlgorithm``'s attributes: ``sequence_length``, ``max_grad_norm``,
-    ``weight_decay``, ``normalize_returns``, ``recovery_dir``, ``exploration_rate``, ``exploration_noise``,
-    ``compile_losses``, ``actor_entropy_schedule``, ``bfloat16_autocast``, ``return_scale`` and ``_update_snapshot``;
-    its policy has a ``world_model``, an ``action_dist``, ``initial_state``, ``act`` and the optimizers that
-    :attr:`optimizer_names` name.
+    A subclass passes the settings both algorithms share to :meth:`__init__`, sets its own (besides
+    ``max_grad_norm``, ``weight_decay``, ``normalize_returns``, ``exploration_rate`` and ``exploration_noise``), checks
+    them in ``_check_hyperparameters`` and builds its losses after :meth:`_setup_model`; its policy has a
+    ``world_model``, an ``action_dist``, ``initial_state``, ``act`` and the optimizers that :attr:`optimizer_names`
+    name.
     """
 
     #: The optimizers, saved as state dicts of these names besides the policy's
@@ -77,6 +80,76 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     _acting_state: ActingState | None
     #: 1.0 where the last observation starts an episode, (n_envs,), or None where none does
     _episode_starts: th.Tensor | None
+
+    def __init__(
+        self,
+        policy: str | type[BasePolicy],
+        env: GymEnv | str,
+        *,
+        learning_rate: float | Schedule,
+        buffer_size: int,
+        learning_starts: int,
+        batch_size: int,
+        sequence_length: int,
+        train_freq: int | tuple[int, str],
+        gradient_steps: int,
+        gamma: float,
+        return_lambda: float,
+        imagination_horizon: int,
+        actor_entropy_scale: float | Schedule,
+        tau: float,
+        mixed_precision: str | bool,
+        compile_losses: bool,
+        diagnostics_interval: int,
+        recovery_dir: str | None,
+        replay_buffer_class: type[SequenceReplayBuffer] | None,
+        replay_buffer_kwargs: dict[str, Any] | None,
+        stats_window_size: int,
+        tensorboard_log: str | None,
+        policy_kwargs: dict[str, Any] | None,
+        verbose: int,
+        seed: int | None,
+        device: th.device | str,
+    ) -> None:
+        """Store the settings both algorithms share (each documented by the subclass); the model is built later."""
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+            support_multi_env=True,
+        )
+        self.sequence_length = sequence_length
+        self.return_lambda = return_lambda
+        self.imagination_horizon = imagination_horizon
+        self.actor_entropy_scale = actor_entropy_scale
+        self.mixed_precision = mixed_precision
+        self.compile_losses = compile_losses
+        self.diagnostics_interval = diagnostics_interval
+        self.recovery_dir = recovery_dir
+        self._acting_state = None
+        self._episode_starts = None
+
+    @abstractmethod
+    def _check_hyperparameters(self) -> None:
+        """:raises ValueError: naming the argument, unless every setting is valid"""
 
     def _check_training_settings(self) -> None:
         """
@@ -131,9 +204,22 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _setup_model(self) -> None:
+        """Check the settings, then build the policy, the replay buffer, the return scale and the schedules."""
+        self._check_hyperparameters()
+        #: whether the gradient steps run under bfloat16 autocast: ``mixed_precision`` resolved for this device
+        self.bfloat16_autocast = resolve_mixed_precision(self.mixed_precision, self.device)
+        if self.verbose >= 1:
+            precision = "bfloat16 autocast" if self.bfloat16_autocast else "float32"
+            print(f"Gradient steps in {precision} (mixed_precision={self.mixed_precision!r} on {self.device})")
+        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
         #: the actor's entropy scale of the current update (see :meth:`_current_entropy_scale`)
         self._entropy_scale = th.zeros((), device=self.device)
+        self.return_scale = ReturnScale().to(self.device)
+        # The return scale's EMA is restored with the weights when a train() call is undone
+        modules = nn.ModuleList([self.policy, self.return_scale]) if self.normalize_returns else self.policy
+        self._update_snapshot = UpdateSnapshot(modules, self.optimizers())
+        self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
 
     def _excluded_save_params(self) -> list[str]:
         return [

@@ -5,7 +5,6 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
-from torch import nn
 
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
@@ -18,11 +17,10 @@ from sb3_dreamer.common.checks import (
     check_positive_integers,
     check_probabilities,
 )
-from sb3_dreamer.common.guards import DEFAULT_RECOVERY_DIR, UpdateSnapshot
-from sb3_dreamer.common.precision import resolve_mixed_precision
+from sb3_dreamer.common.guards import DEFAULT_RECOVERY_DIR
 from sb3_dreamer.dreamerv2.policies import CnnPolicy, DreamerV2Policy, MlpPolicy
-from sb3_dreamer.world_model.model import ActingState, WorldModelLossConfig
-from sb3_dreamer.world_model.returns import ReturnScale, lambda_return
+from sb3_dreamer.world_model.model import WorldModelLossConfig
+from sb3_dreamer.world_model.returns import lambda_return
 from sb3_dreamer.world_model.rssm import LatentState, detached
 
 SelfDreamerV2 = TypeVar("SelfDreamerV2", bound="DreamerV2")
@@ -198,32 +196,33 @@ class DreamerV2(DreamerAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            tau,
-            gamma,
-            train_freq,
-            gradient_steps,
-            action_noise=None,
-            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            sequence_length=sequence_length,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            gamma=gamma,
+            return_lambda=return_lambda,
+            imagination_horizon=imagination_horizon,
+            actor_entropy_scale=actor_entropy_scale,
+            tau=tau,
+            mixed_precision=mixed_precision,
+            compile_losses=compile_losses,
+            diagnostics_interval=diagnostics_interval,
+            recovery_dir=recovery_dir,
+            replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
-            policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
             verbose=verbose,
-            device=device,
             seed=seed,
-            sde_support=False,
-            supported_action_spaces=(spaces.Discrete, spaces.Box),
-            support_multi_env=True,
+            device=device,
         )
         self.actor_learning_rate = actor_learning_rate
         self.critic_learning_rate = critic_learning_rate
-        self.sequence_length = sequence_length
-        self.return_lambda = return_lambda
-        self.imagination_horizon = imagination_horizon
         self.kl_scale = kl_scale
         self.kl_balance = kl_balance
         self.free_nats = free_nats
@@ -234,10 +233,7 @@ class DreamerV2(DreamerAlgorithm):
         self.round_discount = round_discount
         self.actor_grad = actor_grad
         self.actor_grad_mix = actor_grad_mix
-        self.actor_entropy_scale = actor_entropy_scale
         self.normalize_returns = normalize_returns
-        self.mixed_precision = mixed_precision
-        self.compile_losses = compile_losses
         self.target_update_interval = target_update_interval
         self.target_update_unit = target_update_unit
         self.max_grad_norm = max_grad_norm
@@ -247,13 +243,8 @@ class DreamerV2(DreamerAlgorithm):
         self.exploration_decay_steps = exploration_decay_steps
         self.exploration_noise = exploration_noise
         self.exploration_rate = exploration_initial_eps
-        self.diagnostics_interval = diagnostics_interval
-        self.recovery_dir = recovery_dir
         # Env steps since the model was built, for the target critic update schedule (as DQN's).
         self._n_calls = 0
-        self._acting_state: ActingState | None = None
-        #: 1.0 where the last observation starts an episode, (n_envs,), or None where none does
-        self._episode_starts: th.Tensor | None = None
 
         if _init_setup_model:
             self._setup_model()
@@ -304,13 +295,6 @@ class DreamerV2(DreamerAlgorithm):
     def _setup_model(self) -> None:
         if self.actor_grad is None:
             self.actor_grad = "dynamics" if isinstance(self.action_space, spaces.Box) else "reinforce"
-        self._check_hyperparameters()
-        #: whether the gradient steps run under bfloat16 autocast: ``mixed_precision`` resolved for this device
-        self.bfloat16_autocast = resolve_mixed_precision(self.mixed_precision, self.device)
-        if self.verbose >= 1:
-            precision = "bfloat16 autocast" if self.bfloat16_autocast else "float32"
-            print(f"Gradient steps in {precision} (mixed_precision={self.mixed_precision!r} on {self.device})")
-        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         if "image_likelihood" in vars(self):
             # A model saved before image_likelihood became a policy option (policy_kwargs) holds it as an attribute
             self.policy_kwargs = {**self.policy_kwargs, "image_likelihood": vars(self).pop("image_likelihood")}
@@ -318,13 +302,8 @@ class DreamerV2(DreamerAlgorithm):
         self.world_model_loss_config = WorldModelLossConfig(
             self.kl_scale, self.kl_balance, self.free_nats, self.free_bits, self.reward_scale, self.discount_scale
         )
-        self.return_scale = ReturnScale().to(self.device)
-        # The return scale's EMA is restored with the weights when a train() call is undone
-        modules = nn.ModuleList([self.policy, self.return_scale]) if self.normalize_returns else self.policy
-        self._update_snapshot = UpdateSnapshot(modules, self.optimizers())
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
-        self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
         #: the world model's loss and :meth:`_actor_critic_losses`, compiled with ``compile_losses``
         self._world_model_loss_function = self._compiled(self.policy.world_model.loss)
         self._actor_critic_loss_function = self._compiled(self._actor_critic_losses)

@@ -1,11 +1,9 @@
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, polyak_update, update_learning_rate
-from torch import nn
+from stable_baselines3.common.utils import polyak_update, update_learning_rate
 
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
@@ -17,11 +15,10 @@ from sb3_dreamer.common.checks import (
     check_positive_integers,
     check_probabilities,
 )
-from sb3_dreamer.common.guards import DREAMERV3_RECOVERY_DIR, UpdateSnapshot
-from sb3_dreamer.common.precision import resolve_mixed_precision
+from sb3_dreamer.common.guards import DREAMERV3_RECOVERY_DIR
 from sb3_dreamer.dreamerv3.policies import CnnPolicy, DreamerV3Policy, MlpPolicy
-from sb3_dreamer.world_model.model import ActingState, WorldModelLossConfig
-from sb3_dreamer.world_model.returns import ReturnScale, lambda_return
+from sb3_dreamer.world_model.model import WorldModelLossConfig
+from sb3_dreamer.world_model.returns import lambda_return
 from sb3_dreamer.world_model.rssm import LatentState, detached
 
 SelfDreamerV3 = TypeVar("SelfDreamerV3", bound="DreamerV3")
@@ -164,46 +161,40 @@ class DreamerV3(DreamerAlgorithm):
         super().__init__(
             policy,
             env,
-            learning_rate,
-            buffer_size,
-            learning_starts,
-            batch_size,
-            slow_critic_rate,
-            gamma,
-            train_freq,
-            gradient_steps,
-            action_noise=None,
-            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            sequence_length=sequence_length,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            gamma=gamma,
+            return_lambda=return_lambda,
+            imagination_horizon=imagination_horizon,
+            actor_entropy_scale=actor_entropy_scale,
+            tau=slow_critic_rate,
+            mixed_precision=mixed_precision,
+            compile_losses=compile_losses,
+            diagnostics_interval=diagnostics_interval,
+            recovery_dir=recovery_dir,
+            replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
-            policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
             verbose=verbose,
-            device=device,
             seed=seed,
-            sde_support=False,
-            supported_action_spaces=(spaces.Discrete, spaces.Box),
-            support_multi_env=True,
+            device=device,
         )
-        self.sequence_length = sequence_length
-        self.return_lambda = return_lambda
-        self.imagination_horizon = imagination_horizon
         self.dynamics_scale = dynamics_scale
         self.representation_scale = representation_scale
         self.free_bits = free_bits
         self.reward_scale = reward_scale
         self.continue_scale = continue_scale
-        self.actor_entropy_scale = actor_entropy_scale
         self.slow_critic_rate = slow_critic_rate
         self.slow_critic_regularizer = slow_critic_regularizer
         self.replay_critic_scale = replay_critic_scale
         self.replay_context = replay_context
-        self.compile_losses = compile_losses
-        self.mixed_precision = mixed_precision
-        self.diagnostics_interval = diagnostics_interval
-        self.recovery_dir = recovery_dir
-        self._acting_state: ActingState | None = None
-        self._episode_starts: th.Tensor | None = None
         if _init_setup_model:
             self._setup_model()
 
@@ -228,10 +219,6 @@ class DreamerV3(DreamerAlgorithm):
         check_non_negative_schedules(learning_rate=self.learning_rate, actor_entropy_scale=self.actor_entropy_scale)
 
     def _setup_model(self) -> None:
-        self._check_hyperparameters()
-        #: whether the gradient steps run under bfloat16 autocast: ``mixed_precision`` resolved for this device
-        self.bfloat16_autocast = resolve_mixed_precision(self.mixed_precision, self.device)
-        self.replay_buffer_kwargs = {**self.replay_buffer_kwargs, "sequence_length": self.sequence_length}
         super()._setup_model()
         if self.replay_context > 0:
             rssm = self.policy.world_model.rssm
@@ -246,9 +233,6 @@ class DreamerV3(DreamerAlgorithm):
             discount_scale=self.continue_scale,
             continue_discount=self.gamma,
         )
-        self.return_scale = ReturnScale().to(self.device)
-        self._update_snapshot = UpdateSnapshot(nn.ModuleList([self.policy, self.return_scale]), self.optimizers())
-        self.actor_entropy_schedule = FloatSchedule(self.actor_entropy_scale)
         #: :meth:`_losses`, compiled with ``compile_losses``
         self._loss_function = self._compiled(self._losses)
 
