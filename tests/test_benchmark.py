@@ -122,6 +122,26 @@ def test_a_variant_reads_its_own_hyperparameter_file(tmp_path: Path, capsys: pyt
     assert f"--algo-conf dqn@a: no file {tmp_path / 'missing.yml'}" in capsys.readouterr().err
 
 
+def test_checkpoint_frequency(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Resumable runs checkpoint every ``--checkpoint-freq`` frames, by default a fifth of ``--eval-freq``."""
+
+    def save_freq(*options: str) -> int | None:
+        launcher = Launcher(parse_args(["--algos", "dreamerv3", "dqn", "--eval-freq", "10000", *options]))
+        saves = {}
+        for algo in ("dreamerv3", "dqn"):
+            command = launcher.command(Run(algo, "Breakout-MinAtar", 0), tmp_path, resume=False)
+            callbacks = [item for item in command if item.startswith("callback:")]
+            saves[algo] = int(re.search(r"'save_freq': (\d+)", callbacks[0]).group(1)) if callbacks else None
+        assert saves["dqn"] is None  # the baselines restart from scratch
+        return saves["dreamerv3"]
+
+    assert save_freq() == 2000
+    assert save_freq("--checkpoint-freq", "500") == 500
+    with pytest.raises(SystemExit):
+        parse_args(["--algos", "dreamerv2", "--checkpoint-freq", "0"])
+    assert "--checkpoint-freq must be a positive number of env frames, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.timeout(900)
 def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = benchmark(tmp_path, *GRID)

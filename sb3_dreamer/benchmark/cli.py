@@ -44,9 +44,11 @@ of each env to finish with a dream video writes its last one to ``ROOT/dream_dre
 (``scripts/dream_gif.py``). Every command, ``--report-only`` included, does the same
 for the finished runs that have event files and no up-to-date ``scalars.csv`` or GIF (by seed: the lowest one's GIF).
 The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
-checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--eval-freq`` frames and at its
-end) and an unfinished one resumes from it through the zoo's ``-i checkpoint/model.zip``: an interrupted run loses
-at most ``--eval-freq`` frames of work, and a finished run given a larger ``--frames`` trains on to the new budget.
+checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--checkpoint-freq`` frames, by
+default a fifth of ``--eval-freq``, and at its end) and an unfinished one resumes from it through the zoo's
+``-i checkpoint/model.zip``, its evaluations on the same multiples of ``--eval-freq`` as an uninterrupted run's: a run
+killed with its machine loses at most ``--checkpoint-freq`` frames of work, and a finished run given a larger
+``--frames`` trains on to the new budget.
 Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``, ...), whose evaluations are merged,
 and ``segments.json`` records the time of each part (a part killed with the machine counts up to its last record,
 written every minute, with ``returncode`` null). Runs of the other
@@ -127,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-freq", type=int, help=f"env frames between evaluations (default {FULL_BUDGET[1]})")
     parser.add_argument("--eval-episodes", type=int, help=f"episodes per evaluation (default {FULL_BUDGET[2]})")
     parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        help="env frames between two checkpoints of a DreamerV2 or DreamerV3 run (default: a fifth of --eval-freq)",
+    )
+    parser.add_argument(
         "--final-episodes",
         type=int,
         help=f"episodes of the final score of a run (default {FULL_BUDGET[3]}, quick {QUICK_BUDGET[3]})",
@@ -193,6 +200,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, default in zip(("frames", "eval_freq", "eval_episodes", "final_episodes"), budget, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.checkpoint_freq is None:
+        args.checkpoint_freq = max(args.eval_freq // 5, 1)
+    if args.checkpoint_freq < 1:
+        parser.error(f"--checkpoint-freq must be a positive number of env frames, got {args.checkpoint_freq}")
     if args.bootstrap_reps is None:
         args.bootstrap_reps = QUICK_BOOTSTRAP_REPS if args.quick else BOOTSTRAP_REPS
     args.root = args.root.resolve()

@@ -104,7 +104,7 @@ class Launcher:
             command += ["--tensorboard-log", str(run_dir / TENSORBOARD_DIR)]
         hyperparams = self.hyperparams(run.algo)
         if run.zoo_algo in RESUMABLE_ALGOS:
-            checkpoint = dict(save_freq=args.eval_freq, save_path=str(run_dir / CHECKPOINT_DIR))
+            checkpoint = dict(save_freq=args.checkpoint_freq, save_path=str(run_dir / CHECKPOINT_DIR))
             hyperparams = [*hyperparams, f"callback:[{{'sb3_dreamer.ResumeCheckpointCallback': {checkpoint!r}}}]"]
             if resume:
                 command += ["-i", str(run_dir / CHECKPOINT_DIR / "model.zip")]

@@ -5,7 +5,8 @@ RL Zoo plug-in: make ``dreamerv2`` and ``dreamerv3`` ``rl_zoo3`` algorithms like
 ``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
 strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for these two only, it reads the
 packaged ``hyperparams/<algo>.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
-from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`). Given no ``-conf``,
+from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`; evaluations then
+fall on the timesteps of an uninterrupted run). Given no ``-conf``,
 the baselines (``ppo``, ``dqn``, ``qrdqn``) read the packaged ``hyperparams/<algo>.yml`` for the MinAtar ids, see
 :func:`default_config`.
 It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is imported, or by
@@ -123,6 +124,10 @@ def _patch_experiment_manager(manager_class: type) -> None:
         if getattr(self, "_resumed_checkpoint", None) is None:
             return learn(self, model)
         self.n_timesteps = max(self.n_timesteps - model.num_timesteps, 0)
+        # Callbacks count the run's env steps from its start, so that evaluations (and the zoo's --save-freq
+        # checkpoints) fall on the same timesteps as in an uninterrupted run, wherever the checkpoint was taken
+        for callback in self.callbacks:
+            callback.n_calls = model.num_timesteps // model.n_envs
         return learn(self, ContinuedLearning(model))
 
     manager_class.__init__ = init_with_default_config
