@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
-from sb3_dreamer.benchmark.cli import parse_args
+from sb3_dreamer.benchmark.cli import main, parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
 from sb3_dreamer.benchmark.layout import Run
@@ -140,6 +140,36 @@ def test_checkpoint_frequency(tmp_path: Path, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit):
         parse_args(["--algos", "dreamerv2", "--checkpoint-freq", "0"])
     assert "--checkpoint-freq must be a positive number of env frames, got 0" in capsys.readouterr().err
+
+
+def test_status_of_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """``--status`` reads an unfinished run's files as the zoo and the grid leave them: a killed part, then a resumed one."""
+    main(["--status", "--root", str(tmp_path)])
+    assert capsys.readouterr().out.strip() == f"No unfinished runs under {tmp_path}"
+
+    run_dir = tmp_path / "runs" / "dreamerv2@small" / "Breakout-MinAtar" / "seed_3"
+    # Part 1 reached 2,500 frames and was killed; part 2 resumed its checkpoint at 2,000 frames
+    parts = {1: ([(1.0, 1000), (2.0, 1500)], [1000, 2000]), 2: ([(3.0, 1200)], [3000])}
+    for number, (episodes, timesteps) in parts.items():
+        part = run_dir / "dreamerv2" / f"Breakout-MinAtar_{number}"
+        part.mkdir(parents=True)
+        rows = "".join(f"{r},{length},{t}\n" for t, (r, length) in enumerate(episodes))
+        (part / "0.monitor.csv").write_text('#{"t_start": 0.0, "env_id": "Breakout-MinAtar"}\nr,l,t\n' + rows)
+        results = [[t / 1000 - 1, t / 1000 + 1] for t in timesteps]
+        np.savez(part / "evaluations.npz", timesteps=np.array(timesteps), results=np.array(results))
+    resume = f"Resuming from the checkpoint in {run_dir / 'checkpoint'} at 2000 timesteps, to 10000\n"
+    (run_dir / "train.log").write_text("Seed: 3\n" + resume)
+    segments = [{"resumed": False, "returncode": None, "wall_clock_s": 100.0, "cpu_s": 90.0}]
+    segments.append({"resumed": True, "returncode": None, "wall_clock_s": 50.0, "cpu_s": 45.0})
+    (run_dir / "segments.json").write_text(json.dumps(segments))
+    finished = tmp_path / "runs" / "dqn" / "Breakout-MinAtar" / "seed_0"
+    finished.mkdir(parents=True)
+    (finished / "run.json").write_text("{}")
+
+    main(["--status", "--root", str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dreamerv2@small")]
+    evaluations = "1k: 1.00, 2k: 2.00, 3k: 3.00"
+    assert rows == [f"| dreamerv2@small | Breakout-MinAtar | 3 | 3,200 | 2,000 | {evaluations} | 2.00 | 2 | 2.5 min |"]
 
 
 @pytest.mark.timeout(900)

@@ -54,6 +54,8 @@ and ``segments.json`` records the time of each part (a part killed with the mach
 written every minute, with ``returncode`` null). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings and evaluations; the same command then picks up where the grid stopped.
+``--status`` shows how far each unfinished run has come (frames, evaluations so far, recent training returns, time),
+read from its files while it runs or after it was stopped.
 Each run gets ``--threads`` torch threads (default cores // ``--processes``) and glibc allocator settings that keep large
 tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
 batch 16 with 1 thread measured 4% and 9% faster in two sets of interleaved runs).
@@ -99,6 +101,7 @@ Usage:
       --root /shared/bench
   python scripts/benchmark.py --final-eval-missing --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
+  python scripts/benchmark.py --status --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k --aggregate-algos dreamerv2@ratio2bf16 qrdqn
 """
 
@@ -190,6 +193,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only rebuild the report, and the scalars.csv and dream GIFs of the finished runs, from the finished runs",
     )
     mode.add_argument(
+        "--status",
+        action="store_true",
+        help="train nothing: show how far the unfinished runs under --root have come (frames, evaluations, recent "
+        "training returns, time), while they run or after they were stopped",
+    )
+    mode.add_argument(
         "--final-eval-missing",
         action="store_true",
         help="train nothing: score the finished runs under --root without a final score whose model is on disk, "
@@ -222,7 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--algo-conf {algo}: no file {path}")
     missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
     missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
-    if missing and not (args.report_only or args.final_eval_missing):
+    if missing and not (args.report_only or args.final_eval_missing or args.status):
         parser.error(f"no hyperparameter file {', '.join(str(HYPERPARAMS_DIR / f'{algo}.yml') for algo in missing)}")
     return args
 
@@ -249,6 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     from sb3_dreamer.benchmark.report import write_report
 
+    if args.status:
+        from sb3_dreamer.benchmark.status import status_table
+
+        print(status_table(args.root))
+        return
     failed = []
     try:
         if args.final_eval_missing:

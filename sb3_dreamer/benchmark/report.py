@@ -31,7 +31,7 @@ RESULTS_MD = "results.md"
 LEARNING_CURVES_PLOT = "learning_curves.png"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """Human-readable duration; "n/a" for NaN (not recorded)."""
     if np.isnan(seconds):
         return "n/a"
@@ -63,7 +63,7 @@ def markdown_table(results: pd.DataFrame, finals: pd.DataFrame) -> str:
         frames_per_s = np.mean(frames / wall_clock)
         lines.append(
             f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {score_cell} | {frames:,} | {len(group)} "
-            f"| {_duration(wall_clock.mean())} | {_duration(group['cpu_s'].mean())} "
+            f"| {format_duration(wall_clock.mean())} | {format_duration(group['cpu_s'].mean())} "
             f"| {'n/a' if np.isnan(frames_per_s) else f'{frames_per_s:.0f}'} |"
         )
     return "\n".join(lines) + "\n"
