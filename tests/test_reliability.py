@@ -572,6 +572,27 @@ def test_resume_with_a_new_env_starts_new_episodes(checkpoint):
     assert model.replay_buffer.is_first[np.arange(2), heads].all()
 
 
+def test_resume_into_new_envs_of_the_saved_kind_is_bit_exact(checkpoint, deterministic):
+    # Seeded otherwise: the saved state replaces theirs, mid-episode, as the RL Zoo's resume needs
+    env = make_vec_env("Breakout-MinAtar", n_envs=2, seed=5)
+    model = DreamerV2.load_checkpoint(checkpoint, env=env, restore_env_states=True)
+    assert model.env is env and all(len(monitor.rewards) > 0 for monitor in env.envs)
+    model.learn(M_STEPS, reset_num_timesteps=False)
+    uninterrupted = tiny_model(make_vec_env("Breakout-MinAtar", n_envs=2, seed=0)).learn(N_STEPS + M_STEPS)
+    expected, resumed = uninterrupted.policy.state_dict(), model.policy.state_dict()
+    assert all(th.equal(expected[name], resumed[name]) for name in expected)
+
+
+def test_resume_into_new_envs_of_another_kind_starts_new_episodes(checkpoint):
+    time_limit = {"wrapper_class": gym.wrappers.TimeLimit, "wrapper_kwargs": {"max_episode_steps": 50}}
+    env = make_vec_env("Breakout-MinAtar", n_envs=2, seed=1, **time_limit)
+    with pytest.warns(UserWarning, match=r"are not of the kind whose state was saved .*: they start anew"):
+        model = DreamerV2.load_checkpoint(checkpoint, env=env, restore_env_states=True)
+    heads = model.replay_buffer.env_pos.copy()
+    model.learn(32, reset_num_timesteps=False)
+    assert model.replay_buffer.is_first[np.arange(2), heads].all()
+
+
 def test_resume_checkpoint_callback_saves_on_multiples_and_at_the_end(tmp_path, monkeypatch):
     model = tiny_model()  # train_freq 16: rollouts start every 16 steps
     saved_at = []

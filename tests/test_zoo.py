@@ -162,6 +162,40 @@ def test_resume_from_checkpoint(tmp_path: Path) -> None:
     assert [path.name for path in (tmp_path / "tb" / ENV_ID).iterdir()] == ["DreamerV2_1"]
 
 
+def monitor_episodes(part: Path) -> list[tuple[float, int]]:
+    """(return, length) of the training episodes in the Monitor file of a zoo log folder."""
+    lines = (part / "0.monitor.csv").read_text().splitlines()[2:]
+    return [(float(line.split(",")[0]), int(line.split(",")[1])) for line in lines]
+
+
+@pytest.mark.timeout(600)
+def test_resumed_run_repeats_the_uninterrupted_one(tmp_path: Path) -> None:
+    """Through the zoo, a run stopped at 208 steps and resumed from its checkpoint continues its training and
+    evaluation episodes, and ends with the evaluations, episodes and weights of the same run left uninterrupted."""
+    callback = "callback:[{'sb3_dreamer.ResumeCheckpointCallback': dict(save_freq=100, save_path='ckpt')}]"
+    args = ["--seed", "4", "--eval-freq", "100", "--eval-episodes", "2", *SHORT_EPISODES, "--hyperparams", *ZOO_TINY]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole.mkdir()
+    parts.mkdir()
+    zoo("train", whole, "-n", "400", *args, callback)
+    zoo("train", parts, "-n", "200", *args, callback)
+    zoo("train", parts, "-n", "400", *args, callback, "-i", "ckpt/model.zip")
+
+    logs = {name: root / "logs" / "dreamerv2" for name, root in (("whole", whole), ("parts", parts))}
+    uninterrupted = np.load(logs["whole"] / f"{ENV_ID}_1" / "evaluations.npz")
+    first, resumed = (np.load(logs["parts"] / f"{ENV_ID}_{part}" / "evaluations.npz") for part in (1, 2))
+    assert uninterrupted["timesteps"].tolist() == [100, 200, 300, 400] and resumed["timesteps"].tolist() == [300, 400]
+    np.testing.assert_array_equal(uninterrupted["results"], np.concatenate([first["results"], resumed["results"]]))
+    np.testing.assert_array_equal(uninterrupted["ep_lengths"], np.concatenate([first["ep_lengths"], resumed["ep_lengths"]]))
+    # The episode under way at the checkpoint goes on: the Monitor files hold the same episodes
+    episodes = monitor_episodes(logs["parts"] / f"{ENV_ID}_1") + monitor_episodes(logs["parts"] / f"{ENV_ID}_2")
+    assert monitor_episodes(logs["whole"] / f"{ENV_ID}_1") == episodes and len(episodes) >= 2
+    models = [DreamerV2.load(logs[name] / f"{ENV_ID}_{part}" / f"{ENV_ID}.zip") for name, part in (("whole", 1), ("parts", 2))]
+    assert models[0].num_timesteps == models[1].num_timesteps == 400
+    for name, tensor in models[0].policy.state_dict().items():
+        assert th.equal(tensor, models[1].policy.state_dict()[name]), name
+
+
 @pytest.mark.timeout(300)
 def test_optimize_shared_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'dreamer.db'}"

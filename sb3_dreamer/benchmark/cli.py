@@ -46,9 +46,9 @@ for the finished runs that have event files and no up-to-date ``scalars.csv`` or
 The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
 checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--checkpoint-freq`` frames, by
 default a fifth of ``--eval-freq``, and at its end) and an unfinished one resumes from it through the zoo's
-``-i checkpoint/model.zip``, its evaluations on the same multiples of ``--eval-freq`` as an uninterrupted run's: a run
-killed with its machine loses at most ``--checkpoint-freq`` frames of work, and a finished run given a larger
-``--frames`` trains on to the new budget.
+``-i checkpoint/model.zip``, its training and evaluation envs continuing their episodes from the checkpoint's env
+state, so that it repeats the uninterrupted run: a run killed with its machine loses at most ``--checkpoint-freq``
+frames of work, and a finished run given a larger ``--frames`` trains on to the new budget.
 Each resumed part is a zoo log folder of its own (``dreamerv2/ENV_1``, ``ENV_2``, ...), whose evaluations are merged,
 and ``segments.json`` records the time of each part (a part killed with the machine counts up to its last record,
 written every minute, with ``returncode`` null). Runs of the other

@@ -328,11 +328,12 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         buffer.prioritize_ends = self.replay_buffer.prioritize_ends
         self.replay_buffer = buffer
 
-    def save_checkpoint(self, path: str | os.PathLike, save_env: bool = True) -> None:
+    def save_checkpoint(self, path: str | os.PathLike, save_env: bool = True, evaluation_env: VecEnv | None = None) -> None:
         """
         Save all that training needs to continue exactly as if uninterrupted into the directory ``path``:
         ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and ``checkpoint.pkl``
-        (random generator states, the acting model state, the envs and the SHA-256 of the two other files).
+        (random generator states, the acting model state, the envs, the state of the training and evaluation envs and
+        the SHA-256 of the two other files).
 
         The files are written into a new directory beside ``path``, flushed to disk, and ``path``, a symbolic link,
         is then switched to it in one rename (see :func:`~sb3_dreamer.common.save_util.atomic_directory`): a save
@@ -342,8 +343,10 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         :param path: the checkpoint (a link to a directory), whose parent directory is created if needed
         :param save_env: save the gym envs, when the env is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``)
             whose envs can be pickled
+        :param evaluation_env: an evaluation env (a ``DummyVecEnv``) whose state the checkpoint keeps too, for
+            :meth:`load_checkpoint`'s ``evaluation_env``
         """
-        save_checkpoint(self, path, save_env)
+        save_checkpoint(self, path, save_env, evaluation_env)
 
     @classmethod
     def load_checkpoint(
@@ -351,6 +354,8 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         path: str | os.PathLike,
         env: GymEnv | None = None,
         device: th.device | str = "auto",
+        evaluation_env: VecEnv | None = None,
+        restore_env_states: bool = False,
         **kwargs,
     ) -> SelfDreamer:
         """
@@ -358,17 +363,23 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
 
         With ``env=None`` and envs in the checkpoint, training continues in those envs, mid-episode, with every random
         generator as it was: ``learn(n, reset_num_timesteps=False)`` then gives the weights of an uninterrupted run
-        (same device and PyTorch build). Given an ``env``, or with no envs in the checkpoint, the envs are reset at
-        the next ``learn``: the weights, optimizers, replay buffer and generators are restored, the episodes restart.
+        (same device and PyTorch build). Given an ``env``, the envs are reset at the next ``learn``: the weights,
+        optimizers, replay buffer and generators are restored, the episodes restart; unless ``restore_env_states``
+        gives ``env``, new envs of the kind saved (the same wrappers around the same env class, as many: as the RL
+        Zoo makes them again), the saved envs' state, with which training continues as from ``env=None``.
 
         :param path: the checkpoint directory (or the link to it that :meth:`save_checkpoint` writes)
         :param env: the env to continue in, None for the envs of the checkpoint
         :param device: the device of the model
+        :param evaluation_env: with ``restore_env_states``, an evaluation env of the kind that :meth:`save_checkpoint`
+            was given, which takes its saved state (so that evaluations go on as in an uninterrupted run)
+        :param restore_env_states: give ``env`` and ``evaluation_env`` the state of the envs saved with the
+            checkpoint (envs of another kind start anew, with a warning)
         :param kwargs: passed to :meth:`load`
         :raises ValueError: naming the file, when a file of the checkpoint is truncated, corrupted, not what it should
             be, or from another save
         """
-        return load_checkpoint(cls, path, env, device, **kwargs)
+        return load_checkpoint(cls, path, env, device, evaluation_env, restore_env_states, **kwargs)
 
     def _setup_learn(
         self,

@@ -3,6 +3,7 @@
 import os
 
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 
 class ResumeCheckpointCallback(BaseCallback):
@@ -23,9 +24,18 @@ class ResumeCheckpointCallback(BaseCallback):
     :param save_path: the checkpoint (a link to the directory of the last one, see ``DreamerV2.save_checkpoint``)
     :param save_env: also save the gym envs (to continue their episodes; they must pickle)
     :param verbose: 1 to print a line per checkpoint
+    :param evaluation_env: an evaluation env whose state each checkpoint keeps too (the RL Zoo plug-in gives it its
+        ``EvalCallback``'s), so that a resumed run evaluates as the uninterrupted one would have
     """
 
-    def __init__(self, save_freq: int, save_path: str | os.PathLike, save_env: bool = False, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        save_freq: int,
+        save_path: str | os.PathLike,
+        save_env: bool = False,
+        verbose: int = 0,
+        evaluation_env: VecEnv | None = None,
+    ) -> None:
         super().__init__(verbose)
         # YAML files spell large numbers as floats (1e4)
         if isinstance(save_freq, bool) or not isinstance(save_freq, int | float) or save_freq < 1 or save_freq % 1:
@@ -33,6 +43,7 @@ class ResumeCheckpointCallback(BaseCallback):
         self.save_freq = int(save_freq)
         self.save_path = save_path
         self.save_env = save_env
+        self.evaluation_env = evaluation_env
         self._next_save = self._next_multiple(0)
         self._saved_at: int | None = None
 
@@ -59,7 +70,9 @@ class ResumeCheckpointCallback(BaseCallback):
             self._save()
 
     def _save(self) -> None:
-        self.model.save_checkpoint(self.save_path, save_env=self.save_env)  # type: ignore[attr-defined]
+        self.model.save_checkpoint(  # type: ignore[attr-defined]
+            self.save_path, save_env=self.save_env, evaluation_env=self.evaluation_env
+        )
         self._saved_at = self.model.num_timesteps
         self._next_save = self._next_multiple(self._saved_at)
         if self.verbose >= 1:

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch as th
 from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, action_layout
+from sb3_dreamer.common.env_state import capture_env_state, restore_env_state
 from sb3_dreamer.common.save_util import (
     atomic_directory,
     atomic_open,
@@ -31,15 +33,17 @@ SelfModel = TypeVar("SelfModel", bound="DreamerV2")
 
 #: Files of a checkpoint directory (see :func:`save_checkpoint`)
 CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE = "model.zip", "replay_buffer.pkl", "checkpoint.pkl"
-#: What ``checkpoint.pkl`` holds
+#: What ``checkpoint.pkl`` holds (and ``env_states``, in checkpoints saved since it exists)
 CHECKPOINT_STATE_KEYS = ("digests", "rng_states", "acting_state", "episode_starts", "envs")
 
 
-def save_checkpoint(model: "DreamerV2", path: str | os.PathLike, save_env: bool = True) -> None:
+def save_checkpoint(
+    model: "DreamerV2", path: str | os.PathLike, save_env: bool = True, evaluation_env: VecEnv | None = None
+) -> None:
     """
     Save ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and
-    ``checkpoint.pkl`` (random generator states, the acting model state, the envs and the SHA-256 of the two other
-    files) into the checkpoint ``path``.
+    ``checkpoint.pkl`` (random generator states, the acting model state, the envs, the state of the training and
+    evaluation envs and the SHA-256 of the two other files) into the checkpoint ``path``.
 
     The files are written into a new directory beside ``path``, flushed to disk, and ``path``, a symbolic link,
     is then switched to it in one rename (see :func:`~sb3_dreamer.common.save_util.atomic_directory`): a save
@@ -50,6 +54,8 @@ def save_checkpoint(model: "DreamerV2", path: str | os.PathLike, save_env: bool 
     :param path: the checkpoint (a link to a directory), whose parent directory is created if needed
     :param save_env: save the gym envs, when the env is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``)
         whose envs can be pickled
+    :param evaluation_env: an evaluation env whose state (:func:`~sb3_dreamer.common.env_state.capture_env_state`)
+        the checkpoint keeps besides the training env's
     """
     with atomic_directory(path, (CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE)) as directory:
         model.save(directory / CHECKPOINT_MODEL)
@@ -61,6 +67,7 @@ def save_checkpoint(model: "DreamerV2", path: str | os.PathLike, save_env: bool 
             "acting_state": None if acting_state is None else tuple(x.cpu() for x in acting_state),
             "episode_starts": None if episode_starts is None else episode_starts.cpu(),
             "envs": vec_env_state(model.env) if save_env else None,
+            "env_states": {"training": capture_env_state(model.env), "evaluation": capture_env_state(evaluation_env)},
         }
         with atomic_open(directory / CHECKPOINT_STATE, "pkl") as file:
             pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -91,7 +98,13 @@ def read_checkpoint_state(directory: pathlib.Path) -> dict[str, Any]:
 
 
 def load_checkpoint(
-    cls: type[SelfModel], path: str | os.PathLike, env: GymEnv | None, device: th.device | str, **kwargs
+    cls: type[SelfModel],
+    path: str | os.PathLike,
+    env: GymEnv | None,
+    device: th.device | str,
+    evaluation_env: VecEnv | None = None,
+    restore_env_states: bool = False,
+    **kwargs,
 ) -> SelfModel:
     """
     Load a checkpoint saved by :func:`save_checkpoint` as a model of class ``cls`` (see ``DreamerV2.load_checkpoint``).
@@ -100,18 +113,32 @@ def load_checkpoint(
     :param path: the checkpoint directory (or the link to it that :func:`save_checkpoint` writes)
     :param env: the env to continue in, None for the envs of the checkpoint
     :param device: the device of the model
+    :param evaluation_env: with ``restore_env_states``, an evaluation env that takes the state of the one saved with
+        the checkpoint, if it has one
+    :param restore_env_states: give ``env`` (and ``evaluation_env``) the saved envs' state, so that they continue the
+        saved episodes (:func:`~sb3_dreamer.common.env_state.restore_env_state`; envs of another kind start anew)
     :param kwargs: passed to ``cls.load``
     """
     # Followed once: a save that switches the link meanwhile does not mix two checkpoints
     directory = pathlib.Path(os.path.realpath(path))
     state = read_checkpoint_state(directory)
+    env_states = state.get("env_states") or {}
     saved_env = make_vec_env_from_state(state["envs"]) if env is None and state["envs"] is not None else None
     if saved_env is not None:
         env = saved_env
-    model = cls.load(directory / CHECKPOINT_MODEL, env=env, device=device, force_reset=saved_env is None, **kwargs)
+    into_given_env = restore_env_states and saved_env is None and env is not None and env_states.get("training") is not None
+    model = cls.load(
+        directory / CHECKPOINT_MODEL, env=env, device=device, force_reset=saved_env is None and not into_given_env, **kwargs
+    )
     model.load_replay_buffer(directory / CHECKPOINT_BUFFER)
-    if saved_env is not None and state["acting_state"] is not None:
-        saved_env._reset_seeds()  # load() seeded the envs for a reset that does not come: they continue their episodes
+    if into_given_env and not restore_env_state(model.env, env_states["training"]):
+        model._last_obs = None  # as load(force_reset=True): the envs start new episodes
+        into_given_env = False
+    if restore_env_states and evaluation_env is not None and env_states.get("evaluation") is not None:
+        restore_env_state(evaluation_env, env_states["evaluation"])
+    if (saved_env is not None or into_given_env) and state["acting_state"] is not None:
+        if saved_env is not None:
+            saved_env._reset_seeds()  # load() seeded the envs for a reset that does not come: they continue their episodes
         model._acting_state = ActingState(*(x.to(model.device) for x in state["acting_state"]))
         starts = state["episode_starts"]
         model._episode_starts = None if starts is None else starts.to(model.device)

@@ -21,10 +21,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.policies import BasePolicy
 
 from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.common.base_class import DreamerAlgorithm
+from sb3_dreamer.common.callbacks import ResumeCheckpointCallback
 from sb3_dreamer.common.checkpoint import CHECKPOINT_MODEL, CHECKPOINT_STATE
 from sb3_dreamer.envs import register_minatar_envs
 from sb3_dreamer.envs.registration import GAME_IDS
@@ -113,7 +115,14 @@ def _patch_experiment_manager(manager_class: type) -> None:
             return load_pretrained(self, hyperparams, env)
         hyperparams = {key: value for key, value in hyperparams.items() if key not in ("policy", "policy_kwargs")}
         model = ALGORITHMS[self.algo].load_checkpoint(
-            checkpoint, env, self.device, tensorboard_log=self.tensorboard_log, verbose=self.verbose, **hyperparams
+            checkpoint,
+            env,
+            self.device,
+            evaluation_env=_evaluation_env(self.callbacks),
+            restore_env_states=True,
+            tensorboard_log=self.tensorboard_log,
+            verbose=self.verbose,
+            **hyperparams,
         )
         print(f"Resuming from the checkpoint in {checkpoint} at {model.num_timesteps} timesteps, to {self.n_timesteps}")
         self._resumed_checkpoint = checkpoint
@@ -121,6 +130,11 @@ def _patch_experiment_manager(manager_class: type) -> None:
 
     @functools.wraps(learn)
     def learn_resuming(self, model: Any) -> None:
+        if self.algo in ALGORITHMS:
+            # Checkpoints keep the evaluation env's state too, for a resumed run to evaluate as an uninterrupted one
+            for callback in self.callbacks:
+                if isinstance(callback, ResumeCheckpointCallback) and callback.evaluation_env is None:
+                    callback.evaluation_env = _evaluation_env(self.callbacks)
         if getattr(self, "_resumed_checkpoint", None) is None:
             return learn(self, model)
         self.n_timesteps = max(self.n_timesteps - model.num_timesteps, 0)
@@ -164,6 +178,11 @@ class ContinuedLearning:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
+
+
+def _evaluation_env(callbacks: list[Any]) -> Any:
+    """The env of the zoo's ``EvalCallback`` among ``callbacks``, None without one."""
+    return next((callback.eval_env for callback in callbacks if isinstance(callback, EvalCallback)), None)
 
 
 def checkpoint_directory(trained_agent: str) -> Path | None:
