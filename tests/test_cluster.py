@@ -85,7 +85,7 @@ def test_interrupted_dreamerv2_run_resumes_from_its_checkpoint_on_ray(tmp_path: 
     root = tmp_path / "bench"
     # Budgets in multiples of the quick train_freq (16): checkpoints and evaluations fall on the same frames
     grid = [*RAY, "--quick", "--algos", "dreamerv2", "--envs", "Breakout-MinAtar", "--seeds", "0"]
-    grid += ["--frames", "960", "--eval-freq", "96"]
+    grid += ["--frames", "960", "--eval-freq", "96", "--checkpoint-freq", "96"]
     run_dir = Run("dreamerv2", "Breakout-MinAtar", 0).directory(root)
     command = [sys.executable, "-m", "sb3_dreamer.benchmark", *grid, "--root", str(root)]
     with open(tmp_path / "grid.log", "w") as log, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT) as driver:
