@@ -32,7 +32,8 @@ def _layer_attributes(layer: gym.Env) -> dict[str, Any]:
     return {name: value for name, value in vars(layer).items() if not isinstance(value, gym.Env) and name not in kept}
 
 
-def _dummy_vec_env(env: VecEnv) -> DummyVecEnv | None:
+def dummy_vec_env(env: VecEnv) -> DummyVecEnv | None:
+    """The ``DummyVecEnv`` of ``env``, possibly in a ``VecTransposeImage`` (other wrappers have state of their own)."""
     inner = env.venv if isinstance(env, VecTransposeImage) else env
     return inner if isinstance(inner, DummyVecEnv) else None
 
@@ -43,7 +44,7 @@ def capture_env_state(env: VecEnv | None) -> bytes | None:
         buffers, pickled, when ``env`` is a ``DummyVecEnv`` (possibly in a ``VecTransposeImage``) whose state can be
         pickled; else None, with a warning where pickling failed
     """
-    vec_env = _dummy_vec_env(env) if env is not None else None
+    vec_env = dummy_vec_env(env) if env is not None else None
     if vec_env is None:
         return None
     state = {
@@ -64,7 +65,7 @@ def restore_env_state(env: VecEnv, state: bytes) -> bool:
 
     :return: whether it did; where ``env`` is of another kind it warns, and leaves ``env`` as it was
     """
-    vec_env = _dummy_vec_env(env)
+    vec_env = dummy_vec_env(env)
     captured = cloudpickle.loads(state)
     found = [[type(layer).__qualname__ for layer in env_layers(e)] for e in vec_env.envs] if vec_env is not None else []
     expected = [[name for name, _ in layers] for layers in captured["layers"]]

@@ -23,7 +23,9 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecTransposeImage
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from sb3_dreamer.common.env_state import dummy_vec_env
 
 #: Names of the temporary files of :func:`atomic_open`
 TEMPORARY_FILE = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
@@ -262,8 +264,8 @@ def vec_env_state(env: VecEnv | None) -> bytes | None:
     :return: the gym envs of ``env`` pickled with cloudpickle, when ``env`` is a ``DummyVecEnv``, possibly in a
         ``VecTransposeImage`` (other VecEnv wrappers have state of their own), and its envs can be pickled; else None
     """
-    inner = env.venv if isinstance(env, VecTransposeImage) else env
-    if not isinstance(inner, DummyVecEnv):
+    inner = dummy_vec_env(env) if env is not None else None
+    if inner is None:
         return None
     try:
         return cloudpickle.dumps(inner.envs)

@@ -5,8 +5,8 @@ RL Zoo plug-in: make ``dreamerv2`` and ``dreamerv3`` ``rl_zoo3`` algorithms like
 ``rl_zoo3.hyperparams_opt``, the MinAtar env ids in Gymnasium and :class:`MinAtarCNN` for ``policy_kwargs``
 strings, and patches ``rl_zoo3.exp_manager.ExperimentManager`` so that, for these two only, it reads the
 packaged ``hyperparams/<algo>.yml`` by default, rejects misspelt hyperparameters with a clear error and resumes
-from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`; evaluations then
-fall on the timesteps of an uninterrupted run). Given no ``-conf``,
+from a checkpoint (``-i CHECKPOINT/model.zip``, see :class:`sb3_dreamer.ResumeCheckpointCallback`: the envs continue
+their episodes and the evaluations fall on the timesteps of an uninterrupted run). Given no ``-conf``,
 the baselines (``ppo``, ``dqn``, ``qrdqn``) read the packaged ``hyperparams/<algo>.yml`` for the MinAtar ids, see
 :func:`default_config`.
 It is applied by the start-up hook ``sb3_dreamer_zoo_hook`` when ``rl_zoo3`` is imported, or by
