@@ -25,6 +25,7 @@ from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
 from sb3_dreamer.benchmark.layout import Run
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
+from sb3_dreamer.benchmark.report import markdown_table
 from sb3_dreamer.benchmark.scalars import read_scalars
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, improvement_probability, normalise
 
@@ -140,6 +141,24 @@ def test_checkpoint_frequency(tmp_path: Path, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit):
         parse_args(["--algos", "dreamerv2", "--checkpoint-freq", "0"])
     assert "--checkpoint-freq must be a positive number of env frames, got 0" in capsys.readouterr().err
+
+
+def test_times_per_run_are_means_of_the_known_ones():
+    """A run without recorded times (NaN) is left out of the means of its row, which say over how many runs they are."""
+    rows = [("dreamerv2", seed, wall, cpu) for seed, wall, cpu in ((0, np.nan, np.nan), (1, 7200.0, 3600.0))]
+    rows += [("dqn", seed, 600.0, 300.0) for seed in (0, 1)]
+    results = pd.DataFrame(
+        [
+            {"algo": algo, "env": "Breakout-MinAtar", "seed": seed, "frames": 100_000, "eval_episodes": 10,
+             "timesteps": 100_000, "mean_return": 1.0, "std_return": 0.0, "wall_clock_s": wall, "cpu_s": cpu}
+            for algo, seed, wall, cpu in rows
+        ]
+    )  # fmt: skip
+    finals = pd.DataFrame(columns=["algo", "env", "seed", "frames", "final_mean_return"])
+    table = markdown_table(results, finals)
+    times = "| 2.00 h (n=1) | 60.0 min (n=1) | 14 (n=1) |"
+    assert f"| dreamerv2 | Breakout-MinAtar | 1.00 ± 0.00 | n/a | 100,000 | 2 {times}" in table
+    assert "| dqn | Breakout-MinAtar | 1.00 ± 0.00 | n/a | 100,000 | 2 | 10.0 min | 5.0 min | 167 |" in table
 
 
 def test_status_of_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixture):

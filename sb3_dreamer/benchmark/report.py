@@ -5,6 +5,7 @@ the aggregate over envs, and the learning curves' plot.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,21 @@ def markdown_table(results: pd.DataFrame, finals: pd.DataFrame) -> str:
         score = scores.get((algo, env, frames))
         score_cell = "n/a" if score is None else f"{score.mean():.2f} ± {score.std():.2f} (n={len(score)})"
         wall_clock = group["wall_clock_s"].to_numpy()
-        frames_per_s = np.mean(frames / wall_clock)
+        frames_per_s = known_mean(frames / wall_clock, lambda value: f"{value:.0f}")
         lines.append(
             f"| {algo} | {env} | {returns.mean():.2f} ± {returns.std():.2f} | {score_cell} | {frames:,} | {len(group)} "
-            f"| {format_duration(wall_clock.mean())} | {format_duration(group['cpu_s'].mean())} "
-            f"| {'n/a' if np.isnan(frames_per_s) else f'{frames_per_s:.0f}'} |"
+            f"| {known_mean(wall_clock, format_duration)} | {known_mean(group['cpu_s'].to_numpy(), format_duration)} "
+            f"| {frames_per_s} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def known_mean(values: np.ndarray, text: Callable[[float], str]) -> str:
+    """The mean of the known (not NaN) ``values`` as ``text`` makes it, with their number where some are not known."""
+    known = values[~np.isnan(values)]
+    if not len(known):
+        return "n/a"
+    return text(known.mean()) + (f" (n={len(known)})" if len(known) < len(values) else "")
 
 
 def curve_table(results: pd.DataFrame) -> str:
@@ -156,7 +165,9 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
         f"env seeded with the run's seed + {FINAL_EVAL_SEED_OFFSET:,}, then mean ± std (population) over the n seeds that "
         "have one (runs from before the final evaluation whose model is gone have none). Frames: training budget in env "
         "frames (MinAtar has no frame skip). Wall-clock and CPU time (user + system, all threads): whole zoo process, "
-        "evaluations included, final score not included; frames/s = frames / wall-clock. "
+        "evaluations included, final score not included, mean over the runs whose times are known (n=k where those are k "
+        "of the seeds: a run resumed from a checkpoint of a grid that did not yet record its parts' times has none); "
+        "frames/s = frames / wall-clock. "
         f"Machine: {os.cpu_count()} CPU cores.\n\n"
     )
     curves = "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n" + curve_table(results)
