@@ -42,10 +42,14 @@ class Run:
         """Deterministic folder of the run."""
         return root / RUNS_DIR / self.algo / self.env / f"seed_{self.seed}"
 
+    def parts(self, root: Path) -> list[Path]:
+        """The zoo log folders of the run (``ALGO/ENV_1``, ``ENV_2``, ...: one per part of a resumed run), in order."""
+        parts = self.directory(root).glob(f"{self.zoo_algo}/{self.env}_*")
+        return sorted(parts, key=lambda path: int(path.name.rsplit("_", 1)[1]))
+
     def final_model(self, root: Path) -> Path:
         """The model that the zoo saved at the end of the run: ``ENV.zip`` in the zoo log folder of its last part."""
-        parts = self.directory(root).glob(f"{self.zoo_algo}/{self.env}_*")
-        return max(parts, key=lambda path: int(path.name.rsplit("_", 1)[1])) / f"{self.env}.zip"
+        return self.parts(root)[-1] / f"{self.env}.zip"
 
     def __str__(self) -> str:
         return f"{self.algo} {self.env} seed {self.seed}"

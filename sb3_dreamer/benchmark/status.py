@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sb3_dreamer.benchmark.extras import benchmark_extra
-from sb3_dreamer.benchmark.layout import LOG_FILE, RUN_FILE, RUNS_DIR, SEGMENTS_FILE, base_algo, read_evaluations
+from sb3_dreamer.benchmark.layout import LOG_FILE, RUN_FILE, RUNS_DIR, SEGMENTS_FILE, Run, read_evaluations
 from sb3_dreamer.benchmark.report import format_duration
 
 with benchmark_extra():
@@ -29,21 +29,20 @@ def monitor_episodes(part: Path) -> pd.DataFrame:
     return episodes.sort_values("t", ignore_index=True)
 
 
-def run_status(run_dir: Path) -> dict[str, object]:
+def run_status(run: Run, root: Path) -> dict[str, object]:
     """
-    What the unfinished run in ``run_dir`` (``ROOT/runs/ALGO/ENV/seed_SEED``) has done: ``frames``, the env frames of
+    What the unfinished ``run`` under ``root`` has done: ``frames``, the env frames of
     its last part's finished episodes on top of the checkpoint that part resumed (a part killed with its machine
     counts from its checkpoint on); ``checkpoint``, the timesteps of the last resumed checkpoint (0 for a run never
     resumed); ``evaluations``, the mean return of each evaluation so far by timesteps; ``recent_return``, the mean
     return of the last :data:`RECENT_EPISODES` training episodes; ``parts`` and ``wall_clock_s`` (the time
     ``segments.json`` recorded).
     """
+    run_dir = run.directory(root)
     log = run_dir / LOG_FILE
     resumed = RESUMED.findall(log.read_text()) if log.is_file() else []
     checkpoint = int(resumed[-1]) if resumed else 0
-    algo, env = run_dir.parts[-3], run_dir.parts[-2]
-    parts = sorted((run_dir / base_algo(algo)).glob(f"{env}_*"), key=lambda path: int(path.name.rsplit("_", 1)[1]))
-    episodes = [monitor_episodes(part) for part in parts]
+    episodes = [monitor_episodes(part) for part in run.parts(root)]
     frames = checkpoint + int(episodes[-1]["l"].sum()) if episodes else checkpoint
     recent = pd.concat(episodes, ignore_index=True)["r"].tail(RECENT_EPISODES) if episodes else pd.Series(dtype=float)
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
@@ -66,12 +65,13 @@ def status_table(root: Path) -> str:
     ]
     run_dirs = [path for path in sorted(root.glob(f"{RUNS_DIR}/*/*/seed_*")) if not (path / RUN_FILE).is_file()]
     for run_dir in run_dirs:
-        status = run_status(run_dir)
-        algo, env, seed = run_dir.parts[-3], run_dir.parts[-2], run_dir.name.removeprefix("seed_")
+        run = Run(run_dir.parts[-3], run_dir.parts[-2], int(run_dir.name.removeprefix("seed_")))
+        status = run_status(run, root)
         evaluations = ", ".join(f"{timesteps // 1000}k: {value:.2f}" for timesteps, value in status["evaluations"].items())
         lines.append(
-            f"| {algo} | {env} | {seed} | {status['frames']:,} | {status['checkpoint']:,} | {evaluations or 'none yet'} "
-            f"| {status['recent_return']:.2f} | {status['parts']} | {format_duration(status['wall_clock_s'])} |"
+            f"| {run.algo} | {run.env} | {run.seed} | {status['frames']:,} | {status['checkpoint']:,} "
+            f"| {evaluations or 'none yet'} | {status['recent_return']:.2f} | {status['parts']} "
+            f"| {format_duration(status['wall_clock_s'])} |"
         )
     if not run_dirs:
         return f"No unfinished runs under {root}"
