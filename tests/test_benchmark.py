@@ -7,6 +7,7 @@ rliable's aggregates) on hand-made scores.
 import itertools
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import torch as th
 import yaml
 
 from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
@@ -24,6 +26,7 @@ from sb3_dreamer.benchmark.cli import main, parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
 from sb3_dreamer.benchmark.layout import Run
+from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, cpu_flags, cpu_model, machine_facts
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.report import markdown_table
 from sb3_dreamer.benchmark.scalars import read_scalars
@@ -210,6 +213,8 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         info = json.loads(run_file(tmp_path, algo).read_text())
         # The allocator settings the run was given: the script's, unless the caller's environment sets them
         assert info["malloc"] == {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
+        # The machine it ran on (the last part's)
+        assert info["machine"]["logical_cpus"] == os.cpu_count() and info["machine"]["torch"] == th.__version__
         # The final score: the requested episodes played, a seed apart from the training's, timed apart from it
         assert info["final_episodes"] == 3 and info["final_eval_seed"] == FINAL_EVAL_SEED_OFFSET
         assert 0 <= info["final_mean_return"] and 0 <= info["final_std_return"]
@@ -498,3 +503,14 @@ def test_fast_probability_of_improvement_is_rliables():
         x, y = generator.integers(0, 4, size=(runs_x, 3)) / 4, generator.integers(0, 4, size=(runs_y, 3)) / 4
         assert improvement_probability(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y))
     assert improvement_probability(x, x)[0] == pytest.approx(0.5)
+
+
+def test_machine_facts_from_cpuinfo():
+    cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n\n"
+    cpuinfo += "processor\t: 1\nmodel name\t: Other CPU\nflags\t\t: fpu\n"
+    assert cpu_model(cpuinfo) == "Some CPU @ 2.0GHz"
+    assert {"avx512_bf16", "amx_bf16"} <= cpu_flags(cpuinfo) and "avx512f" in cpu_flags(cpuinfo)
+    assert cpu_flags("") == set() and cpu_model("") == (platform.processor() or platform.machine())
+    facts = machine_facts()
+    assert facts["logical_cpus"] == os.cpu_count() and facts["torch"] == th.__version__
+    assert set(facts["bfloat16_cpu_flags"]) <= set(BFLOAT16_CPU_FLAGS)

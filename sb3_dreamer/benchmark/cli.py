@@ -34,14 +34,15 @@ stratified-bootstrap interval (rliable's ``get_interval_estimates``: runs resamp
 intervals, ``--bootstrap-reps`` replications, NumPy's global random numbers, from which rliable draws, seeded with
 ``BOOTSTRAP_SEED`` for each estimate).
 
-Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log``
-(its output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses,
-actor entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time and
-final score). TensorBoard event files are not committed (``.gitignore``): once a run with them has finished, every
-scalar in them goes to ``scalars.csv`` in its folder (tag, step, value; ``scripts/tb_scalars.py`` reads it where the
-event files are gone), and the first run of the packaged DreamerV2 (``dreamerv2``, not its variants: one GIF per id)
-of each env to finish with a dream video writes its last one to ``ROOT/dream_dreamerv2_ENV.gif``
-(``scripts/dream_gif.py``). Every command, ``--report-only`` included, does the same
+Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log`` (its
+output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses, actor
+entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time, final score
+and the machine: CPU model and bfloat16 flags, torch's version, the GPU if any). TensorBoard event files are not
+committed (``.gitignore``): once a run with them has finished, every scalar in them goes to ``scalars.csv`` in its
+folder (tag, step, value; ``scripts/tb_scalars.py`` reads it where the event files are gone), and the first run of the
+packaged DreamerV2 (``dreamerv2``, not its variants: one GIF per id) of each env to finish with a dream video writes
+its last one to ``ROOT/dream_dreamerv2_ENV.gif`` (``scripts/dream_gif.py``).
+Every command, ``--report-only`` included, does the same
 for the finished runs that have event files and no up-to-date ``scalars.csv`` or GIF (by seed: the lowest one's GIF).
 The grid is resumable: runs with a ``run.json`` of at least ``--frames`` frames are skipped. A DreamerV2 run keeps a
 checkpoint (``checkpoint/``, :class:`sb3_dreamer.ResumeCheckpointCallback`, every ``--checkpoint-freq`` frames, by

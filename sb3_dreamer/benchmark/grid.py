@@ -35,6 +35,7 @@ from sb3_dreamer.benchmark.layout import (
     is_finished,
     write_json,
 )
+from sb3_dreamer.benchmark.machine import machine_facts
 from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS
 from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
@@ -166,6 +167,7 @@ class Launcher:
             "threads": self.threads,
             "processes": self.args.processes,
             "malloc": malloc,
+            "machine": machine_facts(),
             "segments": len(segments),
             "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
             "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),

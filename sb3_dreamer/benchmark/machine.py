@@ -1,0 +1,52 @@
+"""What a run's times and numerics depend on besides its settings: the machine it ran on, recorded in ``run.json``."""
+
+import os
+import platform
+from typing import Any
+
+import torch as th
+
+from sb3_dreamer.common.precision import has_native_bfloat16
+
+#: CPU flags (``/proc/cpuinfo``) that decide the ``mixed_precision="auto"`` choice and the matmul kernels on x86
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """The first ``model name`` of a ``/proc/cpuinfo`` text, else :func:`platform.processor` (other systems)."""
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The flags of the first CPU in a ``/proc/cpuinfo`` text (empty where it has none)."""
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def machine_facts() -> dict[str, Any]:
+    """
+    The machine of this process: CPU model, logical CPUs, the bfloat16 flags it has, whether torch multiplies
+    bfloat16 natively on it, torch's version and the CUDA device, if any. A run's wall-clock and CPU times, and the
+    precision that ``mixed_precision="auto"`` picks, are only comparable between runs of the same facts.
+    """
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpuinfo = file.read()
+    except OSError:
+        cpuinfo = ""
+    flags = cpu_flags(cpuinfo)
+    return {
+        "cpu": cpu_model(cpuinfo),
+        "logical_cpus": os.cpu_count(),
+        "bfloat16_cpu_flags": [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags],
+        "cpu_native_bfloat16": has_native_bfloat16(th.device("cpu")),
+        "torch": th.__version__,
+        "cuda_device": th.cuda.get_device_name() if th.cuda.is_available() else None,
+    }
