@@ -55,8 +55,8 @@ and ``segments.json`` records the time of each part (a part killed with the mach
 written every minute, with ``returncode`` null). Runs of the other
 algorithms restart from scratch (the zoo's ``-i`` would restart their timestep count, evaluations and schedules).
 Ctrl-C or SIGTERM stops the running trainings and evaluations; the same command then picks up where the grid stopped.
-``--status`` shows how far each unfinished run has come (frames, evaluations so far, recent training returns, time),
-read from its files while it runs or after it was stopped.
+``--status`` shows how far each unfinished run has come (frames, evaluations so far, recent training returns, time,
+the time left at its pace), read from its files while it runs or after it was stopped.
 Each run gets ``--threads`` torch threads (default cores // ``--processes``) and glibc allocator settings that keep large
 tensors in the heap (``GLIBC_MALLOC_SETTINGS``, recorded in ``run.json``; with them a DreamerV2 gradient step at
 batch 16 with 1 thread measured 4% and 9% faster in two sets of interleaved runs).

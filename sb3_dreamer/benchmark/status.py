@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from sb3_dreamer.benchmark.extras import benchmark_extra
 from sb3_dreamer.benchmark.layout import LOG_FILE, RUN_FILE, RUNS_DIR, SEGMENTS_FILE, Run, read_evaluations
@@ -29,6 +30,15 @@ def monitor_episodes(part: Path) -> pd.DataFrame:
     return episodes.sort_values("t", ignore_index=True)
 
 
+def frame_budget(part: Path, env: str) -> int | None:
+    """The frames that the zoo trains to in the log folder ``part`` (``-n``, in its ``ENV/args.yml``), if written yet."""
+    args_file = part / env / "args.yml"
+    if not args_file.is_file():
+        return None
+    # The zoo writes its arguments as a YAML OrderedDict
+    return int(dict(yaml.unsafe_load(args_file.read_text()))["n_timesteps"])
+
+
 def run_status(run: Run, root: Path) -> dict[str, object]:
     """
     What the unfinished ``run`` under ``root`` has done: ``frames``, the env frames of
@@ -36,7 +46,8 @@ def run_status(run: Run, root: Path) -> dict[str, object]:
     counts from its checkpoint on); ``checkpoint``, the timesteps of the last resumed checkpoint (0 for a run never
     resumed); ``evaluations``, the mean return of each evaluation so far by timesteps; ``recent_return``, the mean
     return of the last :data:`RECENT_EPISODES` training episodes; ``parts`` and ``wall_clock_s`` (the time
-    ``segments.json`` recorded).
+    ``segments.json`` recorded); ``left_s``, the seconds to its frame budget at the pace of its last part (frames
+    from its checkpoint over its wall-clock time: an estimate, NaN before the part has frames or a budget).
     """
     run_dir = run.directory(root)
     log = run_dir / LOG_FILE
@@ -46,6 +57,9 @@ def run_status(run: Run, root: Path) -> dict[str, object]:
     frames = checkpoint + int(episodes[-1]["l"].sum()) if episodes else checkpoint
     recent = pd.concat(episodes, ignore_index=True)["r"].tail(RECENT_EPISODES) if episodes else pd.Series(dtype=float)
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
+    budget = frame_budget(run.parts(root)[-1], run.env) if episodes else None
+    part_frames, part_s = frames - checkpoint, segments[-1]["wall_clock_s"] if segments else 0.0
+    pace = part_frames / part_s if part_frames > 0 and part_s > 0 else float("nan")
     return {
         "frames": frames,
         "checkpoint": checkpoint,
@@ -53,6 +67,7 @@ def run_status(run: Run, root: Path) -> dict[str, object]:
         "recent_return": float(recent.mean()) if len(recent) else float("nan"),
         "parts": len(segments),
         "wall_clock_s": sum(segment["wall_clock_s"] for segment in segments),
+        "left_s": max(budget - frames, 0) / pace if budget is not None else float("nan"),
     }
 
 
@@ -60,8 +75,8 @@ def status_table(root: Path) -> str:
     """A Markdown table of every unfinished run under ``root`` (a run folder without ``run.json``), by path."""
     lines = [
         "| algo | env | seed | frames | resumed at | evaluations (frames: mean return) "
-        f"| last {RECENT_EPISODES} training episodes | parts | wall-clock |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        f"| last {RECENT_EPISODES} training episodes | parts | wall-clock | left (at the last part's pace) |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     run_dirs = [path for path in sorted(root.glob(f"{RUNS_DIR}/*/*/seed_*")) if not (path / RUN_FILE).is_file()]
     for run_dir in run_dirs:
@@ -71,7 +86,7 @@ def status_table(root: Path) -> str:
         lines.append(
             f"| {run.algo} | {run.env} | {run.seed} | {status['frames']:,} | {status['checkpoint']:,} "
             f"| {evaluations or 'none yet'} | {status['recent_return']:.2f} | {status['parts']} "
-            f"| {format_duration(status['wall_clock_s'])} |"
+            f"| {format_duration(status['wall_clock_s'])} | {format_duration(status['left_s'])} |"
         )
     if not run_dirs:
         return f"No unfinished runs under {root}"
