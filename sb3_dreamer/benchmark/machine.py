@@ -12,22 +12,23 @@ from sb3_dreamer.common.precision import has_native_bfloat16
 BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+def first_field(cpuinfo: str, name: str) -> str | None:
+    """The value of the first ``name`` line of a ``/proc/cpuinfo`` text (the first CPU's), ``None`` where it has none."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
 def cpu_model(cpuinfo: str) -> str:
     """The first ``model name`` of a ``/proc/cpuinfo`` text, else :func:`platform.processor` (other systems)."""
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "model name":
-            return value.strip()
-    return platform.processor() or platform.machine()
+    return first_field(cpuinfo, "model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
     """The flags of the first CPU in a ``/proc/cpuinfo`` text (empty where it has none)."""
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            return set(value.split())
-    return set()
+    return set((first_field(cpuinfo, "flags") or "").split())
 
 
 def machine_facts() -> dict[str, Any]:

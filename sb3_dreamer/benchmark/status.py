@@ -53,11 +53,12 @@ def run_status(run: Run, root: Path) -> dict[str, object]:
     log = run_dir / LOG_FILE
     resumed = RESUMED.findall(log.read_text()) if log.is_file() else []
     checkpoint = int(resumed[-1]) if resumed else 0
-    episodes = [monitor_episodes(part) for part in run.parts(root)]
+    parts = run.parts(root)
+    episodes = [monitor_episodes(part) for part in parts]
     frames = checkpoint + int(episodes[-1]["l"].sum()) if episodes else checkpoint
     recent = pd.concat(episodes, ignore_index=True)["r"].tail(RECENT_EPISODES) if episodes else pd.Series(dtype=float)
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
-    budget = frame_budget(run.parts(root)[-1], run.env) if episodes else None
+    budget = frame_budget(parts[-1], run.env) if parts else None
     part_frames, part_s = frames - checkpoint, segments[-1]["wall_clock_s"] if segments else 0.0
     pace = part_frames / part_s if part_frames > 0 and part_s > 0 else float("nan")
     return {
