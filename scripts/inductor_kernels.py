@@ -1,0 +1,150 @@
+"""
+Where the time of a compiled update goes, kernel by kernel: builds the model with ``compile_losses=True``, runs one
+update (compiling, or loading inductor's cached kernels), then runs each graph that inductor generated (the world
+model's loss forward and backward, the actor-critic losses' forward and backward) on the random inputs of its own
+benchmark harness, timing every call of a fused C++ kernel (``cpp_fused_*``) and of an external kernel (``mm``,
+``addmm``, convolutions ...) with ``time.process_time``.
+
+Prints one markdown table per graph: CPU ms per call of the graph, the share of its kernels and external calls, and
+its ``--top`` most expensive kernels with their calls per graph call. The rest of a graph's time is ATen operators
+that inductor leaves as they are (e.g. ``convolution_backward``, ``embedding_bag``) and the wrapper's Python.
+
+``--elementwise`` prints instead the CPU time of exp, tanh, sigmoid and ELU on an (800, 200) float32 tensor (an
+imagination step's size at batch 16) eagerly (ATen's kernels) and compiled (inductor's vectorised C++).
+
+Usage: python scripts/inductor_kernels.py [--algo dreamerv2] [--env Breakout-MinAtar] [--batch-size 16]
+    [--mixed-precision true] [--threads 1] [--calls 3] [--top 12] [--elementwise]
+"""
+
+import argparse
+import collections
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import torch as th
+from torch._inductor.codecache import PyCodeCache
+
+from sb3_dreamer import DreamerV2, DreamerV3
+
+#: ``--mixed-precision`` values and the ``mixed_precision`` they stand for
+MIXED_PRECISION = {"auto": "auto", "true": True, "false": False}
+
+
+class KernelTimes:
+    """CPU seconds and calls per kernel name, filled by the timing wrappers of :meth:`wrap`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.calls: dict[str, int] = collections.defaultdict(int)
+
+    def wrap(self, name: str, kernel: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            start = time.process_time()
+            result = kernel(*args, **kwargs)
+            self.seconds[name] += time.process_time() - start
+            self.calls[name] += 1
+            return result
+
+        return timed
+
+    def clear(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+
+class TimedExternKernels:
+    """Stands for a graph module's ``extern_kernels``: each attribute read returns the kernel, timed."""
+
+    def __init__(self, extern_kernels: ModuleType, times: KernelTimes) -> None:
+        self._extern_kernels, self._times = extern_kernels, times
+
+    def __getattr__(self, name: str) -> Callable:
+        return self._times.wrap(f"extern_kernels.{name}", getattr(self._extern_kernels, name))
+
+
+def profile_graph(module: ModuleType, n_calls: int) -> tuple[float, KernelTimes]:
+    """CPU seconds per call of a generated graph module (after one untimed call) and its kernels' times over ``n_calls``."""
+    times = KernelTimes()
+    for name in [name for name in vars(module) if name.startswith("cpp_fused_")]:
+        setattr(module, name, times.wrap(name, getattr(module, name)))
+    module.extern_kernels = TimedExternKernels(module.extern_kernels, times)
+    inputs = module.get_args()
+    module.call(list(inputs))
+    times.clear()
+    start = time.process_time()
+    for _ in range(n_calls):
+        module.call(list(inputs))
+    return (time.process_time() - start) / n_calls, times
+
+
+def print_graph(title: str, seconds: float, times: KernelTimes, n_calls: int, top: int) -> None:
+    fused = sum(s for name, s in times.seconds.items() if name.startswith("cpp_fused_")) / n_calls
+    extern = sum(s for name, s in times.seconds.items() if name.startswith("extern_kernels.")) / n_calls
+    print(f"\n### {title}: {1000 * seconds:.1f} ms per call")
+    rest = seconds - fused - extern
+    print(f"fused kernels {1000 * fused:.1f} ms, external kernels {1000 * extern:.1f} ms, rest {1000 * rest:.1f} ms\n")
+    print("| kernel | ms per graph call | calls per graph call |\n|---|---:|---:|")
+    for name, spent in sorted(times.seconds.items(), key=lambda item: -item[1])[:top]:
+        print(f"| `{name}` | {1000 * spent / n_calls:.2f} | {times.calls[name] // n_calls} |")
+
+
+def elementwise_speeds(n_calls: int = 300) -> None:
+    """Eager against compiled CPU ms of a few transcendental elementwise functions on an (800, 200) float32 tensor."""
+    inputs = th.randn(800, 200)
+    functions = {"exp": th.exp, "tanh": th.tanh, "sigmoid": th.sigmoid, "elu": th.nn.functional.elu}
+    print("| function | eager ms | compiled ms |\n|---|---:|---:|")
+    for name, function in functions.items():
+        compiled = th.compile(function, dynamic=False)
+        milliseconds = []
+        for variant in (function, compiled):
+            for _ in range(5):
+                variant(inputs)
+            start = time.process_time()
+            for _ in range(n_calls):
+                variant(inputs)
+            milliseconds.append(1000 * (time.process_time() - start) / n_calls)
+        print(f"| {name} | {milliseconds[0]:.3f} | {milliseconds[1]:.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="dreamerv2", choices=["dreamerv2", "dreamerv3"])
+    parser.add_argument("--env", default="Breakout-MinAtar")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per update")
+    parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION))
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--calls", type=int, default=3, help="timed calls of each graph")
+    parser.add_argument("--top", type=int, default=12, help="kernels listed per graph")
+    parser.add_argument("--elementwise", action="store_true", help="eager against compiled exp, tanh, sigmoid, ELU")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    if args.elementwise:
+        elementwise_speeds()
+        return
+
+    algo = DreamerV2 if args.algo == "dreamerv2" else DreamerV3
+    model = algo(
+        "CnnPolicy",
+        args.env,
+        seed=0,
+        batch_size=args.batch_size,
+        mixed_precision=MIXED_PRECISION[args.mixed_precision],
+        compile_losses=True,
+    )
+    model.learn(model.learning_starts)
+    known = set(PyCodeCache.modules)
+    start = time.perf_counter()
+    model.train(gradient_steps=1, batch_size=model.batch_size)
+    print(f"first update (compiling or loading the compiled graphs): {time.perf_counter() - start:.1f} s")
+    start = time.process_time()
+    model.train(gradient_steps=3, batch_size=model.batch_size)
+    print(f"update: {1000 * (time.process_time() - start) / 3:.1f} ms of CPU (3 updates)")
+    graphs = [module for module in PyCodeCache.modules if module not in known and hasattr(module, "get_args")]
+    for index, module in enumerate(graphs):
+        seconds, times = profile_graph(module, args.calls)
+        print_graph(f"graph {index} ({module.__file__})", seconds, times, args.calls, args.top)
+
+
+if __name__ == "__main__":
+    main()
