@@ -250,6 +250,10 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert "Envs where each has runs of 300 frames (1): Breakout-MinAtar. Runs per env: dreamerv2 1." in table
     assert re.search(r"\| dreamerv2 \| 1 \|( \d\.\d\d \[\d\.\d\d, \d\.\d\d\] \|){3}\n", table), table
     assert "P(row > column)" not in table
+    # The packaged algorithm's tables and the aggregate first, the variant's tables in a section of their own
+    packaged, variants = table.split("\n## Variants\n")
+    assert "## Aggregate over envs" in packaged and "| dqn@batch16 |" not in packaged
+    assert variants.count("| dqn@batch16 | Breakout-MinAtar |") == 3 and "| dreamerv2 |" not in variants
     for name in ("learning_curves.png", "aggregate.png", "aggregate_curves.png"):
         image = plt.imread(tmp_path / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100

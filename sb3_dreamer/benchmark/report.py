@@ -1,7 +1,8 @@
 """
 The benchmark report of the finished runs under ROOT: ``results.csv`` and ``final.csv``, and ``results.md`` with its
-tables (final returns and scores, evaluation returns at each evaluation point, scores with bootstrap intervals) and
-the aggregate over envs, and the learning curves' plot.
+tables (final returns and scores, evaluation returns at each evaluation point, scores with bootstrap intervals) of the
+packaged algorithms, the aggregate over envs, the same tables of the variants ``ALGO@NAME``, and the learning curves'
+plot.
 """
 
 import os
@@ -137,6 +138,26 @@ def score_table(scores: pd.DataFrame, reps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_variant(algo: str) -> bool:
+    """Whether ``algo`` names a variant ``ALGO@NAME`` (other hyperparameters of ALGO), not a packaged algorithm."""
+    return "@" in algo
+
+
+def run_tables(results: pd.DataFrame, finals: pd.DataFrame, scores: pd.DataFrame, reps: int, scores_intro: str) -> str:
+    """
+    The tables of some algorithms' runs: final returns and scores (:func:`markdown_table`), evaluation returns at each
+    evaluation point (:func:`curve_table`), then ``scores_intro`` and the scores with bootstrap intervals
+    (:func:`score_table`).
+    """
+    return (
+        markdown_table(results, finals)
+        + "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n"
+        + curve_table(results)
+        + scores_intro
+        + score_table(scores, reps)
+    )
+
+
 def algo_colors(algos: list[str]) -> dict[str, Any]:
     """Colour of each algo in the report's plots: the same in all of them."""
     return dict(zip(sorted(algos), plt.get_cmap("tab10").colors * (len(algos) // 10 + 1), strict=False))
@@ -170,16 +191,29 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
         "frames/s = frames / wall-clock. "
         f"Machine: {os.cpu_count()} CPU cores.\n\n"
     )
-    curves = "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n" + curve_table(results)
     scores = run_scores(results, finals)
-    intervals = (
+    runs = (results, finals, scores)
+    variant_rows = [frame["algo"].map(is_variant).astype(bool) for frame in runs]
+    packaged = [frame[~rows] for frame, rows in zip(runs, variant_rows, strict=True)]
+    variants = [frame[rows] for frame, rows in zip(runs, variant_rows, strict=True)]
+    intervals_intro = (
         f"\n## Scores with {CONFIDENCE:.0%} bootstrap intervals\n\n"
         "The score of a run: its final score, or for a run without one its last evaluation (marked in bold in the last "
         "column, which names the seeds scored each way); then the mean over seeds and a percentile bootstrap interval "
         f"of that mean ({reps} resamples of the seeds with replacement, random numbers seeded with "
-        f"{BOOTSTRAP_SEED}; a single seed gives no interval, shown as its score twice).\n\n" + score_table(scores, reps)
+        f"{BOOTSTRAP_SEED}; a single seed gives no interval, shown as its score twice).\n\n"
     )
-    algos = list(dict.fromkeys(aggregate_algos or sorted(algo for algo in scores["algo"].unique() if "@" not in algo)))
+    tables = "No finished run of a packaged algorithm.\n"
+    if not packaged[0].empty:
+        tables = run_tables(*packaged, reps, intervals_intro)
+    variant_tables = ""
+    if not variants[0].empty:
+        variant_tables = (
+            "\n## Variants\n\nOther hyperparameters of an algorithm (`ALGO@NAME`): settings under test and earlier "
+            "ones that the packaged files have replaced, in the same tables as above.\n\n"
+            + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")
+        )
+    algos = list(dict.fromkeys(aggregate_algos or sorted(algo for algo in scores["algo"].unique() if not is_variant(algo))))
     try:
         result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
     except ImportError as error:
@@ -193,6 +227,6 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
         section = f"## Aggregate over envs\n\nNone: {result}.\n"
         for name in (AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT):
             (root / name).unlink(missing_ok=True)  # an earlier report's
-    (root / RESULTS_MD).write_text(header + markdown_table(results, finals) + curves + intervals + "\n" + section)
+    (root / RESULTS_MD).write_text(header + tables + "\n" + section + variant_tables)
     plot_learning_curves(results, root / LEARNING_CURVES_PLOT)
     print(f"wrote {', '.join(str(root / name) for name in written)}")
