@@ -103,8 +103,11 @@ def test_interrupted_dreamerv2_run_resumes_from_its_checkpoint_on_ray(tmp_path: 
     assert "1 runs: skipped 0 finished, 1 to train" in output
     assert "Resuming from the checkpoint" in (run_dir / "train.log").read_text()
     assert sorted(path.name for path in (run_dir / "dreamerv2").iterdir()) == ["Breakout-MinAtar_1", "Breakout-MinAtar_2"]
-    # The interrupted part left no segment; the evaluations of both parts make the whole run's
-    assert [segment["resumed"] for segment in json.loads((run_dir / "segments.json").read_text())] == [True]
+    # The interrupted part left a segment only if it ran long enough to record its times while running (every
+    # PROGRESS_INTERVAL s: a slow machine), without a return code; the resumed part ended with 0. The evaluations of
+    # both parts make the whole run's
+    parts = [(segment["resumed"], segment["returncode"]) for segment in json.loads((run_dir / "segments.json").read_text())]
+    assert parts in ([(True, 0)], [(False, None), (True, 0)]), parts
     assert json.loads((run_dir / "run.json").read_text())["frames"] == 960
     assert list(read_evaluations(run_dir)) == list(range(96, 961, 96))
 
