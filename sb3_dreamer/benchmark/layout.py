@@ -60,6 +60,11 @@ def base_algo(algo: str) -> str:
     return algo.split("@", 1)[0]
 
 
+def is_variant(algo: str) -> bool:
+    """Whether ``algo`` names a variant ``ALGO@NAME`` (other hyperparameters of ALGO), not a packaged algorithm."""
+    return base_algo(algo) != algo
+
+
 def finished_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """``run.json`` and its content of every finished run under ``root``, sorted by path."""
     return [(path, json.loads(path.read_text())) for path in sorted(root.glob(f"{RUNS_DIR}/*/*/seed_*/{RUN_FILE}"))]

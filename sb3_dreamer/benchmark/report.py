@@ -23,6 +23,7 @@ from sb3_dreamer.benchmark.aggregate import (
 )
 from sb3_dreamer.benchmark.extras import benchmark_extra
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
+from sb3_dreamer.benchmark.layout import is_variant
 from sb3_dreamer.benchmark.records import FINAL_CSV, RESULTS_CSV, RUN_KEY, collect, run_scores
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, BOOTSTRAP_SEED, CONFIDENCE, bootstrap_interval
 
@@ -136,11 +137,6 @@ def score_table(scores: pd.DataFrame, reps: int) -> str:
         interval = f"{values.mean():.2f} [{low:.2f}, {high:.2f}]"
         lines.append(f"| {algo} | {env} | {frames:,} | {len(runs)} | {interval} | {_sources(runs)} |")
     return "\n".join(lines) + "\n"
-
-
-def is_variant(algo: str) -> bool:
-    """Whether ``algo`` names a variant ``ALGO@NAME`` (other hyperparameters of ALGO), not a packaged algorithm."""
-    return "@" in algo
 
 
 def run_tables(results: pd.DataFrame, finals: pd.DataFrame, scores: pd.DataFrame, reps: int, scores_intro: str) -> str:
