@@ -26,9 +26,7 @@ import torch as th
 from torch._inductor.codecache import PyCodeCache
 
 from sb3_dreamer import DreamerV2, DreamerV3
-
-#: ``--mixed-precision`` values and the ``mixed_precision`` they stand for
-MIXED_PRECISION = {"auto": "auto", "true": True, "false": False}
+from sb3_dreamer.common.precision import MIXED_PRECISION_SETTINGS
 
 
 class KernelTimes:
@@ -112,7 +110,7 @@ def main() -> None:
     parser.add_argument("--algo", default="dreamerv2", choices=["dreamerv2", "dreamerv3"])
     parser.add_argument("--env", default="Breakout-MinAtar")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per update")
-    parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION))
+    parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION_SETTINGS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--calls", type=int, default=3, help="timed calls of each graph")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per graph")
@@ -129,7 +127,7 @@ def main() -> None:
         args.env,
         seed=0,
         batch_size=args.batch_size,
-        mixed_precision=MIXED_PRECISION[args.mixed_precision],
+        mixed_precision=MIXED_PRECISION_SETTINGS[args.mixed_precision],
         compile_losses=True,
     )
     model.learn(model.learning_starts)

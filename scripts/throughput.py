@@ -38,9 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.common.base_class import DreamerAlgorithm
-
-#: ``--mixed-precision`` values and the ``mixed_precision`` they stand for
-MIXED_PRECISION = {"auto": "auto", "true": True, "false": False}
+from sb3_dreamer.common.precision import MIXED_PRECISION_SETTINGS
 
 
 def _sync(device: th.device) -> None:
@@ -162,7 +160,7 @@ def main() -> None:
         nargs="?",
         const="true",
         default="auto",
-        choices=list(MIXED_PRECISION),
+        choices=list(MIXED_PRECISION_SETTINGS),
         help="mixed_precision of the model: bfloat16 autocast in the gradient steps (default: auto)",
     )
     parser.add_argument("--learn-frames", type=int, default=500, help="frames of learn() after warm-up to time")
@@ -172,7 +170,7 @@ def main() -> None:
     if args.threads is not None:
         th.set_num_threads(args.threads)
 
-    mixed_precision = MIXED_PRECISION[args.mixed_precision]
+    mixed_precision = MIXED_PRECISION_SETTINGS[args.mixed_precision]
     common = dict(device=args.device, seed=0, mixed_precision=mixed_precision, compile_losses=args.compile_losses)
     if args.batch_size is not None:
         common["batch_size"] = args.batch_size

@@ -9,6 +9,8 @@ import torch as th
 _CPU_BFLOAT16_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 #: how much faster than float32 a bfloat16 matmul must be on a CPU for ``"auto"`` to pick bfloat16
 CPU_BFLOAT16_MIN_SPEEDUP = 1.25
+#: the command-line spellings of ``mixed_precision`` (the scripts' ``--mixed-precision``) and the settings they stand for
+MIXED_PRECISION_SETTINGS: dict[str, str | bool] = {"auto": "auto", "true": True, "false": False}
 
 
 def has_native_bfloat16(device: th.device) -> bool:
