@@ -29,7 +29,7 @@ from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETT
 from sb3_dreamer.benchmark.layout import Run
 from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, cpu_flags, cpu_model, machine_facts
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
-from sb3_dreamer.benchmark.report import markdown_table
+from sb3_dreamer.benchmark.report import algo_colors, markdown_table, plot_learning_curves, variants_with_base
 from sb3_dreamer.benchmark.scalars import read_scalars
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, improvement_probability, normalise
 
@@ -43,7 +43,15 @@ VARIANT = ["--algo-hyperparams", "dqn@batch16", "batch_size:16"]
 FINAL_EPISODES = ["--final-episodes", "3"]
 GRID = ["--quick", "--algos", *ALGOS, *VARIANT, "--envs", "Breakout-MinAtar", "--seeds", "0", "--processes", "2"]
 GRID += FINAL_EPISODES
-REPORT = ("results.csv", "final.csv", "results.md", "learning_curves.png", "aggregate.png", "aggregate_curves.png")
+REPORT = (
+    "results.csv",
+    "final.csv",
+    "results.md",
+    "learning_curves.png",
+    "learning_curves_variants.png",
+    "aggregate.png",
+    "aggregate_curves.png",
+)
 FINAL_COLUMNS = ["final_episodes", "final_mean_return", "final_std_return"]
 #: Fields of a final score in run.json, apart from its time
 SCORE = [*FINAL_COLUMNS, "final_eval_seed"]
@@ -254,7 +262,7 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     packaged, variants = table.split("\n## Variants\n")
     assert "## Aggregate over envs" in packaged and "| dqn@batch16 |" not in packaged
     assert variants.count("| dqn@batch16 | Breakout-MinAtar |") == 3 and "| dreamerv2 |" not in variants
-    for name in ("learning_curves.png", "aggregate.png", "aggregate_curves.png"):
+    for name in ("learning_curves.png", "learning_curves_variants.png", "aggregate.png", "aggregate_curves.png"):
         image = plt.imread(tmp_path / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
@@ -422,6 +430,31 @@ def test_runs_keep_the_benchmarks_nice_value_in_their_own_session():
     own_group = AUTOGROUP.read_text().split()[0]
     run_group, nice = re.fullmatch(r"(\S+) nice (-?\d+)", output.stdout.strip()).groups()
     assert run_group != own_group and int(nice) == os.nice(0) + 7
+
+
+def test_variant_curves_sit_beside_their_algorithm_on_their_envs(tmp_path: Path):
+    runs = [("dreamerv2", "Breakout-MinAtar"), ("dreamerv2", "Asterix-MinAtar"), ("dreamerv2@slow", "Breakout-MinAtar")]
+    runs += [("dqn", "Breakout-MinAtar"), ("ppo@big", "Freeway-MinAtar")]
+    results = pd.DataFrame(
+        [(algo, env, 0, frames, float(frames)) for algo, env in runs for frames in (100, 200)],
+        columns=["algo", "env", "seed", "timesteps", "mean_return"],
+    )
+    beside = variants_with_base(results)
+    # The variants' rows, their algorithm's on the same envs; not its other envs, not other algorithms
+    expected = [("dreamerv2", "Breakout-MinAtar"), ("dreamerv2@slow", "Breakout-MinAtar"), ("ppo@big", "Freeway-MinAtar")]
+    assert sorted(set(zip(beside["algo"], beside["env"], strict=True))) == expected
+    assert len(beside) == 2 * len(expected)
+    # Distinct colours, the packaged algorithms' the same however many variants there are
+    variants = [f"dreamerv2@v{index}" for index in range(25)]
+    colors = algo_colors(["ppo", "dreamerv2", "dqn", *variants])
+    assert len(set(colors.values())) == len(colors)
+    assert [colors[algo] for algo in ("dqn", "dreamerv2", "ppo")] == list(plt.get_cmap("tab10").colors[:3])
+    # Seven envs: two rows of at most five panels, as wide as five
+    many = pd.concat([results.assign(env=f"Env{index}-v0") for index in range(7)])
+    colors = dict.fromkeys(many["algo"].unique(), "k")
+    plot_learning_curves(many, colors, tmp_path / "curves.png")
+    height, width, _ = plt.imread(tmp_path / "curves.png").shape
+    assert width == 5 * 5 * 120 and height == 2 * 3.8 * 120
 
 
 def test_bootstrap_interval_of_the_mean():

@@ -13,7 +13,8 @@ Benchmark grid: algorithms x env ids x seeds, each run trained and evaluated by 
   time; then the evaluation return at every evaluation point (mean over seeds) of each algo x env; then per algo x env
   the mean score over seeds with a 95% bootstrap interval; then the aggregate over envs (below),
 - ``learning_curves.png``: evaluation return against env frames, mean over seeds with a min-max band,
-  one panel per env and one line per algo,
+  one panel per env and one line per packaged algo; ``learning_curves_variants.png`` the same of the variants
+  ``ALGO@NAME``, each beside its ``ALGO``, on the envs where variants ran,
 - ``aggregate.png`` and ``aggregate_curves.png``: rliable's plots of the aggregate, its metrics with their intervals
   and the IQM of the normalised evaluation returns against env frames.
 

@@ -2,7 +2,7 @@
 The benchmark report of the finished runs under ROOT: ``results.csv`` and ``final.csv``, and ``results.md`` with its
 tables (final returns and scores, evaluation returns at each evaluation point, scores with bootstrap intervals) of the
 packaged algorithms, the aggregate over envs, the same tables of the variants ``ALGO@NAME``, and the learning curves'
-plot.
+plots (the packaged algorithms'; the variants' beside their algorithm's).
 """
 
 import os
@@ -23,7 +23,7 @@ from sb3_dreamer.benchmark.aggregate import (
 )
 from sb3_dreamer.benchmark.extras import benchmark_extra
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
-from sb3_dreamer.benchmark.layout import is_variant
+from sb3_dreamer.benchmark.layout import base_algo, is_variant
 from sb3_dreamer.benchmark.records import FINAL_CSV, RESULTS_CSV, RUN_KEY, collect, run_scores
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, BOOTSTRAP_SEED, CONFIDENCE, bootstrap_interval
 
@@ -32,6 +32,8 @@ with benchmark_extra():
 
 RESULTS_MD = "results.md"
 LEARNING_CURVES_PLOT = "learning_curves.png"
+VARIANT_CURVES_PLOT = "learning_curves_variants.png"
+PANELS_PER_ROW = 5
 
 
 def format_duration(seconds: float) -> str:
@@ -92,12 +94,18 @@ def curve_table(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
-    """Evaluation return against env frames: mean over seeds and min-max band, a panel per env, a line per algo."""
+def plot_learning_curves(results: pd.DataFrame, colors: dict[str, Any], path: Path) -> None:
+    """
+    Evaluation return against env frames: mean over seeds and min-max band, a panel per env (at most
+    ``PANELS_PER_ROW`` in a row), a line per algo in its colour of ``colors``.
+    """
     envs = sorted(results["env"].unique())
-    colors = algo_colors(list(results["algo"].unique()))
-    figure, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.8), squeeze=False)
-    for axis, env in zip(axes[0], envs, strict=True):
+    n_columns = min(len(envs), PANELS_PER_ROW)
+    n_rows = -(-len(envs) // n_columns)
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(5 * n_columns, 3.8 * n_rows), squeeze=False)
+    for axis in axes.flat[len(envs) :]:
+        axis.remove()
+    for axis, env in zip(axes.flat, envs, strict=False):
         for algo, runs in results[results["env"] == env].groupby("algo"):
             curve = runs.groupby("timesteps")["mean_return"].agg(["mean", "min", "max"])
             n_seeds = runs["seed"].nunique()
@@ -110,6 +118,15 @@ def plot_learning_curves(results: pd.DataFrame, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def variants_with_base(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the variants ``ALGO@NAME`` in ``results``, with those of each one's ``ALGO`` on the same envs."""
+    variant_rows = results["algo"].map(is_variant).astype(bool)
+    pairs = results.loc[variant_rows, ["algo", "env"]].drop_duplicates()
+    base_pairs = set(zip(pairs["algo"].map(base_algo), pairs["env"], strict=True))
+    base_rows = [(algo, env) in base_pairs for algo, env in zip(results["algo"], results["env"], strict=True)]
+    return results[variant_rows | np.array(base_rows, dtype=bool)]
 
 
 def _sources(runs: pd.DataFrame) -> str:
@@ -155,13 +172,19 @@ def run_tables(results: pd.DataFrame, finals: pd.DataFrame, scores: pd.DataFrame
 
 
 def algo_colors(algos: list[str]) -> dict[str, Any]:
-    """Colour of each algo in the report's plots: the same in all of them."""
-    return dict(zip(sorted(algos), plt.get_cmap("tab10").colors * (len(algos) // 10 + 1), strict=False))
+    """
+    Colour of each algo in the report's plots, the same in all of them: the packaged algorithms take the first of
+    ``tab10``'s, the variants ``ALGO@NAME`` the next (then ``tab20b``'s), so that no two of 30 share one.
+    """
+    ordered = sorted(algos, key=lambda algo: (is_variant(algo), algo))
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("tab20b").colors
+    return dict(zip(ordered, palette * (len(algos) // len(palette) + 1), strict=False))
 
 
 def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int = BOOTSTRAP_REPS) -> None:
     """
-    Write ``results.csv``, ``final.csv``, ``results.md``, ``learning_curves.png``, ``aggregate.png`` and
+    Write ``results.csv``, ``final.csv``, ``results.md``, ``learning_curves.png`` (packaged algorithms),
+    ``learning_curves_variants.png`` (variants, with their algorithm on the same envs), ``aggregate.png`` and
     ``aggregate_curves.png`` of the finished runs under ``root``; the aggregate covers ``aggregate_algos`` (default:
     every algorithm with finished runs, no variant ``ALGO@NAME``); the intervals take ``reps`` bootstrap replications.
     """
@@ -214,15 +237,21 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
         result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
     except ImportError as error:
         result = str(error)
-    written = [RESULTS_CSV, FINAL_CSV, RESULTS_MD, LEARNING_CURVES_PLOT]
+    written = [RESULTS_CSV, FINAL_CSV, RESULTS_MD]
+    colors = algo_colors(list(results["algo"].unique()))
     if isinstance(result, Aggregate):
         section = aggregate_section(result)
-        plot_aggregate(result, algo_colors(list(results["algo"].unique())), root)
+        plot_aggregate(result, colors, root)
         written += [AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT]
     else:
         section = f"## Aggregate over envs\n\nNone: {result}.\n"
         for name in (AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT):
             (root / name).unlink(missing_ok=True)  # an earlier report's
     (root / RESULTS_MD).write_text(header + tables + "\n" + section + variant_tables)
-    plot_learning_curves(results, root / LEARNING_CURVES_PLOT)
+    for name, curves in ((LEARNING_CURVES_PLOT, packaged[0]), (VARIANT_CURVES_PLOT, variants_with_base(results))):
+        if curves.empty:
+            (root / name).unlink(missing_ok=True)  # an earlier report's
+        else:
+            plot_learning_curves(curves, colors, root / name)
+            written.append(name)
     print(f"wrote {', '.join(str(root / name) for name in written)}")
