@@ -1,9 +1,17 @@
-"""``scripts/inductor_kernels.py``: the kernel-by-kernel times of a graph that inductor generated."""
+"""
+``scripts/inductor_kernels.py``: the kernel-by-kernel times of a graph that inductor generated; ``scripts/cuda_check.sh``:
+the order and outputs of the GPU checks, run with a stand-in Python.
+"""
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch as th
 from torch._inductor.codecache import PyCodeCache
 
@@ -31,3 +39,58 @@ def test_each_kernel_call_of_a_compiled_graph_is_timed():
     assert times.calls["extern_kernels.mm"] == 3
     assert len(fused) == 1 and times.calls[fused[0]] == 3
     assert 0 < sum(times.seconds.values()) / 3 <= seconds
+
+
+FAKE_PYTHON = """#!/bin/bash
+echo "$*" >> "$CALLS"
+case "$*" in
+  *"import stable_baselines3"*) exit "$DEPENDENCIES_MISSING";;
+  *throughput.py*) echo '{"args": "'"$*"'"}';;
+  *sb3_dreamer.zoo*) run="${@: -1}/dreamerv2/Breakout-MinAtar_1"; mkdir -p "$run"
+    "$REAL_PYTHON" -c "import numpy as np; np.savez('$run/evaluations.npz', timesteps=[5000], results=np.ones((1, 3)))";;
+  *"import numpy"*) "$REAL_PYTHON" "$@";;
+esac
+"""
+
+
+def run_cuda_check(tmp_path: Path, dependencies_missing: bool) -> list[str]:
+    """``scripts/cuda_check.sh`` with a stand-in Python that records its calls; returns them."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), REAL_PYTHON=sys.executable)
+    env["DEPENDENCIES_MISSING"] = str(int(dependencies_missing))
+    env["CUDA_WHEELS"] = str(tmp_path / "wheels")
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "package-1.0-py3-none-any.whl").touch()
+    root = Path(__file__).parents[1]
+    out = tmp_path / "out"
+    subprocess.run(["bash", "scripts/cuda_check.sh", str(out), "cpu", "1000"], cwd=root, env=env, check=True, timeout=60)
+    return calls.read_text().splitlines()
+
+
+def test_cuda_check_runs_each_measurement_and_keeps_their_outputs(tmp_path: Path):
+    calls = run_cuda_check(tmp_path, dependencies_missing=False)
+    out = tmp_path / "out"
+    # Dependencies present: no wheels installed
+    assert not any(call.startswith("-m pip") for call in calls)
+    assert any("tests/test_cuda_path.py" in call for call in calls)
+    settings = [json.loads(line)["args"] for line in (out / "throughput.jsonl").read_text().splitlines()]
+    expected = [f"--batch-size {batch} --mixed-precision {precision}" for batch in (16, 50) for precision in ("false", "true")]
+    assert [setting.split("--device cpu ")[1].split(" --grad-steps")[0] for setting in settings] == [
+        *expected,
+        "--batch-size 16 --mixed-precision true --compile-losses",
+    ]
+    (zoo,) = [call for call in calls if "sb3_dreamer.zoo" in call]
+    assert "-n 1000" in zoo and "--device cpu" in zoo
+    # The zoo run's evaluations kept, its folder (models, replay buffer) not
+    assert np.load(out / "evaluations.npz")["timesteps"].tolist() == [5000]
+    assert not (out / "zoo_run").exists()
+    assert "[5000] [1.]" in (out / "cuda_check.log").read_text()
+
+
+def test_cuda_check_installs_the_wheels_where_dependencies_are_missing(tmp_path: Path):
+    calls = run_cuda_check(tmp_path, dependencies_missing=True)
+    (install,) = [call for call in calls if call.startswith("-m pip install")]
+    assert install.endswith(f"--no-index --no-deps {tmp_path}/wheels/package-1.0-py3-none-any.whl")
