@@ -18,6 +18,7 @@ mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 wheels=${CUDA_WHEELS:-.cuda_wheels}
+timing=(--grad-steps 20 --act-steps 300 --learn-frames 500)
 {
   date -u
   if [ -d "$wheels" ] && ! "$python" -c "import stable_baselines3, sb3_contrib, rl_zoo3, minatar, optuna" 2>/dev/null; then
@@ -30,7 +31,7 @@ wheels=${CUDA_WHEELS:-.cuda_wheels}
     for precision in false true; do
       echo "throughput: batch $batch, mixed precision $precision"
       timeout 150 "$python" scripts/throughput.py --device "$device" --batch-size "$batch" --mixed-precision "$precision" \
-        --grad-steps 20 --act-steps 300 --learn-frames 500 | tee -a "$out/throughput.jsonl"
+        "${timing[@]}" | tee -a "$out/throughput.jsonl"
     done
   done
   echo "zoo: $frames frames"
@@ -43,6 +44,6 @@ wheels=${CUDA_WHEELS:-.cuda_wheels}
   rm -rf "$out/zoo_run"
   echo "throughput: batch 16, mixed precision true, compiled losses"
   timeout 300 "$python" scripts/throughput.py --device "$device" --batch-size 16 --mixed-precision true \
-    --compile-losses --grad-steps 20 --act-steps 300 --learn-frames 500 | tee -a "$out/throughput.jsonl"
+    --compile-losses "${timing[@]}" | tee -a "$out/throughput.jsonl"
   date -u
 } 2>&1 | tee "$out/cuda_check.log"

@@ -123,10 +123,9 @@ def plot_learning_curves(results: pd.DataFrame, colors: dict[str, Any], path: Pa
 def variants_with_base(results: pd.DataFrame) -> pd.DataFrame:
     """The rows of the variants ``ALGO@NAME`` in ``results``, with those of each one's ``ALGO`` on the same envs."""
     variant_rows = results["algo"].map(is_variant).astype(bool)
-    pairs = results.loc[variant_rows, ["algo", "env"]].drop_duplicates()
-    base_pairs = set(zip(pairs["algo"].map(base_algo), pairs["env"], strict=True))
-    base_rows = [(algo, env) in base_pairs for algo, env in zip(results["algo"], results["env"], strict=True)]
-    return results[variant_rows | np.array(base_rows, dtype=bool)]
+    variants = results[variant_rows]
+    bases = pd.MultiIndex.from_arrays([variants["algo"].map(base_algo), variants["env"]])
+    return results[variant_rows | results.set_index(["algo", "env"]).index.isin(bases)]
 
 
 def _sources(runs: pd.DataFrame) -> str:
