@@ -22,7 +22,13 @@ import pytest
 import torch as th
 import yaml
 
-from sb3_dreamer.benchmark.aggregate import aggregate, normalisation_bounds
+from sb3_dreamer.benchmark.aggregate import (
+    aggregate,
+    aggregate_section,
+    default_aggregate_algos,
+    envs_per_algo,
+    normalisation_bounds,
+)
 from sb3_dreamer.benchmark.cli import main, parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
@@ -534,9 +540,34 @@ def test_aggregate_of_known_scores():
     # Seeded: the same report again
     again = aggregate(scores, results, ["a", "b"], reps=200)
     assert all(np.array_equal(again.intervals[algo], result.intervals[algo]) for algo in ("a", "b"))
+    # By default the algorithms that share the most envs; the section names the one left out
+    assert envs_per_algo(scores, ["a", "b", "c"]) == {"a": {"E1", "E2"}, "b": {"E1", "E2"}, "c": {"E3"}}
+    assert default_aggregate_algos(envs_per_algo(scores, ["a", "b", "c"])) == ["a", "b"]
+    assert "variants ALGO@NAME only when named; left out with runs on fewer envs: c (1 env))" in aggregate_section(
+        result, {"c": 1}
+    )
     # No env where each algorithm has runs, or no runs at all
     assert aggregate(scores, results, ["c", "a"]) == "no env where each of c, a has runs of 100 frames"
     assert aggregate(scores, results, ["a", "d"]) == "no finished runs of d"
+
+
+def test_default_aggregate_compares_the_most_algorithm_env_pairs():
+    ids = [f"E{i}" for i in range(10)]
+    envs = {"dqn": set(ids), "dreamerv2": set(ids[:8]), "dreamerv3": {ids[0]}, "ppo": set(ids), "qrdqn": set(ids)}
+    # 4 algorithms on 8 envs (32 pairs) rather than 3 on 10 (30) or 5 on 1
+    assert default_aggregate_algos(envs) == ["dqn", "dreamerv2", "ppo", "qrdqn"]
+    # Once dreamerv3 covers dreamerv2's envs, 5 on 8 (40)
+    assert default_aggregate_algos(envs | {"dreamerv3": set(ids[:8])}) == list(envs)
+    # 4 on 10 (40) against 5 on 7 (35)
+    assert default_aggregate_algos(envs | {"dreamerv2": set(ids), "dreamerv3": set(ids[:7])}) == [
+        "dqn",
+        "dreamerv2",
+        "ppo",
+        "qrdqn",
+    ]
+    # A tie goes to more algorithms; no algorithm, no aggregate
+    assert default_aggregate_algos({"a": {"E1", "E2"}, "b": {"E1"}}) == ["a", "b"]
+    assert default_aggregate_algos({}) == []
 
 
 def test_fast_probability_of_improvement_is_rliables():

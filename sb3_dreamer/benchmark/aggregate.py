@@ -41,6 +41,26 @@ def normalisation_bounds(scores: pd.DataFrame, results: pd.DataFrame) -> pd.Data
     return pd.DataFrame({"low": returns.groupby("env")["score"].min(), "high": scores.groupby("env")["score"].max()})
 
 
+def envs_per_algo(scores: pd.DataFrame, algos: list[str]) -> dict[str, set[str]]:
+    """Per algo of ``algos``: the envs where it has runs of the largest frame budget of their runs."""
+    scores = scores[scores["algo"].isin(algos)]
+    scores = scores[scores["frames"] == scores["frames"].max()]
+    return {algo: set(scores[scores["algo"] == algo]["env"]) for algo in algos}
+
+
+def default_aggregate_algos(envs: dict[str, set[str]]) -> list[str]:
+    """
+    The algorithms of the default aggregate, given the envs of each candidate (:func:`envs_per_algo` of the packaged
+    algorithms): for the envs of each candidate in turn, the candidates with runs on all of them; of these sets, the one
+    that compares the most (algorithm, env) pairs (ties: more algorithms, then the first in ``envs``' order). So an
+    algorithm whose runs cover a few of the others' envs (a campaign under way) is left out rather than shrinking the
+    aggregate to its envs.
+    """
+    # The algorithms with runs on all of an algorithm's envs share exactly those envs
+    covering = [([algo for algo, own in envs.items() if own >= anchor], len(anchor)) for anchor in envs.values()]
+    return max(covering, key=lambda cover: (len(cover[0]) * cover[1], len(cover[0])), default=([], 0))[0]
+
+
 @dataclass
 class Aggregate:
     """The report's aggregate of the normalised scores of ``algos`` over ``envs`` (:func:`aggregate`)."""
@@ -83,8 +103,8 @@ def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], rep
     if missing:
         return f"no finished runs of {', '.join(missing)}"
     frames = int(scores[scores["algo"].isin(algos)]["frames"].max())
+    envs = sorted(set.intersection(*envs_per_algo(scores, algos).values()))
     scores, results = scores[scores["frames"] == frames], results[results["frames"] == frames]
-    envs = sorted(set.intersection(*(set(scores[scores["algo"] == algo]["env"]) for algo in algos)))
     if not envs:
         return f"no env where each of {', '.join(algos)} has runs of {frames:,} frames"
     bounds = normalisation_bounds(scores[scores["env"].isin(envs)], results[results["env"].isin(envs)]).loc[envs]
@@ -125,13 +145,26 @@ def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], rep
     )  # fmt: skip
 
 
+def _set_aside_note(set_aside: dict[str, int]) -> str:
+    """The aggregate section's words on the packaged algorithms that the default choice left out."""
+    if not set_aside:
+        return ""
+    counts = ", ".join(f"{algo} ({count} env{'s' * (count != 1)})" for algo, count in set_aside.items())
+    return f"; left out with runs on fewer envs: {counts}"
+
+
 def _estimate(point: float, interval: np.ndarray) -> str:
     """A point estimate and its interval (low, high), for the report."""
     return f"{point:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
-def aggregate_section(result: Aggregate) -> str:
-    """The report's section on the aggregate ``result``: how it was computed, its tables and its two plots."""
+def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None) -> str:
+    """
+    The report's section on the aggregate ``result``: how it was computed, its tables and its two plots.
+
+    :param set_aside: the packaged algorithms that the default choice (:func:`default_aggregate_algos`) left out, each
+        with its number of envs
+    """
     share = f"{CONFIDENCE:.0%}"
     used = pd.concat(result.runs.values())
     left_out = ", ".join(f"{row.algo} {row.env} seed {row.seed}" for row in result.left_out.itertuples())
@@ -140,8 +173,10 @@ def aggregate_section(result: Aggregate) -> str:
         counts += f"; left out, to have as many runs of an algorithm on every env (its lowest seeds are kept): {left_out}"
     lines = [
         "## Aggregate over envs\n",
-        f"Algorithms: {', '.join(result.algos)} (`--aggregate-algos`; by default every algorithm with finished runs, "
-        f"variants ALGO@NAME only when named). Envs where each has runs of {result.frames:,} frames "
+        f"Algorithms: {', '.join(result.algos)} (`--aggregate-algos`; by default, of the packaged algorithms with "
+        "finished runs, the set that compares the most (algorithm, env) pairs over the envs where each of them has runs; "
+        f"variants ALGO@NAME only when named{_set_aside_note(set_aside or {})}). Envs where each has runs of "
+        f"{result.frames:,} frames "
         f"({len(result.envs)}): {', '.join(result.envs)}. Runs per env: {counts}. Of these {len(used)} runs, "
         f"{int((~used['final']).sum())} are scored by their last evaluation (see above).\n",
         "Normalised score: (score - low) / (high - low) per env, with high (= 1) the best score of any run on the env "

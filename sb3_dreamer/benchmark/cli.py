@@ -22,8 +22,9 @@ The score of a run is its final score (below) or, for a run without one, its las
 and names. Per algo x env, the mean score over seeds has a percentile bootstrap interval: ``--bootstrap-reps`` (2000,
 200 with ``--quick``) resamples of the seeds with replacement from a generator seeded with ``BOOTSTRAP_SEED`` (0), so
 that the same runs give the same report. The aggregate (with rliable, the ``benchmark`` extra) covers
-``--aggregate-algos`` (default: every algorithm with finished runs, no variant ``ALGO@NAME``) over the envs where each
-of them has runs of the largest frame budget of their runs. It normalises each score per env: (score - low) / (high -
+``--aggregate-algos`` over the envs where each of them has runs of the largest frame budget of their runs; by default,
+of the algorithms with finished runs (no variant ``ALGO@NAME``), the set that compares the most (algorithm, env) pairs,
+so that an algorithm with runs on a few envs so far does not shrink the aggregate to them (the report names it). It normalises each score per env: (score - low) / (high -
 low), with high (= 1) the best score of any run on the env and low (= 0) the lowest return any run on it scored (its
 score or any evaluation: in practice an early evaluation), over every run of the report at that budget, also those
 outside the aggregate; no random policy is measured. rliable's score matrices need as many runs on every env, so an
@@ -180,8 +181,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--aggregate-algos",
         nargs="+",
         metavar="ALGO",
-        help="algorithms and variants ALGO@NAME of the report's aggregate over envs (default: every algorithm with "
-        "finished runs, no variant)",
+        help="algorithms and variants ALGO@NAME of the report's aggregate over envs (default: of the algorithms with "
+        "finished runs, no variant, the set that compares the most (algorithm, env) pairs)",
     )
     parser.add_argument(
         "--bootstrap-reps",

@@ -19,6 +19,8 @@ from sb3_dreamer.benchmark.aggregate import (
     Aggregate,
     aggregate,
     aggregate_section,
+    default_aggregate_algos,
+    envs_per_algo,
     plot_aggregate,
 )
 from sb3_dreamer.benchmark.extras import benchmark_extra
@@ -185,7 +187,7 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     Write ``results.csv``, ``final.csv``, ``results.md``, ``learning_curves.png`` (packaged algorithms),
     ``learning_curves_variants.png`` (variants, with their algorithm on the same envs), ``aggregate.png`` and
     ``aggregate_curves.png`` of the finished runs under ``root``; the aggregate covers ``aggregate_algos`` (default:
-    every algorithm with finished runs, no variant ``ALGO@NAME``); the intervals take ``reps`` bootstrap replications.
+    :func:`default_aggregate_algos` of the packaged algorithms); the intervals take ``reps`` bootstrap replications.
     """
     results, finals = collect(root)
     if results.empty:
@@ -231,7 +233,13 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
             "ones that the packaged files have replaced, in the same tables as above.\n\n"
             + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")
         )
-    algos = list(dict.fromkeys(aggregate_algos or sorted(algo for algo in scores["algo"].unique() if not is_variant(algo))))
+    set_aside: dict[str, int] = {}
+    if aggregate_algos:
+        algos = list(dict.fromkeys(aggregate_algos))
+    else:
+        envs = envs_per_algo(scores, sorted(set(packaged[2]["algo"])))
+        algos = default_aggregate_algos(envs)
+        set_aside = {algo: len(own) for algo, own in envs.items() if algo not in algos}
     try:
         result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
     except ImportError as error:
@@ -239,7 +247,7 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     written = [RESULTS_CSV, FINAL_CSV, RESULTS_MD]
     colors = algo_colors(list(results["algo"].unique()))
     if isinstance(result, Aggregate):
-        section = aggregate_section(result)
+        section = aggregate_section(result, set_aside)
         plot_aggregate(result, colors, root)
         written += [AGGREGATE_PLOT, AGGREGATE_CURVES_PLOT]
     else:
