@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import assert_same_predictions, assert_same_weights, run
+from conftest import TINY, assert_same_predictions, assert_same_weights, run
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import DreamerV3, NonFiniteError
@@ -22,18 +22,8 @@ from sb3_dreamer.world_model.rssm import LatentState
 from sb3_dreamer.world_model.symlog import symexp, two_hot
 
 TINY_V3_POLICY = dict(deter_size=32, units=16, class_size=4, cnn_depth=2, stoch_size=4, blocks=4, bins=15)
-TINY_V3 = dict(
-    policy_kwargs=TINY_V3_POLICY,
-    buffer_size=2_000,
-    learning_starts=40,
-    batch_size=4,
-    sequence_length=8,
-    train_freq=16,
-    gradient_steps=2,
-    imagination_horizon=3,
-    mixed_precision=False,
-    seed=0,
-)
+#: DreamerV2's tiny schedule (conftest.TINY) with DreamerV3's tiny networks
+TINY_V3 = {**TINY, "policy_kwargs": TINY_V3_POLICY}
 
 
 def tiny_v3(env="Breakout-MinAtar", policy="CnnPolicy", **kwargs) -> DreamerV3:
