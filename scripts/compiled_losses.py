@@ -1,13 +1,15 @@
 """
 CPU time of an update with compiled losses (``compile_losses=True``) against the same model run eagerly, in rounds
 that alternate the two in one process (``torch.compiler.set_stance("force_eager")`` runs the eager code), at the
-packaged MinAtar setting of the algorithm: DreamerV2 at batch 16 x 50, DreamerV3 ``size1m`` at batch 8 x 32, float32.
+packaged MinAtar setting of the algorithm: DreamerV2 at batch 16 x 50, DreamerV3 ``size1m`` at batch 8 x 32, in float32
+(``--mixed-precision false``, the default here) or as the library's ``mixed_precision`` setting says (``auto``,
+``true``: bfloat16 autocast).
 
 Prints the first (compiling) update's wall-clock seconds, the number of compiled graphs and graph breaks, then per
 round the median CPU time (``time.process_time``) per update of ``--calls`` calls of ``train()`` with the packaged
 ``gradient_steps`` (DreamerV2: 5, DreamerV3: 1) in each mode, and their ratio.
 
-Usage: python scripts/compiled_losses.py --algo dreamerv2 [--rounds 9] [--calls 3] [--threads 1]
+Usage: python scripts/compiled_losses.py --algo dreamerv2 [--rounds 9] [--calls 3] [--threads 1] [--mixed-precision true]
 """
 
 import argparse
@@ -18,6 +20,7 @@ import torch as th
 
 from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.common.base_class import DreamerAlgorithm
+from sb3_dreamer.common.precision import MIXED_PRECISION_SETTINGS
 
 #: the packaged MinAtar settings that decide an update's cost
 SETTINGS = {
@@ -48,19 +51,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of eager, then compiled updates")
     parser.add_argument("--calls", type=int, default=3, help="train() calls timed per round and mode")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--mixed-precision", default="false", choices=list(MIXED_PRECISION_SETTINGS), help="the model's mixed_precision"
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
 
     algo = DreamerV2 if args.algo == "dreamerv2" else DreamerV3
     model = algo(
-        "CnnPolicy", args.env, learning_starts=1100, mixed_precision=False, seed=0, compile_losses=True, **SETTINGS[args.algo]
+        "CnnPolicy",
+        args.env,
+        learning_starts=1100,
+        mixed_precision=MIXED_PRECISION_SETTINGS[args.mixed_precision],
+        seed=0,
+        compile_losses=True,
+        **SETTINGS[args.algo],
     )
     model.learn(model.learning_starts)  # random steps that fill the replay buffer; no update yet
     start = time.perf_counter()
     model.train(gradient_steps=1, batch_size=model.batch_size)
     counters = th._dynamo.utils.counters
     print(
-        f"first update {time.perf_counter() - start:.1f} s wall-clock, {counters['stats']['unique_graphs']} graphs, "
+        f"bfloat16 autocast: {model.bfloat16_autocast}; first update {time.perf_counter() - start:.1f} s wall-clock, "
+        f"{counters['stats']['unique_graphs']} graphs, "
         f"{sum(counters['graph_break'].values())} graph breaks",
         flush=True,
     )
