@@ -9,6 +9,7 @@ their default batch (``--batch-size`` changes it): one JSON line with
   on a GPU each is at least one kernel launch),
 - ``first_grad_step_s``: the untimed first gradient step (with ``--compile-losses``: compiling the losses),
 - ``act_ms_n1`` / ``act_ms_n8``: one acting step (encode, posterior step, actor, action to the host) for 1 and 8 envs,
+- ``predict_ms_n1``: one stateful ``predict`` step for 1 env (host state in and out, as ``evaluate_policy`` calls it),
 - ``frames_per_s``: env frames per second of ``learn`` at the default schedule after the random warm-up,
 - ``replay_bytes_per_transition`` and ``replay_mb_at_capacity``,
 - ``peak_rss_mb``: peak resident memory of the process, with every row of the replay buffer touched,
@@ -138,6 +139,18 @@ def time_acting(model: DreamerAlgorithm, n_envs: int, n_steps: int) -> float:
     return 1000 * (time.perf_counter() - start) / n_steps
 
 
+def time_predict(model: DreamerAlgorithm, n_steps: int) -> float:
+    """Mean ms of one deterministic ``predict`` step for one env, carrying its state (no episode starts after the first)."""
+    observation = model.observation_space.sample()
+    state, episode_start = None, np.array([True])
+    for step in range(n_steps + 10):
+        if step == 10:
+            start = time.perf_counter()
+        _, state = model.predict(observation, state=state, episode_start=episode_start, deterministic=True)
+        episode_start = np.array([False])
+    return 1000 * (time.perf_counter() - start) / n_steps
+
+
 def touch_replay(model: DreamerAlgorithm) -> None:
     """Write zeros into the not yet used rows so that the peak RSS includes a replay buffer at capacity."""
     buffer = model.replay_buffer
@@ -198,6 +211,7 @@ def main() -> None:
     result["grad_step_ops"] = gradient_step_ops(model)
     result["act_ms_n1"] = time_acting(model, 1, args.act_steps)
     result["act_ms_n8"] = time_acting(model, 8, args.act_steps)
+    result["predict_ms_n1"] = time_predict(model, args.act_steps)
 
     start_frames, start = model.num_timesteps, time.perf_counter()
     model.learn(args.learn_frames, reset_num_timesteps=False)

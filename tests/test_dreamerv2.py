@@ -105,6 +105,24 @@ def test_predict_shapes_and_state():
     assert actions.shape == (3,) and state[0].shape == (3, 16)
 
 
+def test_predict_switches_to_eval_mode_once(monkeypatch):
+    model = tiny_model()
+    model.policy.set_training_mode(True)
+    obs, _ = gym.make("Breakout-MinAtar").reset(seed=0)
+    _, state = model.predict(obs)
+    assert not any(module.training for module in model.policy.modules())
+    walks = []
+    monkeypatch.setattr(th.nn.Module, "train", lambda module, mode=True: walks.append(mode))
+    for _ in range(3):
+        _, state = model.predict(obs, state=state)
+    assert walks == []
+    monkeypatch.undo()
+    model.learn(64)  # train() puts the policy back in training mode; the next predict leaves it again
+    assert model.policy.training
+    model.predict(obs)
+    assert not any(module.training for module in model.policy.modules())
+
+
 def test_deterministic_predict_is_deterministic():
     model = tiny_model().learn(60)
     obs = np.stack([gym.make("Breakout-MinAtar").reset(seed=s)[0] for s in range(5)])
