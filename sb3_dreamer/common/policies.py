@@ -100,8 +100,9 @@ class DreamerPolicy(BasePolicy):
 
     def initial_state(self, n_envs: int) -> ActingState:
         """The state of ``n_envs`` agents before their first step."""
-        latent = self.rssm.initial_state(n_envs, self.device)
-        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=self.device))
+        device = self.device
+        latent = self.rssm.initial_state(n_envs, device)
+        return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=device))
 
     def episode_starts(self, flags: np.ndarray) -> th.Tensor | None:
         """Host flags (N,), True where an episode starts -> :meth:`act`'s ``episode_starts``: 1.0 there, or None."""
@@ -163,9 +164,7 @@ class DreamerPolicy(BasePolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(observation)
         n_envs = obs_tensor.shape[0]  # type: ignore[union-attr]
         with th.inference_mode():
-            acting_state = self.initial_state(n_envs)
-            if state is not None:
-                acting_state = self.checked_state(state, acting_state)
+            acting_state = self.initial_state(n_envs) if state is None else self.checked_state(state, n_envs)
             starts = None
             if episode_start is not None:
                 flags = np.asarray(episode_start)
@@ -181,9 +180,9 @@ class DreamerPolicy(BasePolicy):
             actions_np = actions_np.squeeze(axis=0)
         return actions_np, new_state
 
-    def checked_state(self, state: tuple[np.ndarray, ...], initial: ActingState) -> ActingState:
-        """``state`` given to :meth:`predict` as tensors, checked against the shapes of ``initial``; ValueError if not."""
-        expected = tuple(tuple(x.shape) for x in initial)
+    def checked_state(self, state: tuple[np.ndarray, ...], n_envs: int) -> ActingState:
+        """``state`` given to :meth:`predict` for ``n_envs`` observations as tensors, checked; ValueError if not right."""
+        expected = ((n_envs, self.rssm.deter_size), (n_envs, self.rssm.stoch_dim), (n_envs, self.action_dist.action_dim))
         shapes = tuple(np.shape(x) for x in state) if isinstance(state, (tuple, list)) else None
         if shapes != expected:
             raise ValueError(
@@ -198,7 +197,8 @@ class DreamerPolicy(BasePolicy):
                     f"predict's state holds non-finite values in its {name} array: pass a state returned by predict, "
                     "or state=None to start afresh"
                 )
-        return ActingState(*(th.as_tensor(np.asarray(x), dtype=th.float32, device=self.device) for x in state))
+        device = self.device  # a walk to the first parameter: once, not per array
+        return ActingState(*(th.as_tensor(np.asarray(x), dtype=th.float32, device=device) for x in state))
 
     def rollout(
         self, start: LatentState, horizon: int, dynamics_gradients: bool
