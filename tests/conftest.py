@@ -1,10 +1,11 @@
 """
-Shared by the tests: one torch thread per pytest-xdist worker, the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick``
-(in Python and as zoo hyperparameters), which keeps them fast on 2 CPU cores, command lines run in a fresh interpreter,
-and checks of two models.
+Shared by the tests: one torch thread per pytest-xdist worker, the same global generator states at each test's start,
+the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hyperparameters), which keeps them fast on
+2 CPU cores, command lines run in a fresh interpreter, and checks of two models.
 """
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,18 @@ from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS, 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # One worker process per core (pytest -n): more intra-op threads per worker would wait for each other
     th.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def seeded_global_generators() -> None:
+    """
+    Each test starts from the same global Python, NumPy and torch generator states, whatever ran before it in its
+    worker: what a test draws does not depend on the order in which pytest-xdist hands out the tests.
+    """
+    random.seed(0)
+    np.random.seed(0)
+    th.manual_seed(0)
+
 
 TINY_POLICY = TINY_POLICY_KWARGS
 TINY = dict(
