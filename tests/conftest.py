@@ -5,7 +5,6 @@ the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hype
 """
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.utils import set_random_seed
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS, QUICK_POLICY_KWARGS, TINY_POLICY_KWARGS
@@ -28,9 +28,7 @@ def seeded_global_generators() -> None:
     Each test starts from the same global Python, NumPy and torch generator states, whatever ran before it in its
     worker: what a test draws does not depend on the order in which pytest-xdist hands out the tests.
     """
-    random.seed(0)
-    np.random.seed(0)
-    th.manual_seed(0)
+    set_random_seed(0)
 
 
 TINY_POLICY = TINY_POLICY_KWARGS
