@@ -1,0 +1,80 @@
+"""
+The MinAtar campaign's figures that the README and the documentation quote are those of the generated report
+(``benchmarks/minatar-100k/results.md``, written by ``python -m sb3_dreamer.benchmark --report-only``): a finished
+run that changes the report fails here until the pages quote it.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REPORT = REPO / "benchmarks" / "minatar-100k" / "results.md"
+#: the pages with a campaign table (one row per MinAtar id, one column per algorithm)
+TABLE_PAGES = (REPO / "README.md", REPO / "docs" / "results.md")
+#: the pages whose paragraph on the ten ids quotes the aggregate (IQM, probabilities of improvement)
+AGGREGATE_PAGES = (*TABLE_PAGES, REPO / "benchmarks" / "minatar-100k.md")
+#: the campaign tables' column names and the report's algorithm names
+COLUMN_ALGOS = {"DreamerV2": "dreamerv2", "DreamerV3": "dreamerv3", "QR-DQN": "qrdqn", "DQN": "dqn", "PPO": "ppo"}
+#: a mean with its 95% interval as the report writes it, e.g. ``6.87 [5.98, 7.62]``
+INTERVAL = re.compile(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]")
+FRAMES = "100,000"
+
+
+def table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The cells of each row of the first Markdown table whose header line starts with ``header_start``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return [rows[0], *rows[2:]]  # without the |---| line
+
+
+def report_section(heading: str) -> str:
+    """The text of the report's section ``## heading``, up to the next one."""
+    return REPORT.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def report_scores() -> dict[tuple[str, str], str]:
+    """
+    (algo, env) -> the score as a campaign table shows it: ``mean [low, high]`` over several seeds, the mean alone for
+    one seed (whose interval is its score twice).
+    """
+    scores = {}
+    header, *rows = table_rows(report_section("Scores with 95% bootstrap intervals"), "| algo | env |")
+    for cells in rows:
+        row = dict(zip(header, cells, strict=True))
+        if row["frames"] == FRAMES:
+            score = row["score: mean [95% interval]"]
+            scores[(row["algo"], row["env"])] = score.split(" ")[0] if row["seeds"] == "1" else score
+    return scores
+
+
+@pytest.mark.parametrize("page", TABLE_PAGES, ids=lambda page: page.name)
+def test_campaign_table_quotes_the_report(page: Path) -> None:
+    scores = report_scores()
+    header, *rows = table_rows(page.read_text(), "| env | DreamerV2 |")
+    assert len(rows) == 10
+    for cells in rows:
+        env = cells[0]
+        quoted = {COLUMN_ALGOS[name]: cell for name, cell in zip(header, cells, strict=True) if name in COLUMN_ALGOS}
+        expected = {algo: scores.get((algo, env), "") for algo in quoted}
+        best = max(float(score.split(" ")[0]) for score in expected.values() if score)
+        for algo, score in expected.items():
+            if score and float(score.split(" ")[0]) == best:
+                head, _, tail = score.partition(" ")
+                expected[algo] = f"**{head}** {tail}".strip()
+        assert quoted == expected, f"{page.name}, {env}: the table's cells differ from {REPORT.name}'s scores"
+
+
+@pytest.mark.parametrize("page", AGGREGATE_PAGES, ids=lambda page: page.name)
+def test_aggregate_paragraph_quotes_the_report(page: Path) -> None:
+    paragraph = next(p for p in page.read_text().split("\n\n") if "the ten ids" in p and "IQM" in p)
+    quoted = INTERVAL.findall(paragraph.replace("\n", " "))
+    assert len(quoted) >= 7  # the IQM of four algorithms and three probabilities of improvement
+    reported = set(INTERVAL.findall(report_section("Aggregate over envs")))
+    assert set(quoted) <= reported, f"{page.name} quotes {sorted(set(quoted) - reported)}, not in {REPORT.name}"
