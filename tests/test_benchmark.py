@@ -26,6 +26,7 @@ from sb3_dreamer.benchmark.aggregate import (
     aggregate,
     aggregate_section,
     default_aggregate_algos,
+    default_aggregate_choice,
     envs_per_algo,
     normalisation_bounds,
 )
@@ -542,8 +543,16 @@ def test_aggregate_of_known_scores():
     assert all(np.array_equal(again.intervals[algo], result.intervals[algo]) for algo in ("a", "b"))
     # By default the algorithms that share the most envs; the section names the one left out
     assert envs_per_algo(scores, ["a", "b", "c"]) == {"a": {"E1", "E2"}, "b": {"E1", "E2"}, "c": {"E3"}}
+    # With two runs or more per env (the report's default choice), c's one run counts no env
+    assert envs_per_algo(scores, ["a", "b", "c"], min_runs=2) == {"a": {"E1", "E2"}, "b": {"E1", "E2"}, "c": set()}
+    assert envs_per_algo(scores, ["a", "b"], min_runs=5) == {"a": set(), "b": {"E1"}}
+    assert default_aggregate_choice(scores, ["a", "b", "c"]) == (["a", "b"], {"c": 0})
+    # A one-seed grid: one run per env is enough where no algorithm has two on an env
+    first_seeds = scores[scores["seed"] == 0]
+    assert default_aggregate_choice(first_seeds, ["a", "b", "c"]) == (["a", "b"], {"c": 1})
+    assert default_aggregate_choice(first_seeds, ["c"]) == (["c"], {})
     assert default_aggregate_algos(envs_per_algo(scores, ["a", "b", "c"])) == ["a", "b"]
-    assert "variants ALGO@NAME only when named; left out with runs on fewer envs: c (1 env))" in aggregate_section(
+    assert "variants ALGO@NAME only when named; left out with such runs on fewer envs: c (1 env))" in aggregate_section(
         result, {"c": 1}
     )
     # No env where each algorithm has runs, or no runs at all

@@ -41,11 +41,16 @@ def normalisation_bounds(scores: pd.DataFrame, results: pd.DataFrame) -> pd.Data
     return pd.DataFrame({"low": returns.groupby("env")["score"].min(), "high": scores.groupby("env")["score"].max()})
 
 
-def envs_per_algo(scores: pd.DataFrame, algos: list[str]) -> dict[str, set[str]]:
-    """Per algo of ``algos``: the envs where it has runs of the largest frame budget of their runs."""
+#: the runs of an algorithm on an env that the default aggregate asks for: from one run per env the stratified
+#: bootstrap has nothing to resample, and its intervals have no width
+DEFAULT_MIN_RUNS = 2
+
+
+def envs_per_algo(scores: pd.DataFrame, algos: list[str], min_runs: int = 1) -> dict[str, set[str]]:
+    """Per algo of ``algos``: the envs where it has ``min_runs`` or more runs of the largest frame budget of their runs."""
     scores = scores[scores["algo"].isin(algos)]
-    scores = scores[scores["frames"] == scores["frames"].max()]
-    return {algo: set(scores[scores["algo"] == algo]["env"]) for algo in algos}
+    runs = scores[scores["frames"] == scores["frames"].max()].groupby(["algo", "env"]).size()
+    return {algo: {env for (name, env), count in runs.items() if name == algo and count >= min_runs} for algo in algos}
 
 
 def default_aggregate_algos(envs: dict[str, set[str]]) -> list[str]:
@@ -59,6 +64,19 @@ def default_aggregate_algos(envs: dict[str, set[str]]) -> list[str]:
     # The algorithms with runs on all of an algorithm's envs share exactly those envs
     covering = [([algo for algo, own in envs.items() if own >= anchor], len(anchor)) for anchor in envs.values()]
     return max(covering, key=lambda cover: (len(cover[0]) * cover[1], len(cover[0])), default=([], 0))[0]
+
+
+def default_aggregate_choice(scores: pd.DataFrame, candidates: list[str]) -> tuple[list[str], dict[str, int]]:
+    """
+    The default aggregate's algorithms of ``candidates``: :func:`default_aggregate_algos` over the envs where each has
+    :data:`DEFAULT_MIN_RUNS` runs or more, or one run where none has that many on an env (a one-seed grid); and the
+    candidates it leaves out, each with its number of such envs.
+    """
+    envs = envs_per_algo(scores, candidates, DEFAULT_MIN_RUNS)
+    if not any(envs.values()):
+        envs = envs_per_algo(scores, candidates)
+    algos = default_aggregate_algos(envs)
+    return algos, {algo: len(own) for algo, own in envs.items() if algo not in algos}
 
 
 @dataclass
@@ -150,7 +168,7 @@ def _set_aside_note(set_aside: dict[str, int]) -> str:
     if not set_aside:
         return ""
     counts = ", ".join(f"{algo} ({count} env{'s' * (count != 1)})" for algo, count in set_aside.items())
-    return f"; left out with runs on fewer envs: {counts}"
+    return f"; left out with such runs on fewer envs: {counts}"
 
 
 def _estimate(point: float, interval: np.ndarray) -> str:
@@ -163,7 +181,7 @@ def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None
     The report's section on the aggregate ``result``: how it was computed, its tables and its two plots.
 
     :param set_aside: the packaged algorithms that the default choice (:func:`default_aggregate_algos`) left out, each
-        with its number of envs
+        with its number of envs where it has the runs that the choice asks for
     """
     share = f"{CONFIDENCE:.0%}"
     used = pd.concat(result.runs.values())
@@ -174,8 +192,10 @@ def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None
     lines = [
         "## Aggregate over envs\n",
         f"Algorithms: {', '.join(result.algos)} (`--aggregate-algos`; by default, of the packaged algorithms with "
-        "finished runs, the set that compares the most (algorithm, env) pairs over the envs where each of them has runs; "
-        f"variants ALGO@NAME only when named{_set_aside_note(set_aside or {})}). Envs where each has runs of "
+        "finished runs, the set that compares the most (algorithm, env) pairs over the envs where each of them has "
+        f"{DEFAULT_MIN_RUNS} runs or more (from one run per env the bootstrap has nothing to resample; 1 where no "
+        f"algorithm has {DEFAULT_MIN_RUNS} on an env); variants ALGO@NAME only when named"
+        f"{_set_aside_note(set_aside or {})}). Envs where each has runs of "
         f"{result.frames:,} frames "
         f"({len(result.envs)}): {', '.join(result.envs)}. Runs per env: {counts}. Of these {len(used)} runs, "
         f"{int((~used['final']).sum())} are scored by their last evaluation (see above).\n",

@@ -23,18 +23,19 @@ names. Per algo x env, the mean score over seeds has a percentile bootstrap inte
 with ``--quick``) resamples of the seeds with replacement from a generator seeded with ``BOOTSTRAP_SEED`` (0), so that
 the same runs give the same report. The aggregate (with rliable, the ``benchmark`` extra) covers ``--aggregate-algos``
 over the envs where each of them has runs of the largest frame budget of their runs; by default, of the algorithms with
-finished runs (no variant ``ALGO@NAME``), the set that compares the most (algorithm, env) pairs, so that an algorithm
-with runs on a few envs so far does not shrink the aggregate to them (the report names it). It normalises each score per
-env: (score - low) / (high - low), with high (= 1) the best score of any run on the env and low (= 0) the lowest return
-any run on it scored (its score or any evaluation: in practice an early evaluation), over every run of the report at
-that budget, also those outside the aggregate; no random policy is measured. rliable's score matrices need as many runs
-on every env, so an algorithm's runs are cut to its lowest seeds on the env where it has fewest (the report names those
-left out). On these it computes rliable's IQM, mean and optimality gap, the probability of improvement of each algorithm
-over each other one (rliable's ``probability_of_improvement``; its bootstrap counts the same without scipy's test, which
-would take a minute), and the IQM of the normalised evaluation returns at each evaluation point, each with a 95%
-stratified-bootstrap interval (rliable's ``get_interval_estimates``: runs resampled within each env, percentile
-intervals, ``--bootstrap-reps`` replications, NumPy's global random numbers, from which rliable draws, seeded with
-``BOOTSTRAP_SEED`` for each estimate).
+finished runs (no variant ``ALGO@NAME``), the set that compares the most (algorithm, env) pairs over the envs where each
+has two runs or more (from one run per env the bootstrap has nothing to resample; one where no algorithm has two on an
+env), so that an algorithm with runs on a few envs so far does not shrink the aggregate to them (the report names it).
+It normalises each score per env: (score - low) / (high - low), with high (= 1) the best score of any run on the env and
+low (= 0) the lowest return any run on it scored (its score or any evaluation: in practice an early evaluation), over
+every run of the report at that budget, also those outside the aggregate; no random policy is measured. rliable's score
+matrices need as many runs on every env, so an algorithm's runs are cut to its lowest seeds on the env where it has
+fewest (the report names those left out). On these it computes rliable's IQM, mean and optimality gap, the probability
+of improvement of each algorithm over each other one (rliable's ``probability_of_improvement``; its bootstrap counts the
+same without scipy's test, which would take a minute), and the IQM of the normalised evaluation returns at each
+evaluation point, each with a 95% stratified-bootstrap interval (rliable's ``get_interval_estimates``: runs resampled
+within each env, percentile intervals, ``--bootstrap-reps`` replications, NumPy's global random numbers, from which
+rliable draws, seeded with ``BOOTSTRAP_SEED`` for each estimate).
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log`` (its
 output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses, actor
@@ -182,7 +183,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         metavar="ALGO",
         help="algorithms and variants ALGO@NAME of the report's aggregate over envs (default: of the algorithms with "
-        "finished runs, no variant, the set that compares the most (algorithm, env) pairs)",
+        "finished runs, no variant, the set that compares the most (algorithm, env) pairs over the envs where each has "
+        "two runs or more)",
     )
     parser.add_argument(
         "--bootstrap-reps",

@@ -19,8 +19,7 @@ from sb3_dreamer.benchmark.aggregate import (
     Aggregate,
     aggregate,
     aggregate_section,
-    default_aggregate_algos,
-    envs_per_algo,
+    default_aggregate_choice,
     plot_aggregate,
 )
 from sb3_dreamer.benchmark.extras import benchmark_extra
@@ -237,9 +236,7 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     if aggregate_algos:
         algos = list(dict.fromkeys(aggregate_algos))
     else:
-        envs = envs_per_algo(scores, sorted(set(packaged[2]["algo"])))
-        algos = default_aggregate_algos(envs)
-        set_aside = {algo: len(own) for algo, own in envs.items() if algo not in algos}
+        algos, set_aside = default_aggregate_choice(scores, sorted(set(packaged[2]["algo"])))
     try:
         result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
     except ImportError as error:
