@@ -180,7 +180,7 @@ def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None
     """
     The report's section on the aggregate ``result``: how it was computed, its tables and its two plots.
 
-    :param set_aside: the packaged algorithms that the default choice (:func:`default_aggregate_algos`) left out, each
+    :param set_aside: the packaged algorithms that the default choice (:func:`default_aggregate_choice`) left out, each
         with its number of envs where it has the runs that the choice asks for
     """
     share = f"{CONFIDENCE:.0%}"
