@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -213,6 +214,15 @@ def test_status_of_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixture
     evaluations = "1k: 1.00, 2k: 2.00, 3k: 3.00"
     # Part 2 trained 1,200 frames in 50 s: the 6,800 frames left take 283 s at its pace
     row = f"| dreamerv2@small | Breakout-MinAtar | 3 | 3,200 | 2,000 | {evaluations} | 2.00 | 2 | 2.5 min | 4.7 min |"
+    assert rows == [row]
+
+    # Part 2 just resumed, before its first episode ends: no frames of its own, no pace yet, no warning
+    (part / "0.monitor.csv").write_text('#{"t_start": 0.0, "env_id": "Breakout-MinAtar"}\nr,l,t\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        main(["--status", "--root", str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dreamerv2@small")]
+    row = f"| dreamerv2@small | Breakout-MinAtar | 3 | 2,000 | 2,000 | {evaluations} | 1.50 | 2 | 2.5 min | n/a |"
     assert rows == [row]
 
 

@@ -56,7 +56,8 @@ def run_status(run: Run, root: Path) -> dict[str, object]:
     parts = run.parts(root)
     episodes = [monitor_episodes(part) for part in parts]
     frames = checkpoint + int(episodes[-1]["l"].sum()) if episodes else checkpoint
-    recent = pd.concat(episodes, ignore_index=True)["r"].tail(RECENT_EPISODES) if episodes else pd.Series(dtype=float)
+    finished = [part_episodes["r"] for part_episodes in episodes if len(part_episodes)]
+    recent = pd.concat(finished, ignore_index=True).tail(RECENT_EPISODES) if finished else pd.Series(dtype=float)
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
     budget = frame_budget(parts[-1], run.env) if parts else None
     part_frames, part_s = frames - checkpoint, segments[-1]["wall_clock_s"] if segments else 0.0
