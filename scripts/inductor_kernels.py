@@ -1,19 +1,24 @@
 """
 Where the time of a compiled update goes, kernel by kernel: builds the model with ``compile_losses=True``, runs one
-update (compiling, or loading inductor's cached kernels), then runs each graph that inductor generated (the world
-model's loss forward and backward, the actor-critic losses' forward and backward) on the random inputs of its own
-benchmark harness, timing every call of a fused C++ kernel (``cpp_fused_*``) and of an external kernel (``mm``,
-``addmm``, convolutions ...) with ``time.process_time``.
+update (compiling, or loading inductor's cached kernels) and ``--calls`` untimed ones, then wraps every fused C++
+kernel (``cpp_fused_*``) and every external kernel (``mm``, ``addmm``, convolutions ...) of the graphs that inductor
+generated (the world model's loss forward and backward, the actor-critic losses' forward and backward) in a timer
+(``time.process_time``) and runs ``--calls`` more updates on the model's own replayed batches.
 
-Prints one markdown table per graph: CPU ms per call of the graph, the share of its kernels and external calls, and
-its ``--top`` most expensive kernels with their calls per graph call. The rest of a graph's time is ATen operators
-that inductor leaves as they are (e.g. ``convolution_backward``, ``embedding_bag``) and the wrapper's Python.
+The kernels see the training's own values: on the random inputs of a graph's benchmark harness (unscaled random
+weights, so logits in the hundreds) the exponentials' results underflow into subnormal floats, and a softmax or GRU
+gate kernel runs 3-5 times slower than it does in training.
+
+Prints the CPU ms of an update, then one markdown table per graph: the ms per update of its fused kernels and of its
+external kernels, and its ``--top`` most expensive kernels with their calls per update. The rest of an update is ATen
+operators that inductor leaves as they are (e.g. ``convolution_backward``, ``embedding_bag``), the optimisers, the
+replay sampling and Python.
 
 ``--elementwise`` prints instead the CPU time of exp, tanh, sigmoid and ELU on an (800, 200) float32 tensor (an
 imagination step's size at batch 16) eagerly (ATen's kernels) and compiled (inductor's vectorised C++).
 
 Usage: python scripts/inductor_kernels.py [--algo dreamerv2] [--env Breakout-MinAtar] [--batch-size 16]
-    [--mixed-precision true] [--threads 1] [--calls 3] [--top 12] [--elementwise]
+    [--mixed-precision true] [--threads 1] [--calls 5] [--top 12] [--elementwise]
 """
 
 import argparse
@@ -46,10 +51,6 @@ class KernelTimes:
 
         return timed
 
-    def clear(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
-
 
 class TimedExternKernels:
     """Stands for a graph module's ``extern_kernels``: each attribute read returns the kernel, timed."""
@@ -61,30 +62,22 @@ class TimedExternKernels:
         return self._times.wrap(f"extern_kernels.{name}", getattr(self._extern_kernels, name))
 
 
-def profile_graph(module: ModuleType, n_calls: int) -> tuple[float, KernelTimes]:
-    """CPU seconds per call of a generated graph module (after one untimed call) and its kernels' times over ``n_calls``."""
+def time_kernels(module: ModuleType) -> KernelTimes:
+    """Wrap each fused and external kernel that a generated graph module calls in a timer; returns their times."""
     times = KernelTimes()
     for name in [name for name in vars(module) if name.startswith("cpp_fused_")]:
         setattr(module, name, times.wrap(name, getattr(module, name)))
     module.extern_kernels = TimedExternKernels(module.extern_kernels, times)
-    inputs = module.get_args()
-    module.call(list(inputs))
-    times.clear()
-    start = time.process_time()
-    for _ in range(n_calls):
-        module.call(list(inputs))
-    return (time.process_time() - start) / n_calls, times
+    return times
 
 
-def print_graph(title: str, seconds: float, times: KernelTimes, n_calls: int, top: int) -> None:
-    fused = sum(s for name, s in times.seconds.items() if name.startswith("cpp_fused_")) / n_calls
-    extern = sum(s for name, s in times.seconds.items() if name.startswith("extern_kernels.")) / n_calls
-    print(f"\n### {title}: {1000 * seconds:.1f} ms per call")
-    rest = seconds - fused - extern
-    print(f"fused kernels {1000 * fused:.1f} ms, external kernels {1000 * extern:.1f} ms, rest {1000 * rest:.1f} ms\n")
-    print("| kernel | ms per graph call | calls per graph call |\n|---|---:|---:|")
+def print_graph(title: str, times: KernelTimes, n_updates: int, top: int) -> None:
+    fused = sum(s for name, s in times.seconds.items() if name.startswith("cpp_fused_")) / n_updates
+    extern = sum(s for name, s in times.seconds.items() if name.startswith("extern_kernels.")) / n_updates
+    print(f"\n### {title}: fused kernels {1000 * fused:.1f} ms, external kernels {1000 * extern:.1f} ms per update\n")
+    print("| kernel | ms per update | calls per update |\n|---|---:|---:|")
     for name, spent in sorted(times.seconds.items(), key=lambda item: -item[1])[:top]:
-        print(f"| `{name}` | {1000 * spent / n_calls:.2f} | {times.calls[name] // n_calls} |")
+        print(f"| `{name}` | {1000 * spent / n_updates:.2f} | {times.calls[name] // n_updates} |")
 
 
 def elementwise_speeds(n_calls: int = 300) -> None:
@@ -112,7 +105,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per update")
     parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION_SETTINGS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--calls", type=int, default=3, help="timed calls of each graph")
+    parser.add_argument("--calls", type=int, default=5, help="timed updates")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per graph")
     parser.add_argument("--elementwise", action="store_true", help="eager against compiled exp, tanh, sigmoid, ELU")
     args = parser.parse_args()
@@ -135,13 +128,17 @@ def main() -> None:
     start = time.perf_counter()
     model.train(gradient_steps=1, batch_size=model.batch_size)
     print(f"first update (compiling or loading the compiled graphs): {time.perf_counter() - start:.1f} s")
-    start = time.process_time()
-    model.train(gradient_steps=3, batch_size=model.batch_size)
-    print(f"update: {1000 * (time.process_time() - start) / 3:.1f} ms of CPU (3 updates)")
+    # Untimed updates first: for a few seconds after the first one, background threads of the compiler still run
+    model.train(gradient_steps=args.calls, batch_size=model.batch_size)
     graphs = [module for module in PyCodeCache.modules if module not in known and hasattr(module, "get_args")]
-    for index, module in enumerate(graphs):
-        seconds, times = profile_graph(module, args.calls)
-        print_graph(f"graph {index} ({module.__file__})", seconds, times, args.calls, args.top)
+    times = [time_kernels(module) for module in graphs]
+    start = time.process_time()
+    model.train(gradient_steps=args.calls, batch_size=model.batch_size)
+    update = (time.process_time() - start) / args.calls
+    kernels = sum(sum(graph_times.seconds.values()) for graph_times in times) / args.calls
+    print(f"update: {1000 * update:.1f} ms of CPU ({args.calls} updates), {1000 * kernels:.1f} ms in the graphs' kernels")
+    for index, (module, graph_times) in enumerate(zip(graphs, times, strict=True)):
+        print_graph(f"graph {index} ({module.__file__})", graph_times, args.calls, args.top)
 
 
 if __name__ == "__main__":

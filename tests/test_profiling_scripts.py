@@ -30,15 +30,18 @@ def test_each_kernel_call_of_a_compiled_graph_is_timed():
     known = set(PyCodeCache.modules)
     compiled = th.compile(lambda inputs: (inputs @ weight).tanh() * 2.0, dynamic=False)
     inputs = th.randn(4, 8)
-    th.testing.assert_close(compiled(inputs), (inputs @ weight).tanh() * 2.0)
+    compiled(inputs)
     (graph,) = [module for module in PyCodeCache.modules if module not in known and hasattr(module, "get_args")]
 
-    seconds, times = script.profile_graph(graph, n_calls=3)
+    times = script.time_kernels(graph)
+    for _ in range(3):
+        # The timers wrap the kernels of the compiled function itself, and leave its outputs as they were
+        th.testing.assert_close(compiled(inputs), (inputs @ weight).tanh() * 2.0)
     fused = [name for name in times.calls if name.startswith("cpp_fused_")]
     # The matmul is ATen's, called through extern_kernels; tanh and the product are one fused C++ kernel
     assert times.calls["extern_kernels.mm"] == 3
     assert len(fused) == 1 and times.calls[fused[0]] == 3
-    assert 0 < sum(times.seconds.values()) / 3 <= seconds
+    assert all(seconds > 0 for seconds in times.seconds.values())
 
 
 FAKE_PYTHON = """#!/bin/bash
