@@ -556,11 +556,11 @@ def test_aggregate_of_known_scores():
     # With two runs or more per env (the report's default choice), c's one run counts no env
     assert envs_per_algo(scores, ["a", "b", "c"], min_runs=2) == {"a": {"E1", "E2"}, "b": {"E1", "E2"}, "c": set()}
     assert envs_per_algo(scores, ["a", "b"], min_runs=5) == {"a": set(), "b": {"E1"}}
-    assert default_aggregate_choice(scores, ["a", "b", "c"]) == (["a", "b"], {"c": 0})
+    assert default_aggregate_choice(scores, ["a", "b", "c"]) == (["a", "b"], 2, {"c": 0})
     # A one-seed grid: one run per env is enough where no algorithm has two on an env
     first_seeds = scores[scores["seed"] == 0]
-    assert default_aggregate_choice(first_seeds, ["a", "b", "c"]) == (["a", "b"], {"c": 1})
-    assert default_aggregate_choice(first_seeds, ["c"]) == (["c"], {})
+    assert default_aggregate_choice(first_seeds, ["a", "b", "c"]) == (["a", "b"], 1, {"c": 1})
+    assert default_aggregate_choice(first_seeds, ["c"]) == (["c"], 1, {})
     assert default_aggregate_algos(envs_per_algo(scores, ["a", "b", "c"])) == ["a", "b"]
     assert "variants ALGO@NAME only when named; left out with such runs on fewer envs: c (1 env))" in aggregate_section(
         result, {"c": 1}
@@ -587,6 +587,30 @@ def test_default_aggregate_compares_the_most_algorithm_env_pairs():
     # A tie goes to more algorithms; no algorithm, no aggregate
     assert default_aggregate_algos({"a": {"E1", "E2"}, "b": {"E1"}}) == ["a", "b"]
     assert default_aggregate_algos({}) == []
+
+
+def test_default_aggregate_is_over_the_envs_it_was_chosen_on():
+    # c has two runs on E1 and E2, one on E3: the default choice compares 3 algorithms on E1 and E2 (6 pairs, a tie
+    # with 2 on all three envs, which goes to more algorithms)
+    two_seeds = [1.0, 2.0]
+    scores, results = scores_and_results(
+        {(algo, env): two_seeds for algo in ("a", "b", "c") for env in ("E1", "E2", "E3")} | {("c", "E3"): [3.0]}
+    )
+    algos, min_runs, set_aside = default_aggregate_choice(scores, ["a", "b", "c"])
+    assert (algos, min_runs, set_aside) == (["a", "b", "c"], 2, {})
+    result = aggregate(scores, results, algos, reps=50, min_runs=min_runs)
+    # Every algorithm keeps its two runs an env: none is cut to one, where the bootstrap has nothing to resample
+    assert result.envs == ["E1", "E2"] and result.min_runs == 2 and result.left_out.empty
+    assert all(len(runs) == 4 for runs in result.runs.values())
+    assert "Envs where each has 2 runs or more of 100 frames (2): E1, E2. Runs per env: a 2, b 2, c 2." in aggregate_section(
+        result
+    )
+    # Over every env with a run, c's second seeds on E1 and E2 would go
+    every_env = aggregate(scores, results, algos, reps=50)
+    assert every_env.left_out[["algo", "env", "seed"]].to_numpy().tolist() == [["c", "E1", 1], ["c", "E2", 1]]
+    assert aggregate(scores[scores["algo"] == "c"], results, ["c"], min_runs=3) == (
+        "no env where each of c has 3 runs or more of 100 frames"
+    )
 
 
 def test_fast_probability_of_improvement_is_rliables():

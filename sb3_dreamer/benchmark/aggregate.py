@@ -66,17 +66,20 @@ def default_aggregate_algos(envs: dict[str, set[str]]) -> list[str]:
     return max(covering, key=lambda cover: (len(cover[0]) * cover[1], len(cover[0])), default=([], 0))[0]
 
 
-def default_aggregate_choice(scores: pd.DataFrame, candidates: list[str]) -> tuple[list[str], dict[str, int]]:
+def default_aggregate_choice(scores: pd.DataFrame, candidates: list[str]) -> tuple[list[str], int, dict[str, int]]:
     """
     The default aggregate's algorithms of ``candidates``: :func:`default_aggregate_algos` over the envs where each has
-    :data:`DEFAULT_MIN_RUNS` runs or more, or one run where none has that many on an env (a one-seed grid); and the
-    candidates it leaves out, each with its number of such envs.
+    :data:`DEFAULT_MIN_RUNS` runs or more, or one run where none has that many on an env (a one-seed grid); the runs
+    per env that the choice counted (the ``min_runs`` of :func:`aggregate`); and the candidates it leaves out, each
+    with its number of such envs.
     """
-    envs = envs_per_algo(scores, candidates, DEFAULT_MIN_RUNS)
+    min_runs = DEFAULT_MIN_RUNS
+    envs = envs_per_algo(scores, candidates, min_runs)
     if not any(envs.values()):
-        envs = envs_per_algo(scores, candidates)
+        min_runs = 1
+        envs = envs_per_algo(scores, candidates, min_runs)
     algos = default_aggregate_algos(envs)
-    return algos, {algo: len(own) for algo, own in envs.items() if algo not in algos}
+    return algos, min_runs, {algo: len(own) for algo, own in envs.items() if algo not in algos}
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Aggregate:
     algos: list[str]
     envs: list[str]
     frames: int
+    #: the fewest runs that each algo has on each of ``envs``
+    min_runs: int
     #: bootstrap replications of the intervals
     reps: int
     #: per env: the normalisation's ``low`` (0) and ``high`` (1)
@@ -107,9 +112,12 @@ class Aggregate:
     curve_intervals: dict[str, np.ndarray]
 
 
-def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], reps: int = BOOTSTRAP_REPS) -> Aggregate | str:
+def aggregate(
+    scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], reps: int = BOOTSTRAP_REPS, min_runs: int = 1
+) -> Aggregate | str:
     """
-    Aggregate of ``algos`` over the envs where each has runs of the largest frame budget of their runs: rliable's IQM,
+    Aggregate of ``algos`` over the envs where each has ``min_runs`` runs or more of the largest frame budget of their
+    runs (so that the default choice, :func:`default_aggregate_choice`, counts the envs it compared on): rliable's IQM,
     mean and optimality gap of the normalised scores (:func:`normalisation_bounds`, from every run on the env, also
     of other algos), the probability of improvement of each algo over each other one, and the IQM of the normalised
     evaluations at each evaluation point, each with a stratified-bootstrap interval of ``reps`` replications.
@@ -121,10 +129,10 @@ def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], rep
     if missing:
         return f"no finished runs of {', '.join(missing)}"
     frames = int(scores[scores["algo"].isin(algos)]["frames"].max())
-    envs = sorted(set.intersection(*envs_per_algo(scores, algos).values()))
+    envs = sorted(set.intersection(*envs_per_algo(scores, algos, min_runs).values()))
     scores, results = scores[scores["frames"] == frames], results[results["frames"] == frames]
     if not envs:
-        return f"no env where each of {', '.join(algos)} has runs of {frames:,} frames"
+        return f"no env where each of {', '.join(algos)} has {_runs(min_runs)} of {frames:,} frames"
     bounds = normalisation_bounds(scores[scores["env"].isin(envs)], results[results["env"].isin(envs)]).loc[envs]
     low, high = bounds["low"].to_numpy(), bounds["high"].to_numpy()
     runs, left_out, normalised, evaluations = {}, [], {}, {}
@@ -158,9 +166,14 @@ def aggregate(scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], rep
             # P(Y > X) = 1 - P(X > Y), in every resample too
             improvement[(y, x)] = (1 - point, 1 - interval[::-1, 0])
     return Aggregate(
-        algos, envs, frames, reps, bounds, runs, pd.concat(left_out), normalised, metrics, intervals, improvement, timesteps,
-        curves, curve_intervals,
+        algos, envs, frames, min_runs, reps, bounds, runs, pd.concat(left_out), normalised, metrics, intervals, improvement,
+        timesteps, curves, curve_intervals,
     )  # fmt: skip
+
+
+def _runs(min_runs: int) -> str:
+    """The report's words for the runs that each algo has on an env of an aggregate: "runs" or "N runs or more"."""
+    return "runs" if min_runs == 1 else f"{min_runs} runs or more"
 
 
 def _set_aside_note(set_aside: dict[str, int]) -> str:
@@ -195,7 +208,7 @@ def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None
         "finished runs, the set that compares the most (algorithm, env) pairs over the envs where each of them has "
         f"{DEFAULT_MIN_RUNS} runs or more (from one run per env the bootstrap has nothing to resample; 1 where no "
         f"algorithm has {DEFAULT_MIN_RUNS} on an env); variants ALGO@NAME only when named"
-        f"{_set_aside_note(set_aside or {})}). Envs where each has runs of "
+        f"{_set_aside_note(set_aside or {})}). Envs where each has {_runs(result.min_runs)} of "
         f"{result.frames:,} frames "
         f"({len(result.envs)}): {', '.join(result.envs)}. Runs per env: {counts}. Of these {len(used)} runs, "
         f"{int((~used['final']).sum())} are scored by their last evaluation (see above).\n",

@@ -233,12 +233,15 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
             + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")
         )
     set_aside: dict[str, int] = {}
+    min_runs = 1
     if aggregate_algos:
         algos = list(dict.fromkeys(aggregate_algos))
     else:
-        algos, set_aside = default_aggregate_choice(scores, sorted(set(packaged[2]["algo"])))
+        algos, min_runs, set_aside = default_aggregate_choice(scores, sorted(set(packaged[2]["algo"])))
     try:
-        result = aggregate(scores, results, algos, reps) if algos else "no algorithm without a variant name: name them"
+        result = (
+            aggregate(scores, results, algos, reps, min_runs) if algos else "no algorithm without a variant name: name them"
+        )
     except ImportError as error:
         result = str(error)
     written = [RESULTS_CSV, FINAL_CSV, RESULTS_MD]
