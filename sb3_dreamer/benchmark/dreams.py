@@ -8,9 +8,8 @@ imagination):
 - of a saved model (a ``.zip`` file): the model plays ``--steps`` steps of ``--env`` (stochastic policy, seeded with
   ``--seed``) and dreams them with :meth:`DreamerV2.dream`, observing the first ``--context``.
 
-Usage:
-  python scripts/dream_gif.py benchmarks/minatar-100k/runs/dreamerv2@ratio2bf16/Breakout-MinAtar/seed_0 dream.gif \\
-      --at 84000
+Usage (a run trained with ``--tensorboard``: its event files stay where it trained, they are not committed):
+  python scripts/dream_gif.py benchmarks/minatar-100k/runs/dreamerv2/Breakout-MinAtar/seed_0 dream.gif --at 84000
   python scripts/dream_gif.py logs/dreamerv2/Breakout-MinAtar_1/Breakout-MinAtar.zip dream.gif --env Breakout-MinAtar
 """
 
