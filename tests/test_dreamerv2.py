@@ -88,6 +88,28 @@ def test_dynamics_gradients_reach_actor_only():
     assert not all(th.equal(a, b) for a, b in zip(actor_before, model.policy.actor.parameters(), strict=True))
 
 
+def nonzero(gradients: tuple[th.Tensor | None, ...]) -> bool:
+    return any(gradient is not None and bool(gradient.any()) for gradient in gradients)
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_actor_gradient_paths(actor_grad):
+    """
+    Without the entropy bonus, ``dynamics`` reaches the actor only through the imagined returns (the reward head and the
+    dynamics), ``reinforce`` only through the log-probabilities; the critic's loss never reaches the actor.
+    """
+    model = tiny_model(actor_grad=actor_grad, actor_entropy_scale=0.0).learn(60)
+    samples = model.replay_buffer.sample(4)
+    _, posterior = model._train_world_model(samples)
+    actor_loss, critic_loss, _ = model._actor_critic_losses(posterior, samples.terminated, 0.0)
+    actor = list(model.policy.actor.parameters())
+    reward_head = list(model.policy.world_model.reward_head.parameters())
+    gradients = th.autograd.grad(actor_loss, actor + reward_head, allow_unused=True, retain_graph=True)
+    assert nonzero(gradients[: len(actor)])
+    assert nonzero(gradients[len(actor) :]) == (actor_grad == "dynamics")
+    assert not nonzero(th.autograd.grad(critic_loss, actor, allow_unused=True))
+
+
 def test_predict_shapes_and_state():
     model = tiny_model()
     env = gym.make("Breakout-MinAtar")
@@ -561,5 +583,23 @@ def test_dream_frames():
     np.testing.assert_array_equal(frames[..., :70], truth)
     # The model's panel: its decoded states, within [0, 1] as the truth
     assert frames[..., 70:140].any()
+    # After the context, the model predicts from the actions alone: other observations there change the truth and the
+    # error panels, not the model's (the observed steps' latents drawn with the same seed)
+    altered = observations.copy()
+    altered[4:] = ~altered[4:]
+    th.manual_seed(0)
+    frames = model.dream(observations, actions, context=4)
+    th.manual_seed(0)
+    altered_frames = model.dream(altered, actions, context=4)
+    np.testing.assert_array_equal(altered_frames[..., 70:140], frames[..., 70:140])
+    for panel in (slice(0, 70), slice(140, 210)):
+        np.testing.assert_array_equal(altered_frames[:4, ..., panel], frames[:4, ..., panel])
+        assert not np.array_equal(altered_frames[4:, ..., panel], frames[4:, ..., panel])
+    # Observed, the same observations change the model's panel
+    observed = []
+    for sequence in (observations, altered):
+        th.manual_seed(0)
+        observed.append(model.dream(sequence, actions, context=12)[4:, ..., 70:140])
+    assert not np.array_equal(*observed)
     with pytest.raises(ValueError, match="context"):
         model.dream(observations, actions, context=13)

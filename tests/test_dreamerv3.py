@@ -261,7 +261,10 @@ def test_one_gradient_step_trains_everything_and_moves_the_slow_critic_by_its_ra
 
 
 def test_gradient_paths() -> None:
-    """The actor's loss reaches the actor only; the replay value loss reaches the world model through the states."""
+    """
+    The actor's loss reaches the actor only, the critic's the critic only; the replay value loss reaches the world model
+    through the states.
+    """
     model = tiny_v3().learn(60)
     policy = model.policy
     samples = model.replay_buffer.sample(4)
@@ -272,7 +275,11 @@ def test_gradient_paths() -> None:
         actor_loss, world_model_parameters + list(policy.critic.parameters()), allow_unused=True, retain_graph=True
     )
     assert all(grad is None or not grad.any() for grad in actor_grads)
-    critic_grads = th.autograd.grad(critic_loss, world_model_parameters, allow_unused=True, retain_graph=True)
+    actor_own = th.autograd.grad(actor_loss, list(policy.actor.parameters()), retain_graph=True)
+    assert any(grad.any() for grad in actor_own)
+    critic_grads = th.autograd.grad(
+        critic_loss, world_model_parameters + list(policy.actor.parameters()), allow_unused=True, retain_graph=True
+    )
     assert all(grad is None or not grad.any() for grad in critic_grads)
     bootstrap = returns[0].detach().view(samples.rewards.shape)
     replay_loss = model._replay_critic_loss(posterior, samples, bootstrap)
@@ -289,6 +296,20 @@ def test_advantages_are_scaled_by_the_return_percentile_range() -> None:
     low, high = th.quantile(returns.detach().flatten(), th.tensor([0.05, 0.95]))
     assert th.allclose(model.return_scale.range_ema, 0.99 * before + 0.01 * (high - low), atol=1e-6)
     assert metrics["return_scale"] == max(1.0, model.return_scale.range_ema.item())
+
+    def losses_at(range_ema: float) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Actor and critic losses without the entropy bonus, the return scale at ``range_ema``, the same imagination."""
+        model.return_scale.range_ema.fill_(range_ema)
+        th.manual_seed(1)
+        actor_loss, critic_loss, _, metrics = model._actor_critic_losses(posterior, 0.0)
+        return actor_loss, critic_loss, metrics["return_scale"]
+
+    unscaled_actor, unscaled_critic, unit_scale = losses_at(0.0)
+    scaled_actor, scaled_critic, scale = losses_at(50.0)
+    assert unit_scale == 1.0 and scale > 40.0 and unscaled_actor.abs() > 0
+    # The actor's advantages are divided by the scale; the critic learns the unscaled returns
+    assert th.allclose(scaled_actor * scale, unscaled_actor, rtol=1e-5, atol=1e-8)
+    assert th.equal(scaled_critic, unscaled_critic)
 
 
 def test_non_finite_reward_stops_training_with_a_recovery_checkpoint(tmp_path: Path) -> None:

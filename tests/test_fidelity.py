@@ -280,14 +280,17 @@ def test_official_yaml_holds_the_official_choices_for_every_minatar_id():
 
 def test_episode_replay_waits_for_a_finished_episode_of_a_window():
     """The official replay draws windows inside finished episodes: updates wait until one holds a whole window."""
+    # Every Pendulum-v1 episode lasts 200 steps: after 48 (the first update's turn) none has finished
+    waiting = tiny_model("Pendulum-v1", "MlpPolicy", replay_buffer_kwargs=dict(sampling="episodes"), sequence_length=8)
+    waiting.learn(48)
+    assert not waiting.replay_buffer.can_sample() and waiting._n_updates == 0
+    assert waiting.logger.name_to_value["train/waiting_for_episodes"] == 1
+    waiting.learn(160, reset_num_timesteps=False)
+    assert waiting.replay_buffer.can_sample() and waiting._n_updates > 0
+
     model = tiny_model(replay_buffer_kwargs=dict(sampling="episodes", prioritize_ends=True), sequence_length=8)
     buffer = model.replay_buffer
-    model.learn(48)
-    can_sample = buffer.can_sample()
-    assert (model._n_updates > 0) == can_sample
-    if not can_sample:
-        assert model.logger.name_to_value["train/waiting_for_episodes"] == 1
-    model.learn(400, reset_num_timesteps=False)
+    model.learn(448)
     assert buffer.can_sample() and model._n_updates > 0
     samples = buffer.sample(4)
     assert samples.is_first[0].eq(1).all() and not samples.is_first[1:].any()

@@ -500,14 +500,24 @@ def test_recovery_checkpoint_quarantines_the_rows_of_the_non_finite_step(tmp_pat
     assert restored._n_updates >= n_updates + 20
 
 
-def test_quarantined_rows_leave_when_overwritten():
-    buffer = tiny_model("CartPole-v1", "MlpPolicy", buffer_size=40).learn(30).replay_buffer
-    buffer.quarantine_rows(np.array([[3], [4]]))
-    assert buffer.quarantine.rows.tolist() == [3, 4]
-    observation = np.zeros((1, 4), dtype=np.float32)
-    for _ in range(20):
-        buffer.add(observation, observation, np.zeros(1), np.zeros(1), np.zeros(1), [{}])
-    assert len(buffer.quarantine) == 0
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_quarantined_rows_leave_when_overwritten(n_envs):
+    """Each quarantined row stays until its own env writes a new row into its slot."""
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    buffer = tiny_model(env, "MlpPolicy", buffer_size=40).learn(30).replay_buffer
+    size = buffer.buffer_size
+    quarantined = {(env_index, slot) for env_index in range(n_envs) for slot in (3 + env_index, 7)}
+    buffer.quarantine_rows(np.array([[env_index * size + slot] for env_index, slot in quarantined]))
+    observation = np.zeros((n_envs, 4), dtype=np.float32)
+    zeros = np.zeros(n_envs)
+    for _ in range(size):
+        written = buffer._rows_written.copy()
+        buffer.add(observation, observation, zeros, zeros, zeros, [{}] * n_envs)
+        for env_index in range(n_envs):
+            rows = range(written[env_index], buffer._rows_written[env_index])
+            quarantined -= {(env_index, row % size) for row in rows}
+        assert buffer.quarantine.rows.tolist() == sorted(env_index * size + slot for env_index, slot in quarantined)
+    assert not quarantined
 
 
 def test_update_snapshot_restores_weights_and_optimizer_states():
