@@ -12,6 +12,7 @@ from stable_baselines3.common.utils import update_learning_rate
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.world_model.layers import PartLinear
 from sb3_dreamer.world_model.returns import lambda_return
 from sb3_dreamer.world_model.rssm import LatentState, LayerNormGRUCell
 
@@ -236,6 +237,34 @@ def test_glorot_init_is_keras_default():
     assert not gru.bias_ih.any() and not gru.bias_hh.any()
     # The default keeps PyTorch's initialisation: biases drawn like the weights
     assert tiny_model().policy.actor.deter_in.bias.any()
+
+
+@pytest.mark.parametrize("weight_init", ["torch", "glorot"])
+def test_split_layers_start_as_one_layer_on_the_concatenation(weight_init):
+    """
+    The reference reads (stoch, action), (deter, embedding) and the heads' (deter, stoch) with one ``nn.Linear`` on the
+    concatenation; the parts that read them apart here draw from that layer's distribution (its fan-in, not theirs):
+    uniform in +-1/sqrt(fan_in) with PyTorch's initialisation, Glorot's bound with the whole layer's fans.
+    """
+    policy = DreamerV2("CnnPolicy", "Breakout-MinAtar", policy_kwargs=dict(weight_init=weight_init), seed=0).policy
+    rssm = policy.rssm
+    heads = (policy.actor, policy.critic, policy.world_model.reward_head, policy.world_model.discount_head)
+    groups = [(rssm.stoch_in, rssm.action_in), (rssm.post_deter_in, rssm.post_embed_in)]
+    groups += [(head.deter_in, head.stoch_in) for head in heads]
+    for parts in groups:
+        fan_in, fan_out = sum(part.in_features for part in parts), parts[0].out_features
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5 if weight_init == "glorot" else fan_in**-0.5
+        tensors = [part.weight for part in parts] + [part.bias for part in parts if part.bias is not None]
+        assert sum(part.bias is not None for part in parts) == 1
+        for tensor in tensors:
+            if weight_init == "glorot" and tensor.dim() == 1:
+                assert not tensor.any()
+                continue
+            # Uniform in [-bound, bound]: every draw within it, the spread of the whole range (std bound / sqrt(3))
+            assert tensor.abs().max() <= bound
+            assert abs(tensor.std().item() / (bound / 3**0.5) - 1.0) < 0.15, (tuple(tensor.shape), bound)
+    with pytest.raises(ValueError, match="part of 10 inputs cannot belong to a layer of 4"):
+        PartLinear(10, 3, layer_in_features=4)
 
 
 def test_official_yaml_holds_the_official_choices_for_every_minatar_id():

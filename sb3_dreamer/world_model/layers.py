@@ -1,7 +1,7 @@
 """
-DreamerV3's building blocks (the current official code, danijar/dreamerv3 ``embodied/jax/nets.py``): RMS-normalised
-layers with SiLU, the block-diagonal linear layer of its GRU and decoder, and its fan-in truncated-normal
-initialisation with an output scale.
+Building blocks: the parts of a linear layer on concatenated inputs (both algorithms), and DreamerV3's (the current
+official code, danijar/dreamerv3 ``embodied/jax/nets.py``): RMS-normalised layers with SiLU, the block-diagonal linear
+layer of its GRU and decoder, and its fan-in truncated-normal initialisation with an output scale.
 """
 
 import math
@@ -13,6 +13,33 @@ from torch import nn
 RMS_NORM_EPS = 1e-4
 #: std of a standard normal truncated to [-2, 2] is 0.8796: dividing by it gives the truncated draws unit variance
 TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+class PartLinear(nn.Linear):
+    """
+    One part of a linear layer on concatenated inputs, as a linear map (..., in_features) -> (..., out_features) whose
+    outputs are summed with the other parts' (e.g. the deterministic and the stochastic state read apart, so that a
+    state of categorical indices is read by gathering). Initialised as PyTorch initialises the whole layer: weights
+    and bias uniform in +-1/sqrt(``layer_in_features``), the whole layer's fan-in, not the part's.
+
+    :param in_features: inputs of this part
+    :param out_features: outputs of the layer
+    :param layer_in_features: inputs of the whole layer, all parts together
+    :param bias: whether this part holds the layer's bias (one part does)
+    """
+
+    def __init__(self, in_features: int, out_features: int, layer_in_features: int, bias: bool = True) -> None:
+        if not 0 < in_features <= layer_in_features:
+            raise ValueError(f"A part of {in_features} inputs cannot belong to a layer of {layer_in_features} inputs")
+        self.layer_in_features = layer_in_features
+        super().__init__(in_features, out_features, bias)
+
+    def reset_parameters(self) -> None:
+        # nn.Linear's own draws (the same random numbers, in the same order), with the whole layer's bound
+        bound = 1.0 / math.sqrt(self.layer_in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
 
 
 class RMSNorm(nn.RMSNorm):

@@ -11,7 +11,7 @@ import torch as th
 from torch import nn
 
 from sb3_dreamer.common.checks import channels_first_reading
-from sb3_dreamer.world_model.layers import RMSNorm, norm_layers, output_layer, trunc_normal_fan_in_
+from sb3_dreamer.world_model.layers import PartLinear, RMSNorm, norm_layers, output_layer, trunc_normal_fan_in_
 from sb3_dreamer.world_model.rssm import LatentState, stoch_linear
 
 
@@ -53,8 +53,8 @@ class LatentMLP(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"A head needs at least one hidden layer, got head_layers={n_layers}")
-        self.deter_in = nn.Linear(deter_size, hidden_dim)
-        self.stoch_in = nn.Linear(stoch_dim, hidden_dim, bias=False)
+        self.deter_in = PartLinear(deter_size, hidden_dim, deter_size + stoch_dim)
+        self.stoch_in = PartLinear(stoch_dim, hidden_dim, deter_size + stoch_dim, bias=False)
         self.activation = activation_fn()
         self.body = mlp(hidden_dim, output_dim, hidden_dim, n_layers - 1, activation_fn)
         self.zero_output = zero_output
@@ -77,10 +77,16 @@ WEIGHT_INITS = ("torch", "glorot")
 def glorot_init(module: nn.Module) -> None:
     """
     Keras' default initialisation, the official DreamerV2's: Glorot-uniform weights and zero biases for every linear,
-    conv and GRU layer in ``module``. Output layers that start at zero (``LatentMLP(zero_output=True)``) stay zero.
+    conv and GRU layer in ``module``, the parts of a layer on concatenated inputs (:class:`PartLinear`) with the whole
+    layer's fans. Output layers that start at zero (``LatentMLP(zero_output=True)``) stay zero.
     """
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(layer, PartLinear):
+            bound = math.sqrt(6.0 / (layer.layer_in_features + layer.out_features))
+            nn.init.uniform_(layer.weight, -bound, bound)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.xavier_uniform_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)

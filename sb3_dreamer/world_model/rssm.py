@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_dreamer.world_model.distributions import CategoricalLatent, GaussianLatent, LatentDistribution
+from sb3_dreamer.world_model.layers import PartLinear
 
 
 class LatentState(NamedTuple):
@@ -333,16 +334,16 @@ class RSSM(SequenceModel):
         super().__init__(stoch_size, class_size, deter_size, latent_type, min_std, unimix)
         # The input MLP's first layer is split into its stoch and action parts (the same linear map on the
         # concatenation) so that the action part of a whole sequence is computed in one matmul.
-        self.stoch_in = nn.Linear(self.stoch_dim, hidden_size)
-        self.action_in = nn.Linear(action_dim, hidden_size, bias=False)
+        self.stoch_in = PartLinear(self.stoch_dim, hidden_size, self.stoch_dim + action_dim)
+        self.action_in = PartLinear(action_dim, hidden_size, self.stoch_dim + action_dim, bias=False)
         self.activation = activation_fn()
         self.gru = LayerNormGRUCell(hidden_size, deter_size) if layer_norm_gru else GRUCell(hidden_size, deter_size)
         self.prior_net = nn.Sequential(
             nn.Linear(deter_size, hidden_size), activation_fn(), nn.Linear(hidden_size, self.latent.stats_dim)
         )
         # Likewise the posterior's first layer: deter part per step, embedding part for the whole sequence.
-        self.post_deter_in = nn.Linear(deter_size, hidden_size)
-        self.post_embed_in = nn.Linear(embedding_dim, hidden_size, bias=False)
+        self.post_deter_in = PartLinear(deter_size, hidden_size, deter_size + embedding_dim)
+        self.post_embed_in = PartLinear(embedding_dim, hidden_size, deter_size + embedding_dim, bias=False)
         self.post_out = nn.Linear(hidden_size, self.latent.stats_dim)
 
     def embed_action(self, action: th.Tensor) -> th.Tensor:
