@@ -124,7 +124,7 @@ def test_actor_grad_default_follows_the_action_space():
     "n_envs, kwargs",
     [(1, dict()), (2, dict(actor_grad="reinforce", exploration_noise=0.3, diagnostics_interval=2))],
 )
-def test_learns_pendulum(n_envs, kwargs):
+def test_trains_on_pendulum_with_actions_over_its_range(n_envs, kwargs):
     callback = RecordActions()
     model = pendulum_model(make_vec_env("Pendulum-v1", n_envs=n_envs, seed=0), **kwargs).learn(160, callback=callback)
     assert model._n_updates > 0

@@ -460,24 +460,6 @@ def test_target_critic_hard_update():
     assert all(th.equal(a, b) for a, b in zip(critic.parameters(), target.parameters(), strict=True))
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(actor_grad="backprop"), "actor_grad"),
-        (dict(policy_kwargs={**TINY_POLICY, "image_likelihood": "laplace"}), "image_likelihood"),
-        (dict(batch_size=0), "batch_size"),
-        (dict(learning_starts=4, sequence_length=8), "learning_starts"),
-        (dict(kl_balance=1.5), "kl_balance"),
-        (dict(round_discount="no"), "round_discount"),
-        (dict(mixed_precision=1), "mixed_precision"),
-        (dict(policy_kwargs={**TINY_POLICY, "latent_type": "beta"}), "latent_type"),
-    ],
-)
-def test_bad_hyperparameters(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        tiny_model(**kwargs)
-
-
 def test_cnn_policy_rejects_flat_observations():
     with pytest.raises(ValueError, match="MlpPolicy"):
         tiny_model("CartPole-v1", "CnnPolicy")

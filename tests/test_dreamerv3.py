@@ -13,6 +13,7 @@ from conftest import TINY, assert_same_predictions, assert_same_weights, run
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import DreamerV3, NonFiniteError
+from sb3_dreamer.common.buffers import SequenceSamples
 from sb3_dreamer.dreamerv3.dreamerv3 import replay_returns
 from sb3_dreamer.dreamerv3.policies import MODEL_SIZES
 from sb3_dreamer.world_model.block_rssm import BlockRSSM
@@ -70,6 +71,13 @@ def test_replay_buffer_round_trip(tmp_path: Path) -> None:
     other = tiny_v3()
     other.load_replay_buffer(tmp_path / "buffer.pkl")
     assert other.replay_buffer.size() == model.replay_buffer.size()
+    # The same draws give the same windows, with their stored model states
+    draws = []
+    for buffer in (model.replay_buffer, other.replay_buffer):
+        np.random.seed(0)
+        draws.append(buffer.sample(4))
+    for name, saved, loaded in zip(SequenceSamples._fields, *draws, strict=True):
+        assert saved is not None and th.equal(saved, loaded), name
 
 
 def test_model_sizes_follow_the_official_presets() -> None:
