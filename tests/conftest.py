@@ -7,6 +7,7 @@ the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hype
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,28 @@ def assert_same_predictions(model: DreamerV2, other: DreamerV2, observations: np
 # The tiny DreamerV2 of ``scripts/benchmark.py --quick``: a few hundred steps take seconds of a CPU core
 ZOO_TINY_POLICY_KWARGS = QUICK_POLICY_KWARGS
 ZOO_TINY = tuple(QUICK_HYPERPARAMS["dreamerv2"])
+
+
+def assert_return_scale_divides_the_actor_loss(
+    return_scale: th.nn.Module, actor_critic_losses: Callable[[], tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]]
+) -> None:
+    """
+    The same imagination (seeded) with the return scale at 1 and at about 50: the actor's loss (entropy bonus off) is
+    divided by the scale, the critic's, which learns the unscaled returns, is unchanged.
+
+    :param return_scale: the model's :class:`~sb3_dreamer.world_model.returns.ReturnScale`
+    :param actor_critic_losses: the actor's and critic's losses and the metrics of one call on fixed start states
+    """
+    losses = {}
+    for range_ema in (0.0, 50.0):
+        return_scale.range_ema.fill_(range_ema)
+        th.manual_seed(1)
+        actor_loss, critic_loss, metrics = actor_critic_losses()
+        losses[range_ema] = actor_loss, critic_loss, metrics["return_scale"]
+    (unscaled_actor, unscaled_critic, unit_scale), (scaled_actor, scaled_critic, scale) = losses.values()
+    assert unit_scale == 1.0 and scale > 40.0 and unscaled_actor.abs() > 0
+    assert th.allclose(scaled_actor * scale, unscaled_actor, rtol=1e-5, atol=1e-8)
+    assert th.equal(scaled_critic, unscaled_critic)
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:

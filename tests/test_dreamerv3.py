@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY, assert_same_predictions, assert_same_weights, run
+from conftest import TINY, assert_return_scale_divides_the_actor_loss, assert_same_predictions, assert_same_weights, run
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_dreamer import DreamerV3, NonFiniteError
@@ -305,19 +305,11 @@ def test_advantages_are_scaled_by_the_return_percentile_range() -> None:
     assert th.allclose(model.return_scale.range_ema, 0.99 * before + 0.01 * (high - low), atol=1e-6)
     assert metrics["return_scale"] == max(1.0, model.return_scale.range_ema.item())
 
-    def losses_at(range_ema: float) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Actor and critic losses without the entropy bonus, the return scale at ``range_ema``, the same imagination."""
-        model.return_scale.range_ema.fill_(range_ema)
-        th.manual_seed(1)
+    def actor_critic_losses() -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
         actor_loss, critic_loss, _, metrics = model._actor_critic_losses(posterior, 0.0)
-        return actor_loss, critic_loss, metrics["return_scale"]
+        return actor_loss, critic_loss, metrics
 
-    unscaled_actor, unscaled_critic, unit_scale = losses_at(0.0)
-    scaled_actor, scaled_critic, scale = losses_at(50.0)
-    assert unit_scale == 1.0 and scale > 40.0 and unscaled_actor.abs() > 0
-    # The actor's advantages are divided by the scale; the critic learns the unscaled returns
-    assert th.allclose(scaled_actor * scale, unscaled_actor, rtol=1e-5, atol=1e-8)
-    assert th.equal(scaled_critic, unscaled_critic)
+    assert_return_scale_divides_the_actor_loss(model.return_scale, actor_critic_losses)
 
 
 def test_non_finite_reward_stops_training_with_a_recovery_checkpoint(tmp_path: Path) -> None:

@@ -6,7 +6,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY_POLICY, assert_same_predictions, assert_same_weights, tiny_model
+from conftest import (
+    TINY_POLICY,
+    assert_return_scale_divides_the_actor_loss,
+    assert_same_predictions,
+    assert_same_weights,
+    tiny_model,
+)
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_dreamer import DreamerV2
@@ -209,19 +215,9 @@ def test_return_scale_divides_the_actor_objective(actor_grad):
     model = tiny_model(normalize_returns=True, actor_grad=actor_grad, actor_entropy_scale=0.0).learn(60)
     samples = model.replay_buffer.sample(4)
     _, posterior = model._train_world_model(samples)
-
-    def losses_at(range_ema: float) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """Actor and critic losses with the return scale at ``range_ema``, on the same imagined trajectories."""
-        model.return_scale.range_ema.fill_(range_ema)
-        th.manual_seed(1)
-        actor_loss, critic_loss, metrics = model._actor_critic_losses(posterior, samples.terminated, 0.0)
-        return actor_loss, critic_loss, metrics["return_scale"]
-
-    unscaled_actor, unscaled_critic, unit_scale = losses_at(0.0)
-    scaled_actor, scaled_critic, scale = losses_at(50.0)
-    assert unit_scale == 1.0 and scale > 40.0 and unscaled_actor.abs() > 0
-    assert th.allclose(scaled_actor * scale, unscaled_actor, rtol=1e-5, atol=1e-8)
-    assert th.equal(scaled_critic, unscaled_critic)
+    assert_return_scale_divides_the_actor_loss(
+        model.return_scale, lambda: model._actor_critic_losses(posterior, samples.terminated, 0.0)
+    )
 
 
 def test_undone_update_restores_the_return_scale():
