@@ -23,6 +23,7 @@ import pytest
 import torch as th
 import yaml
 
+import sb3_dreamer
 from sb3_dreamer.benchmark.aggregate import (
     aggregate,
     aggregate_section,
@@ -35,7 +36,7 @@ from sb3_dreamer.benchmark.cli import main, parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
 from sb3_dreamer.benchmark.layout import Run
-from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, cpu_flags, cpu_model, machine_facts
+from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, code_facts, cpu_flags, cpu_model, machine_facts
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.report import algo_colors, markdown_table, plot_learning_curves, variants_with_base
 from sb3_dreamer.benchmark.scalars import read_scalars
@@ -247,12 +248,15 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         assert info["malloc"] == {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
         # The machine it ran on (the last part's)
         assert info["machine"]["logical_cpus"] == os.cpu_count() and info["machine"]["torch"] == th.__version__
+        # The code it ran, as each of its parts
+        assert info["code"] == code_facts() and info["code"]["sb3_dreamer"] == sb3_dreamer.__version__
         # The final score: the requested episodes played, a seed apart from the training's, timed apart from it
         assert info["final_episodes"] == 3 and info["final_eval_seed"] == FINAL_EVAL_SEED_OFFSET
         assert 0 <= info["final_mean_return"] and 0 <= info["final_std_return"]
         assert info["final_eval_s"] > 0 and info["final_eval_cpu_s"] > 0
         segments = json.loads((run_file(tmp_path, algo).parent / "segments.json").read_text())
         assert info["wall_clock_s"] == segments[0]["wall_clock_s"] and info["cpu_s"] == segments[0]["cpu_s"]
+        assert segments[0]["commit"] == info["code"]["commit"]
         keys = [*FINAL_COLUMNS, "wall_clock_s", "cpu_s"]
         assert finals[finals["algo"] == algo][keys].to_numpy().tolist() == [pytest.approx([info[key] for key in keys])]
     config = next((tmp_path / "runs" / "dqn@batch16").glob("*/seed_0/dqn/Breakout-MinAtar_1/Breakout-MinAtar/config.yml"))
@@ -621,6 +625,28 @@ def test_fast_probability_of_improvement_is_rliables():
         x, y = generator.integers(0, 4, size=(runs_x, 3)) / 4, generator.integers(0, 4, size=(runs_y, 3)) / 4
         assert improvement_probability(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y))
     assert improvement_probability(x, x)[0] == pytest.approx(0.5)
+
+
+def test_code_facts_name_the_commit_and_changes_of_the_package(tmp_path: Path):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "module.py").write_text("A = 1\n")
+    (tmp_path / "notes.txt").write_text("outside the package\n")
+    assert code_facts(package) == {"sb3_dreamer": sb3_dreamer.__version__, "commit": None, "modified": None}
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "first")
+    commit = git("rev-parse", "HEAD")
+    assert code_facts(package) == {"sb3_dreamer": sb3_dreamer.__version__, "commit": commit, "modified": False}
+    # A change outside the package, or a file git does not track, is not a change of the code
+    (tmp_path / "notes.txt").write_text("changed\n")
+    (package / "scratch.py").write_text("B = 2\n")
+    assert not code_facts(package)["modified"]
+    (package / "module.py").write_text("A = 2\n")
+    assert code_facts(package) == {"sb3_dreamer": sb3_dreamer.__version__, "commit": commit, "modified": True}
 
 
 def test_machine_facts_from_cpuinfo():

@@ -39,8 +39,10 @@ rliable draws, seeded with ``BOOTSTRAP_SEED`` for each estimate).
 
 Run ``ALGO ENV SEED`` lives in ``ROOT/runs/ALGO/ENV/seed_SEED/``: the zoo's log folder (``-f``), ``train.log`` (its
 output), with ``--tensorboard`` its TensorBoard logs (``tensorboard/``, for DreamerV2 the world-model losses, actor
-entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time, final score
-and the machine: CPU model and bfloat16 flags, torch's version, the GPU if any). TensorBoard event files are not
+entropy and dream videos) and, once it has finished, ``run.json`` (its settings, wall-clock and CPU time, final score,
+the machine: CPU model and bfloat16 flags, torch's version, the GPU if any; and the code: the package's version and,
+from a git checkout, its commit and whether the package's files differed from it, also in ``segments.json`` for each
+part of a resumed run). TensorBoard event files are not
 committed (``.gitignore``): once a run with them has finished, every scalar in them goes to ``scalars.csv`` in its
 folder (tag, step, value; ``scripts/tb_scalars.py`` reads it where the event files are gone), and the first run of the
 packaged DreamerV2 (``dreamerv2``, not its variants: one GIF per id) of each env to finish with a dream video writes

@@ -35,7 +35,7 @@ from sb3_dreamer.benchmark.layout import (
     is_finished,
     write_json,
 )
-from sb3_dreamer.benchmark.machine import machine_facts
+from sb3_dreamer.benchmark.machine import code_facts, machine_facts
 from sb3_dreamer.benchmark.quick import QUICK_HYPERPARAMS
 from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
@@ -137,10 +137,17 @@ class Launcher:
         command = self.command(run, run_dir, resume)
         # The caller's allocator settings win over the script's
         malloc = {name: os.environ.get(name, value) for name, value in GLIBC_MALLOC_SETTINGS.items()}
+        code = code_facts()
 
         def record(returncode: int | None, wall_clock_s: float, cpu_s: float) -> dict[str, Any]:
-            """Write the segments with this part's times; a part still running (or killed with it) has no returncode."""
-            part = {"resumed": resume, "returncode": returncode, "wall_clock_s": wall_clock_s, "cpu_s": cpu_s}
+            """Write the segments with this part's times and commit; a part still running (or killed) has no returncode."""
+            part = {
+                "resumed": resume,
+                "returncode": returncode,
+                "wall_clock_s": wall_clock_s,
+                "cpu_s": cpu_s,
+                "commit": code["commit"],
+            }
             write_json(run_dir / SEGMENTS_FILE, [*segments, part])
             return part
 
@@ -168,6 +175,7 @@ class Launcher:
             "processes": self.args.processes,
             "malloc": malloc,
             "machine": machine_facts(),
+            "code": code,
             "segments": len(segments),
             "wall_clock_s": round(sum(segment["wall_clock_s"] for segment in segments), 3),
             "cpu_s": round(sum(segment["cpu_s"] for segment in segments), 3),

@@ -1,11 +1,17 @@
-"""What a run's times and numerics depend on besides its settings: the machine it ran on, recorded in ``run.json``."""
+"""
+What a run's times and numerics depend on besides its settings: the machine it ran on and the code it ran, recorded in
+``run.json``.
+"""
 
 import os
 import platform
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import torch as th
 
+import sb3_dreamer
 from sb3_dreamer.common.precision import has_native_bfloat16
 
 #: CPU flags (``/proc/cpuinfo``) that decide the ``mixed_precision="auto"`` choice and the matmul kernels on x86
@@ -51,3 +57,24 @@ def machine_facts() -> dict[str, Any]:
         "torch": th.__version__,
         "cuda_device": th.cuda.get_device_name() if th.cuda.is_available() else None,
     }
+
+
+def git_output(checkout: Path, *args: str) -> str | None:
+    """The stripped output of ``git -C checkout ARGS``, ``None`` where git is missing or fails (not a checkout)."""
+    try:
+        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_facts(package_dir: Path = Path(sb3_dreamer.__file__).parent) -> dict[str, Any]:
+    """
+    The code of ``package_dir`` (this process's ``sb3_dreamer``, which the grid's zoo subprocesses import too): the
+    package's version and, where it lies in a git checkout, the commit checked out and whether the package's files
+    differ from it (``modified``); ``commit`` is ``None`` for an installed wheel. A row repeats exactly with its commit,
+    unmodified, on a machine of the same facts.
+    """
+    commit = git_output(package_dir, "rev-parse", "HEAD")
+    changes = git_output(package_dir, "status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
+    return {"sb3_dreamer": sb3_dreamer.__version__, "commit": commit, "modified": bool(changes) if commit else None}
