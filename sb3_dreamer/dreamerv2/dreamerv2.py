@@ -39,7 +39,8 @@ class DreamerV2(DreamerAlgorithm):
     trained on trajectories imagined by that model.
 
     Paper: "Mastering Atari with Discrete World Models", Hafner et al. 2020, https://arxiv.org/abs/2010.02193
-    Defaults are those of the PyTorch DreamerV2 for MinAtar this package replaces.
+    Hyperparameter defaults and networks are those of the PyTorch DreamerV2 for MinAtar this package replaces; its
+    returns and losses index time steps as the official DreamerV2 and DreamerV3 (``docs/algorithm.md``).
 
     ``Discrete`` action spaces get a categorical actor with epsilon-greedy exploration; bounded ``Box`` action spaces
     a tanh-Normal actor whose actions in [-1, 1] are stored in the replay buffer and rescaled to the bounds for the env
