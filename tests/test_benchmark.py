@@ -34,7 +34,13 @@ from sb3_dreamer.benchmark.aggregate import (
 )
 from sb3_dreamer.benchmark.cli import main, parse_args
 from sb3_dreamer.benchmark.extras import import_rliable
-from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, GLIBC_MALLOC_SETTINGS, Launcher
+from sb3_dreamer.benchmark.grid import (
+    FINAL_EVAL_COMMAND,
+    FINAL_EVAL_SEED_OFFSET,
+    GLIBC_MALLOC_SETTINGS,
+    Launcher,
+    process_environment,
+)
 from sb3_dreamer.benchmark.layout import Run
 from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, code_facts, cpu_flags, cpu_model, machine_facts
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
@@ -261,6 +267,20 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         assert finals[finals["algo"] == algo][keys].to_numpy().tolist() == [pytest.approx([info[key] for key in keys])]
     config = next((tmp_path / "runs" / "dqn@batch16").glob("*/seed_0/dqn/Breakout-MinAtar_1/Breakout-MinAtar/config.yml"))
     assert dict(yaml.unsafe_load(config.read_text()))["batch_size"] == 16
+
+    # The final score repeats from its settings, and the sampled policy is scored the same way
+    info = json.loads(run_file(tmp_path, "dreamerv2").read_text())
+    model = next(run_file(tmp_path, "dreamerv2").parent.glob("dreamerv2/Breakout-MinAtar_1/Breakout-MinAtar.zip"))
+    settings = {"model": str(model), "algo": "dreamerv2", "env_id": "Breakout-MinAtar", "episodes": 3}
+    settings |= {"seed": info["final_eval_seed"], "threads": info["threads"], "device": "cpu"}
+    scores = {}
+    for deterministic in (True, False):
+        output = tmp_path / f"final_{deterministic}.json"
+        command = [*FINAL_EVAL_COMMAND, json.dumps({**settings, "output": str(output), "deterministic": deterministic})]
+        subprocess.run(command, check=True, env=process_environment(info["threads"], info["malloc"]))
+        scores[deterministic] = json.loads(output.read_text())
+    assert scores[True] == {key: info[key] for key in ("final_mean_return", "final_std_return", "final_episodes")}
+    assert scores[False]["final_episodes"] == 3 and scores[False]["final_mean_return"] >= 0
 
     table = (tmp_path / "results.md").read_text()
     assert "| algo | env | frames | seeds | 0.1k | 0.2k | 0.3k |" in table

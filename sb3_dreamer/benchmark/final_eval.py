@@ -19,10 +19,19 @@ from sb3_dreamer.zoo import apply
 
 
 def evaluate_final_model(
-    model: str, algo: str, env_id: str, episodes: int, seed: int, threads: int, device: str, output: str
+    model: str,
+    algo: str,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    threads: int,
+    device: str,
+    output: str,
+    deterministic: bool = True,
 ) -> None:
     """
-    ``episodes`` episodes of the deterministic policy of the zoo model ``model`` (of ``rl_zoo3.ALGOS[algo]``) with
+    ``episodes`` episodes of the deterministic policy (the benchmark's final score; ``deterministic=False``: the
+    sampled one) of the zoo model ``model`` (of ``rl_zoo3.ALGOS[algo]``) with
     stable_baselines3's ``evaluate_policy`` on the zoo's test env of the run's saved settings (``config.yml`` next to
     the model; for the MinAtar ids the zoo's eval env, ``gym.make`` in a Monitor), the env, torch and numpy seeded with
     ``seed``, ``threads`` torch threads; writes the mean and std of the returns and the episodes to ``output``.
@@ -37,7 +46,7 @@ def evaluate_final_model(
     )
     agent = ALGOS[algo].load(model, device=device)
     set_random_seed(seed)
-    returns, _ = evaluate_policy(agent, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    returns, _ = evaluate_policy(agent, env, episodes, deterministic=deterministic, return_episode_rewards=True)
     score = {"final_mean_return": float(np.mean(returns)), "final_std_return": float(np.std(returns))}
     write_json(Path(output), {**score, "final_episodes": len(returns)})
 
