@@ -657,8 +657,12 @@ def test_code_facts_name_the_commit_and_changes_of_the_package(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("outside the package\n")
     assert code_facts(package) == {"sb3_dreamer": sb3_dreamer.__version__, "commit": None, "modified": None}
     git("init", "-q")
-    git("add", ".")
+    git("add", "notes.txt")
     git("-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "first")
+    # A package that the checkout does not track (an installed wheel in a virtual environment inside it) has no commit
+    assert code_facts(package)["commit"] is None
+    git("add", ".")
+    git("-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "second")
     commit = git("rev-parse", "HEAD")
     assert code_facts(package) == {"sb3_dreamer": sb3_dreamer.__version__, "commit": commit, "modified": False}
     # A change outside the package, or a file git does not track, is not a change of the code

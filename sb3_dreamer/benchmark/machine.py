@@ -71,10 +71,12 @@ def git_output(checkout: Path, *args: str) -> str | None:
 def code_facts(package_dir: Path = Path(sb3_dreamer.__file__).parent) -> dict[str, Any]:
     """
     The code of ``package_dir`` (this process's ``sb3_dreamer``, which the grid's zoo subprocesses import too): the
-    package's version and, where it lies in a git checkout, the commit checked out and whether the package's files
-    differ from it (``modified``); ``commit`` is ``None`` for an installed wheel. A row repeats exactly with its commit,
-    unmodified, on a machine of the same facts.
+    package's version and, where the package's files are tracked by a git checkout, the commit checked out and
+    whether they differ from it (``modified``); ``commit`` is ``None`` for an installed wheel, also one in a virtual
+    environment inside another project's checkout. A row repeats exactly with its commit, unmodified, on a machine of
+    the same facts.
     """
-    commit = git_output(package_dir, "rev-parse", "HEAD")
+    tracked = git_output(package_dir, "ls-files", "--", ".")
+    commit = git_output(package_dir, "rev-parse", "HEAD") if tracked else None
     changes = git_output(package_dir, "status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
     return {"sb3_dreamer": sb3_dreamer.__version__, "commit": commit, "modified": bool(changes) if commit else None}
