@@ -31,7 +31,7 @@ FRAME_DURATION = 0.25
 
 def read_dreams(log_dir: Path) -> dict[int, bytes]:
     """GIF files by step (env frames) of the dream videos under ``log_dir``; a later event file's replace an earlier's."""
-    dreams = {}
+    dreams: dict[int, bytes] = {}
     for events in event_files(log_dir, {"images": 0}):
         if DREAM_TAG in events.Tags()["images"]:
             dreams.update((event.step, event.encoded_image_string) for event in events.Images(DREAM_TAG))

@@ -47,6 +47,7 @@ def evaluate_final_model(
     agent = ALGOS[algo].load(model, device=device)
     set_random_seed(seed)
     returns, _ = evaluate_policy(agent, env, episodes, deterministic=deterministic, return_episode_rewards=True)
+    assert isinstance(returns, list), "return_episode_rewards=True gives the list of the episodes' returns"
     score = {"final_mean_return": float(np.mean(returns)), "final_std_return": float(np.std(returns))}
     write_json(Path(output), {**score, "final_episodes": len(returns)})
 

@@ -234,7 +234,7 @@ class Launcher:
         command: list[str],
         env: dict[str, str],
         log: IO[str],
-        progress: Callable[[None, float, float], None] | None = None,
+        progress: Callable[[None, float, float], object] | None = None,
     ) -> tuple[int, float, float] | None:
         """
         Run ``command`` to its end with the environment ``env`` and its output in ``log``: its exit code, wall-clock
@@ -294,7 +294,7 @@ def start_in_own_session(command: list[str], niceness: int, **popen_kwargs: Any)
 PROGRESS_INTERVAL = 60.0
 
 
-def report_progress(pid: int, start: float, done: threading.Event, progress: Callable[[None, float, float], None]) -> None:
+def report_progress(pid: int, start: float, done: threading.Event, progress: Callable[[None, float, float], object]) -> None:
     """
     Until ``done`` is set, call ``progress(None, wall-clock s since start, CPU s of process pid)`` every
     :data:`PROGRESS_INTERVAL` s (psutil reads the CPU time of a process that is still running).

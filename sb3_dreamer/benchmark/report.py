@@ -177,7 +177,8 @@ def algo_colors(algos: list[str]) -> dict[str, Any]:
     ``tab10``'s, the variants ``ALGO@NAME`` the next (then ``tab20b``'s), so that no two of 30 share one.
     """
     ordered = sorted(algos, key=lambda algo: (is_variant(algo), algo))
-    palette = plt.get_cmap("tab10").colors + plt.get_cmap("tab20b").colors
+    # Both are ListedColormaps, whose colors are tuples
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("tab20b").colors  # type: ignore[attr-defined]
     return dict(zip(ordered, palette * (len(algos) // len(palette) + 1), strict=False))
 
 
@@ -224,13 +225,14 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     )
     tables = "No finished run of a packaged algorithm.\n"
     if not packaged[0].empty:
-        tables = run_tables(*packaged, reps, intervals_intro)
+        # The three frames unpacked (mypy cannot know a list's length)
+        tables = run_tables(*packaged, reps, intervals_intro)  # type: ignore[call-arg]
     variant_tables = ""
     if not variants[0].empty:
         variant_tables = (
             "\n## Variants\n\nOther hyperparameters of an algorithm (`ALGO@NAME`): settings under test and earlier "
             "ones that the packaged files have replaced, in the same tables as above.\n\n"
-            + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")
+            + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")  # type: ignore[call-arg]
         )
     set_aside: dict[str, int] = {}
     min_runs = 1

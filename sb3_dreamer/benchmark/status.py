@@ -6,6 +6,7 @@ has done, read from its files while it runs or after it was stopped.
 import json
 import re
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import yaml
@@ -39,7 +40,19 @@ def frame_budget(part: Path, env: str) -> int | None:
     return int(dict(yaml.unsafe_load(args_file.read_text()))["n_timesteps"])
 
 
-def run_status(run: Run, root: Path) -> dict[str, object]:
+class RunStatus(TypedDict):
+    """What :func:`run_status` reads of an unfinished run (see there)."""
+
+    frames: int
+    checkpoint: int
+    evaluations: dict[int, float]
+    recent_return: float
+    parts: int
+    wall_clock_s: float
+    left_s: float
+
+
+def run_status(run: Run, root: Path) -> RunStatus:
     """
     What the unfinished ``run`` under ``root`` has done: ``frames``, the env frames of
     its last part's finished episodes on top of the checkpoint that part resumed (a part killed with its machine

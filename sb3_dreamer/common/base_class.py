@@ -10,13 +10,14 @@ import pathlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from numbers import Integral
-from typing import Any, ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar, cast
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_zip_file
@@ -37,6 +38,7 @@ from sb3_dreamer.common.checks import (
 )
 from sb3_dreamer.common.guards import UpdateSnapshot, check_env_data, check_update
 from sb3_dreamer.common.optimizers import keep_steps_on_cpu
+from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.common.precision import resolve_mixed_precision
 from sb3_dreamer.common.save_util import (
     CORRUPTED_FILE_ERRORS,
@@ -71,6 +73,15 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     #: The optimizers, saved as state dicts of these names besides the policy's
     optimizer_names: ClassVar[tuple[str, ...]]
 
+    policy: DreamerPolicy
+    observation_space: spaces.Box
+    action_space: spaces.Discrete | spaces.Box
+    # Set by each subclass (see above)
+    max_grad_norm: float
+    weight_decay: float
+    normalize_returns: bool
+    exploration_rate: float
+    exploration_noise: float
     replay_buffer: SequenceReplayBuffer
     #: the EMA of the lambda-returns' percentile range, used (and saved) with ``normalize_returns`` only
     return_scale: ReturnScale
@@ -463,6 +474,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         try:
             for step in range(gradient_steps):
                 samples = self._sample(batch_size)
+                assert self.replay_buffer.last_batch_inds is not None, "sample() keeps the rows it drew"
                 batches.append(self.replay_buffer.last_batch_inds)
                 step_metrics, posterior = self._gradient_step(samples, step)
                 metrics.append(step_metrics)
@@ -501,7 +513,9 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         """
         rows = np.concatenate([batch[self.replay_buffer.replay_context :].reshape(-1) for batch in batches])
         deter = th.cat([posterior.deter for posterior in posteriors]).float().to("cpu", non_blocking=True)
-        stoch = th.cat([posterior.stoch for posterior in posteriors]).float().to("cpu", non_blocking=True)
+        # Posterior states: their stoch is dense
+        stochs = cast(list[th.Tensor], [posterior.stoch for posterior in posteriors])
+        stoch = th.cat(stochs).float().to("cpu", non_blocking=True)
         return rows, deter.numpy(), stoch.numpy()
 
     @abstractmethod
@@ -522,7 +536,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
 
     def _sample_action(
-        self, learning_starts: int, action_noise: None = None, n_envs: int = 1
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
         """
         Uniformly random actions during warm-up, then the actor's with exploration (epsilon-greedy for ``Discrete``
@@ -540,7 +554,8 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         action_dist = self.policy.action_dist
         exploration = self.exploration_noise if isinstance(self.action_space, spaces.Box) else self.exploration_rate
         with th.inference_mode():
-            observations = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+            # A tensor, not a dict: the observation space is a Box
+            observations = cast(th.Tensor, obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
             actions, state = self.policy.act(observations, self._acting_state, self._episode_starts)
             actions = action_dist.explore(actions, exploration)
             self._acting_state = state._replace(action=action_dist.to_vector(actions))

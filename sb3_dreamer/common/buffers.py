@@ -116,9 +116,11 @@ class SequenceReplayBuffer(ReplayBuffer):
     Rows that no model state was written to start from the initial (all-zero) state.
     """
 
-    observations: np.ndarray | None  # (n_envs, buffer_size, *obs_shape) or bit-packed (n_envs, buffer_size, n_bytes)
-    actions: np.ndarray | None  # (n_envs, buffer_size, *action_shape)
-    rewards: np.ndarray | None  # (n_envs, buffer_size)
+    observation_space: spaces.Box
+    action_space: spaces.Discrete | spaces.Box
+    observations: np.ndarray | None  # type: ignore[assignment]  # (n_envs, buffer_size, *obs_shape) or bit-packed (n_envs, buffer_size, n_bytes)
+    actions: np.ndarray | None  # type: ignore[assignment]  # (n_envs, buffer_size, *action_shape)
+    rewards: np.ndarray | None  # type: ignore[assignment]  # (n_envs, buffer_size)
     terminated: np.ndarray | None  # (n_envs, buffer_size)
     is_first: np.ndarray | None  # (n_envs, buffer_size)
     latent_deter: np.ndarray | None  # (n_envs, buffer_size, deter_size) float16, with keep_latents only
@@ -177,7 +179,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.obs_size = int(np.prod(self.obs_shape))
         self.pack_observations = is_binary_box(observation_space)
         if self.pack_observations:
-            obs_layout = (((self.obs_size + 7) // 8,), np.dtype(np.uint8))
+            obs_layout: tuple[tuple[int, ...], np.dtype] = (((self.obs_size + 7) // 8,), np.dtype(np.uint8))
         else:
             obs_layout = (self.obs_shape, np.dtype(observation_space.dtype))
         if isinstance(action_space, spaces.Discrete):
@@ -470,7 +472,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         Rows (window_length, k) of the k <= ``batch_size`` oldest queued windows (``online``); windows whose rows were
         overwritten since they were queued are dropped.
         """
-        windows = []
+        windows: list[tuple[int, int]] = []
         while self._online_queue and len(windows) < batch_size:
             env_index, first_row = self._online_queue.popleft()
             if first_row >= self._rows_written[env_index] - self.buffer_size:
@@ -479,7 +481,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         rows = (first_rows + np.arange(self.window_length)[:, np.newaxis]) % self.buffer_size
         return env_indices * self.buffer_size + rows
 
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> SequenceSamples:  # type: ignore[override]
         """
         Sample ``batch_size`` windows of ``sequence_length`` consecutive rows.
 

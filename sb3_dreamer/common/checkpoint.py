@@ -6,7 +6,7 @@ that a save killed at any point leaves usable; and the checks of a replay buffer
 import os
 import pathlib
 import pickle
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch as th
 from stable_baselines3.common.type_aliases import GymEnv
@@ -27,9 +27,9 @@ from sb3_dreamer.common.save_util import (
 from sb3_dreamer.world_model.model import ActingState
 
 if TYPE_CHECKING:
-    from sb3_dreamer.dreamerv2.dreamerv2 import DreamerV2
+    from sb3_dreamer.common.base_class import DreamerAlgorithm
 
-SelfModel = TypeVar("SelfModel", bound="DreamerV2")
+SelfModel = TypeVar("SelfModel", bound="DreamerAlgorithm")
 
 #: Files of a checkpoint directory (see :func:`save_checkpoint`)
 CHECKPOINT_MODEL, CHECKPOINT_BUFFER, CHECKPOINT_STATE = "model.zip", "replay_buffer.pkl", "checkpoint.pkl"
@@ -38,7 +38,7 @@ CHECKPOINT_STATE_KEYS = ("digests", "rng_states", "acting_state", "episode_start
 
 
 def save_checkpoint(
-    model: "DreamerV2", path: str | os.PathLike, save_env: bool = True, evaluation_env: VecEnv | None = None
+    model: "DreamerAlgorithm", path: str | os.PathLike, save_env: bool = True, evaluation_env: VecEnv | None = None
 ) -> None:
     """
     Save ``model.zip`` (weights, optimizers, counters, last observations), ``replay_buffer.pkl`` and
@@ -131,7 +131,8 @@ def load_checkpoint(
         directory / CHECKPOINT_MODEL, env=env, device=device, force_reset=saved_env is None and not into_given_env, **kwargs
     )
     model.load_replay_buffer(directory / CHECKPOINT_BUFFER)
-    if into_given_env and not restore_env_state(model.env, env_states["training"]):
+    # load() was given the env (into_given_env), which model.env wraps
+    if into_given_env and not restore_env_state(cast(VecEnv, model.env), env_states["training"]):
         model._last_obs = None  # as load(force_reset=True): the envs start new episodes
         into_given_env = False
     if restore_env_states and evaluation_env is not None and env_states.get("evaluation") is not None:
@@ -146,7 +147,7 @@ def load_checkpoint(
     return model
 
 
-def check_replay_buffer(buffer: Any, model: "DreamerV2", path: Any) -> SequenceReplayBuffer:
+def check_replay_buffer(buffer: Any, model: "DreamerAlgorithm", path: Any) -> SequenceReplayBuffer:
     """
     :param buffer: what the replay buffer file ``path`` held
     :param model: the model that is to use it
@@ -157,8 +158,8 @@ def check_replay_buffer(buffer: Any, model: "DreamerV2", path: Any) -> SequenceR
         raise ValueError(
             f"Cannot load a replay buffer from {path}: it holds a {type(buffer).__name__}, not a SequenceReplayBuffer"
         )
-    found = (buffer.observation_space.shape, buffer.n_envs, buffer.sequence_length)
-    expected = (model.observation_space.shape, model.n_envs, model.sequence_length)
+    found: tuple[Any, ...] = (buffer.observation_space.shape, buffer.n_envs, buffer.sequence_length)
+    expected: tuple[Any, ...] = (model.observation_space.shape, model.n_envs, model.sequence_length)
     if found != expected:
         raise ValueError(
             f"Cannot load the replay buffer in {path}: its (observation shape, n_envs, sequence_length) = {found} "

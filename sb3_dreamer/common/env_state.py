@@ -13,7 +13,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecTransposeImage
 
 #: Attributes that stay those of the env restored into: the file a ``Monitor`` writes to and its start time
-KEPT_ATTRIBUTES = {Monitor: ("results_writer", "t_start")}
+KEPT_ATTRIBUTES: dict[type[gym.Env], tuple[str, ...]] = {Monitor: ("results_writer", "t_start")}
 #: The ``DummyVecEnv`` attributes that change as its envs step
 VEC_ENV_ATTRIBUTES = ("buf_obs", "buf_dones", "buf_rews", "buf_infos", "reset_infos", "_seeds", "_options")
 

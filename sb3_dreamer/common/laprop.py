@@ -17,6 +17,7 @@ momentum of the raw gradients: m / sqrt(nu).
 
 from collections.abc import Callable, Iterable
 from numbers import Integral
+from typing import cast, overload
 
 import torch as th
 from torch.optim.optimizer import ParamsT
@@ -44,7 +45,7 @@ def agc_clip_(parameters: th.Tensor | Iterable[th.Tensor], agc: float, pmin: flo
     if isinstance(parameters, th.Tensor):
         parameters = [parameters]
     for params in _by_device_and_dtype([p for p in parameters if p.grad is not None]):
-        grads = [p.grad for p in params]
+        grads = cast(list[th.Tensor], [p.grad for p in params])  # filtered above: none is None
         grad_norms = th.stack(th._foreach_norm(grads))
         param_norms = th.stack(th._foreach_norm(params))
         scales = (grad_norms / (agc * param_norms.clamp_min(pmin))).clamp_min(1.0).reciprocal()
@@ -101,6 +102,12 @@ class LaProp(th.optim.Optimizer):
             state["exp_avg_sq"] = th.zeros_like(parameter, memory_format=th.preserve_format)
         return state
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @th.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of the parameters that have a gradient; returns the closure's loss (None without one)."""
@@ -116,7 +123,7 @@ class LaProp(th.optim.Optimizer):
                 raise RuntimeError("LaProp does not support sparse gradients")
             agc_clip_(with_grads, group["agc"], group["agc_pmin"])
             for params in _by_device_and_dtype(with_grads):
-                grads = [p.grad for p in params]
+                grads = cast(list[th.Tensor], [p.grad for p in params])  # filtered above: none is None
                 states = [self._state(p) for p in params]
                 exp_avgs = [state["exp_avg"] for state in states]
                 exp_avg_sqs = [state["exp_avg_sq"] for state in states]

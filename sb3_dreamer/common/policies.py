@@ -33,6 +33,8 @@ class DreamerPolicy(BasePolicy):
     (:meth:`option_names`) as attributes of the same names.
     """
 
+    observation_space: spaces.Box
+    action_space: spaces.Discrete | spaces.Box
     world_model: WorldModel
     action_dist: ActionDistribution
     actor: th.nn.Module
@@ -69,7 +71,7 @@ class DreamerPolicy(BasePolicy):
         """The policy's options: the arguments of its family's constructor that it stores and saves itself."""
         # The first constructor up the MRO that names its arguments (CnnPolicy's passes *args, **kwargs on)
         for klass in cls.__mro__:
-            parameters = inspect.signature(klass.__init__).parameters
+            parameters = inspect.signature(klass.__init__).parameters  # type: ignore[misc]
             if "lr_schedule" in parameters:
                 return tuple(name for name in parameters if name not in BASE_POLICY_ARGUMENTS)
         raise TypeError(f"{cls.__name__} has no constructor that takes lr_schedule")
@@ -102,6 +104,7 @@ class DreamerPolicy(BasePolicy):
         """The state of ``n_envs`` agents before their first step."""
         device = self.device
         latent = self.rssm.initial_state(n_envs, device)
+        assert latent.stoch is not None, "the initial state is dense"
         return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=device))
 
     def episode_starts(self, flags: np.ndarray) -> th.Tensor | None:
@@ -128,6 +131,7 @@ class DreamerPolicy(BasePolicy):
         """
         embeds = self.world_model.embed(self.world_model.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
+        assert latent.stoch is not None, "observe_step() samples a dense stoch"
         params = self.action_params(latent)
         vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
         return self.action_dist.from_vector(vectors), ActingState(latent.deter, latent.stoch, vectors)
@@ -215,6 +219,7 @@ class DreamerPolicy(BasePolicy):
         """
         model_grad = dynamics_gradients and th.is_grad_enabled()
         index_states = not dynamics_gradients and self.rssm.has_index_samples
+        assert start.stoch is not None, "the start states are posterior states, which are dense"
         first = state = LatentState(start.deter.detach(), start.stoch.detach())
         states, params, actions = [], [], []  # states s_1 .. s_H
         for _ in range(horizon):

@@ -1,5 +1,7 @@
 """Replay rows set aside after a non-finite update, so that a resumed run does not sample them again."""
 
+from typing import cast
+
 import numpy as np
 
 
@@ -29,4 +31,4 @@ class RowQuarantine:
         """Which windows of ``batch_inds`` (T, B) hold a quarantined row, (B,) bool."""
         if len(self.rows) == 0:
             return np.zeros(batch_inds.shape[1], dtype=bool)
-        return np.isin(batch_inds, self.rows).any(axis=0)
+        return cast(np.ndarray, np.isin(batch_inds, self.rows).any(axis=0))  # over axis 0 of (T, B): an array (B,)

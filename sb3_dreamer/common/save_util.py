@@ -95,7 +95,7 @@ def atomic_open(path: str | os.PathLike, suffix: str) -> Iterator[io.BufferedWri
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with temporary.open("xb") as file:
-            yield file  # type: ignore[misc]
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)

@@ -114,6 +114,33 @@ class DreamerV2Policy(DreamerPolicy):
     :param optimizer_kwargs: keyword arguments of the optimizers, excluding the learning rate
     """
 
+    # The options (see :meth:`option_names`), set from the constructor's arguments of the same names
+    encoder_type: str
+    embedding_dim: int
+    deter_size: int
+    stoch_size: int
+    class_size: int
+    rssm_hidden_size: int
+    latent_type: str
+    min_std: float
+    cnn_depth: int
+    cnn_layers: int
+    cnn_kernel_size: int
+    mlp_units: int
+    mlp_layers: int
+    head_units: int
+    head_layers: int
+    actor_min_std: float
+    actor_init_std: float
+    symlog_observations: bool
+    symlog_twohot: bool
+    unimix: float
+    layer_norm_gru: bool
+    center_images: bool
+    weight_init: str
+    image_likelihood: str
+    activation_fn: type[nn.Module]
+
     def __init__(
         self,
         observation_space: spaces.Box,
@@ -252,10 +279,11 @@ class DreamerV2Policy(DreamerPolicy):
         reward_dist = scalar_dist()
         head_sizes = (rssm.deter_size, rssm.stoch_dim)
         head = (self.head_units, self.head_layers, self.activation_fn)
-        reward_head = LatentMLP(*head_sizes, reward_dist.param_dim, *head, zero_output=reward_dist.zero_init_output)
-        discount_head = LatentMLP(*head_sizes, 1, *head)
+        # mypy misplaces the arguments of two unpacked tuples (here LatentMLP's 6 positional arguments)
+        reward_head = LatentMLP(*head_sizes, reward_dist.param_dim, *head, zero_output=reward_dist.zero_init_output)  # type: ignore[arg-type]
+        discount_head = LatentMLP(*head_sizes, 1, *head)  # type: ignore[arg-type]
         self.world_model = WorldModel(
-            self.observation_space,  # type: ignore[arg-type]
+            self.observation_space,
             self.action_dist,
             encoder,
             decoder,
@@ -279,11 +307,11 @@ class DreamerV2Policy(DreamerPolicy):
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
 
-        self.world_model_optimizer = self.optimizer_class(
+        self.world_model_optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.world_model.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
-        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-        self.critic_optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
         """

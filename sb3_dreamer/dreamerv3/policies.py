@@ -2,7 +2,7 @@
 
 import itertools
 from numbers import Real
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch as th
@@ -98,6 +98,28 @@ class DreamerV3Policy(DreamerPolicy):
     :param optimizer_kwargs: its keyword arguments, excluding the learning rate
     """
 
+    # The options (see :meth:`option_names`), set from the constructor's arguments of the same names (the sizes that
+    # are None from ``model_size``)
+    encoder_type: str
+    model_size: str
+    deter_size: int
+    units: int
+    class_size: int
+    cnn_depth: int
+    stoch_size: int
+    blocks: int
+    mlp_layers: int
+    reward_layers: int
+    continue_layers: int
+    actor_layers: int
+    critic_layers: int
+    unimix: float
+    actor_unimix: float
+    bins: int
+    actor_min_std: float
+    actor_max_std: float
+    image_likelihood: str | None
+
     def __init__(
         self,
         observation_space: spaces.Box,
@@ -130,9 +152,9 @@ class DreamerV3Policy(DreamerPolicy):
         super().__init__(observation_space, action_space, encoder_type, normalize_images, optimizer_class, optimizer_kwargs)
         if model_size not in MODEL_SIZES:
             raise ValueError(f"Unknown model_size {model_size!r}: use one of {tuple(MODEL_SIZES)}")
-        for name, value in MODEL_SIZES[model_size].items():
+        for name, size in MODEL_SIZES[model_size].items():
             if options[name] is None:
-                options[name] = value
+                options[name] = size
         check_positive_integers(
             **{name: options[name] for name in ("deter_size", "units", "class_size", "cnn_depth")},
             stoch_size=stoch_size,
@@ -195,14 +217,14 @@ class DreamerV3Policy(DreamerPolicy):
             self.unimix,
         )
         if images:
-            decoder = ConvDecoderV3(rssm.feature_dim, rssm.deter_size, encoder, self.units, self.blocks)
+            decoder = ConvDecoderV3(rssm.feature_dim, rssm.deter_size, cast(ConvEncoderV3, encoder), self.units, self.blocks)
         else:
             decoder = NormMlpDecoder(rssm.feature_dim, obs_shape, self.units, self.mlp_layers)
         sizes = (rssm.deter_size, rssm.stoch_dim)
         reward_dist = SymexpTwoHot(self.bins)
         default_likelihood = "sigmoid_mse" if images else "mse"
         self.world_model = WorldModel(
-            self.observation_space,  # type: ignore[arg-type]
+            self.observation_space,
             self.action_dist,
             encoder,
             decoder,
@@ -222,7 +244,7 @@ class DreamerV3Policy(DreamerPolicy):
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         parameters = itertools.chain(self.world_model.parameters(), self.actor.parameters(), self.critic.parameters())
-        self.optimizer = self.optimizer_class(parameters, lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(parameters, lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def imagine(self, start: LatentState, horizon: int) -> ImaginedTrajectoryV3:
         """

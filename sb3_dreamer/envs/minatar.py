@@ -55,7 +55,7 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
         self.minatar.reset()
         return self._obs(), {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action: int | np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
         reward, terminated = self.minatar.act(self._actions[action])
         return self._obs(), float(reward), bool(terminated), False, {}
 

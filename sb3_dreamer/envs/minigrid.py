@@ -3,7 +3,7 @@ MiniGrid's partial view as a channels-first binary image, the kind of observatio
 replay buffer take (as MinAtar's). Needs the optional ``minigrid`` package, imported only when the wrapper is built.
 """
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +74,7 @@ class MiniGridOneHotImage(gym.ObservationWrapper[np.ndarray, np.int64, dict[str,
                 "(FullyObsWrapper stores the agent's direction as a state)"
             )
         channels = image.transpose(1, 0, 2) + self._offsets  # (V, V, 3) indexed [y, x]: the channel set by each attribute
-        one_hot = np.zeros(self.observation_space.shape, dtype=np.uint8)  # (C, V, V) indexed [c, y, x]
+        shape = cast(spaces.Box, self.observation_space).shape  # the Box set by __init__
+        one_hot = np.zeros(shape, dtype=np.uint8)  # (C, V, V) indexed [c, y, x]
         one_hot[channels, self._rows, self._columns] = 1
         return one_hot

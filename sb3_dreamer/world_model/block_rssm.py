@@ -1,5 +1,7 @@
 """The RSSM of the current official DreamerV3 (danijar/dreamerv3 ``dreamerv3/rssm.py``): a block GRU core."""
 
+from typing import cast
+
 import torch as th
 from torch import nn
 
@@ -67,7 +69,7 @@ class BlockRSSM(SequenceModel):
         self.post_embed_in = nn.Linear(embedding_dim, hidden_size, bias=False)
         self.post_norm = normed_silu(hidden_size)
         self.post_out = output_layer(hidden_size, self.latent.stats_dim, 1.0)
-        for layer in (self.deter_in[0], self.stoch_in, self.action_in[0]):
+        for layer in (cast(nn.Linear, self.deter_in[0]), self.stoch_in, cast(nn.Linear, self.action_in[0])):
             trunc_normal_fan_in_(layer.weight, layer.in_features)
             nn.init.zeros_(layer.bias)
         block_fan_in = deter_size + 3 * hidden_size * blocks

@@ -54,7 +54,7 @@ class ConvEncoderV3(nn.Module):
 
     def __init__(
         self,
-        observation_shape: tuple[int, int, int],
+        observation_shape: tuple[int, ...],
         depth: int,
         mults: tuple[int, ...] = (2, 3, 4, 4),
         kernel_size: int = 5,

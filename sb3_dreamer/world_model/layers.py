@@ -93,7 +93,7 @@ def trunc_normal_fan_in_(weight: th.Tensor, fan_in: int, scale: float = 1.0) -> 
         return weight.mul_(scale)
 
 
-def fan_in(layer: nn.Module) -> int:
+def fan_in(layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d | BlockLinear) -> int:
     """Inputs per output of a linear, conv or block-linear layer, as DreamerV3 counts them (a block layer: all inputs)."""
     if isinstance(layer, BlockLinear):
         return layer.in_features

@@ -159,6 +159,7 @@ class WorldModel(nn.Module):
             # Replay context: the stored states of the rows before the windows
             initial = LatentState(samples.start_deter, samples.start_stoch)
         sequence = rssm.observe(embeds, actions, samples.is_first, initial)
+        assert sequence.posterior.stoch is not None, "observe() samples a dense stoch"
         posterior = LatentState(sequence.posterior.deter.flatten(0, 1), sequence.posterior.stoch.flatten(0, 1))  # (T * B, ...)
 
         reconstruction = self.decoder(posterior.features())  # (T * B, *obs_shape)

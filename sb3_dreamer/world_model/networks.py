@@ -6,6 +6,7 @@ distributions and losses, which are computed in float32.
 """
 
 import math
+from typing import cast
 
 import torch as th
 from torch import nn
@@ -62,8 +63,9 @@ class LatentMLP(nn.Module):
             self.zero_output_layer()
 
     def zero_output_layer(self) -> None:
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        output = cast(nn.Linear, self.body[-1])  # mlp()'s output layer
+        nn.init.zeros_(output.weight)
+        nn.init.zeros_(output.bias)
 
     def forward(self, state: LatentState) -> th.Tensor:
         """State (N, ...) -> (N, output_dim), float32"""

@@ -38,17 +38,17 @@ class LatentState(NamedTuple):
 
 def detached(state: LatentState) -> LatentState:
     """The state as a constant: its tensors detached from the graph."""
-    return LatentState(*(x if x is None else x.detach() for x in state))
+    return LatentState._make(x if x is None else x.detach() for x in state)
 
 
 def stack_states(states: list[LatentState]) -> LatentState:
     """States s_0 .. s_H, each (N, ...), as one state ((H + 1) * N, ...), step-major."""
-    return LatentState(*(None if parts[0] is None else th.cat(parts) for parts in zip(*states, strict=True)))
+    return LatentState._make(None if parts[0] is None else th.cat(parts) for parts in zip(*states, strict=True))
 
 
 def slice_states(state: LatentState, stop: int) -> LatentState:
     """The first ``stop`` rows of a state."""
-    return LatentState(*(x if x is None else x[:stop] for x in state))
+    return LatentState._make(x if x is None else x[:stop] for x in state)
 
 
 def continue_mask(is_first: th.Tensor) -> th.Tensor:
@@ -287,9 +287,10 @@ class SequenceModel(nn.Module, ABC):
             state = state.masked(step_keep)
             deter = self._recurrent(state, action_in)
             stats = self._posterior(deter, embed_in)
-            state = LatentState(deter, self.latent.sample(stats))
+            stoch = self.latent.sample(stats)
+            state = LatentState(deter, stoch)
             deters.append(deter)
-            stochs.append(state.stoch)
+            stochs.append(stoch)
             post_stats.append(stats)
         deter_seq = th.stack(deters)  # (T, B, deter_size)
         return ObservedSequence(LatentState(deter_seq, th.stack(stochs)), th.stack(post_stats), self.prior(deter_seq))

@@ -19,7 +19,7 @@ import inspect
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.policies import BasePolicy
@@ -38,6 +38,9 @@ from sb3_dreamer.zoo.hyperparams_opt import (
     sample_dreamerv3_params,
 )
 from sb3_dreamer.zoo.torch_layers import MinAtarCNN
+
+if TYPE_CHECKING:
+    from rl_zoo3.exp_manager import ExperimentManager
 
 #: The algorithms of this package, by their RL Zoo name
 ALGORITHMS: dict[str, type[DreamerAlgorithm]] = {"dreamerv2": DreamerV2, "dreamerv3": DreamerV3}
@@ -71,7 +74,7 @@ def apply() -> None:
     _patch_experiment_manager(exp_manager.ExperimentManager)
 
 
-def _patch_experiment_manager(manager_class: type) -> None:
+def _patch_experiment_manager(manager_class: "type[ExperimentManager]") -> None:
     """
     Wrap ``__init__``, ``_preprocess_hyperparams``, ``objective``, ``_load_pretrained_agent`` and ``learn``; the
     wrappers change nothing for other algos.
@@ -142,14 +145,16 @@ def _patch_experiment_manager(manager_class: type) -> None:
         # checkpoints) fall on the same timesteps as in an uninterrupted run, wherever the checkpoint was taken
         for callback in self.callbacks:
             callback.n_calls = model.num_timesteps // model.n_envs
-        return learn(self, ContinuedLearning(model))
+        # The model behind a proxy, which the zoo's learn takes for the model
+        return learn(self, ContinuedLearning(model))  # type: ignore[arg-type]
 
-    manager_class.__init__ = init_with_default_config
-    manager_class._preprocess_hyperparams = preprocess_with_checks
-    manager_class.objective = objective_with_base
-    manager_class._load_pretrained_agent = load_pretrained_or_checkpoint
-    manager_class.learn = learn_resuming
-    manager_class._sb3_dreamer_patched = True
+    # Monkeypatching, which mypy refuses
+    manager_class.__init__ = init_with_default_config  # type: ignore[method-assign]
+    manager_class._preprocess_hyperparams = preprocess_with_checks  # type: ignore[method-assign]
+    manager_class.objective = objective_with_base  # type: ignore[method-assign]
+    manager_class._load_pretrained_agent = load_pretrained_or_checkpoint  # type: ignore[method-assign]
+    manager_class.learn = learn_resuming  # type: ignore[method-assign]
+    manager_class._sb3_dreamer_patched = True  # type: ignore[attr-defined]
 
 
 def default_config(algo: str, env_id: str) -> Path | None:
@@ -280,7 +285,7 @@ def _init_arguments(cls: type) -> frozenset[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        parameters = inspect.signature(klass.__init__).parameters.values()
+        parameters = inspect.signature(klass.__init__).parameters.values()  # type: ignore[misc]
         names.update(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
