@@ -64,7 +64,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     world-model diagnostics and :meth:`dream`, and saving and loading with checks, atomic files and checkpoints.
 
     A subclass passes the settings both algorithms share to :meth:`__init__`, sets its own (besides
-    ``max_grad_norm``, ``weight_decay``, ``normalize_returns``, ``exploration_rate`` and ``exploration_noise``), checks
+    ``normalize_returns``, ``exploration_rate`` and ``exploration_noise``), checks
     them in ``_check_hyperparameters`` and builds its losses after :meth:`_setup_model`; its policy has a
     ``world_model``, an ``action_dist``, ``initial_state``, ``act`` and the optimizers that :attr:`optimizer_names`
     name.
@@ -77,8 +77,6 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
     observation_space: spaces.Box
     action_space: spaces.Discrete | spaces.Box
     # Set by each subclass (see above)
-    max_grad_norm: float
-    weight_decay: float
     normalize_returns: bool
     exploration_rate: float
     exploration_noise: float
@@ -609,26 +607,6 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         if not self.bfloat16_autocast:
             return contextlib.nullcontext()
         return th.autocast(self.device.type, dtype=th.bfloat16)
-
-    def _optimizer_step(self, loss: th.Tensor, *optimizers: th.optim.Optimizer) -> list[th.Tensor]:
-        """
-        A step of each optimizer on the gradients of ``loss`` for its parameters only, from one backward pass, each
-        optimizer's gradients clipped to ``max_grad_norm`` apart; returns their norms. With several optimizers, ``loss``
-        is the sum of their losses, none of which reaches another optimizer's parameters (a compiled function's outputs
-        share one backward pass).
-        """
-        parameter_lists = [[p for group in optimizer.param_groups for p in group["params"]] for optimizer in optimizers]
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=[parameter for parameters in parameter_lists for parameter in parameters])
-        grad_norms = []
-        for optimizer, parameters in zip(optimizers, parameter_lists, strict=True):
-            grad_norms.append(th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm))
-            if self.weight_decay > 0:
-                with th.no_grad():
-                    th._foreach_mul_(parameters, 1.0 - self.weight_decay)
-            optimizer.step()
-        return grad_norms
 
     def _compiled(self, function: Callable[P, R]) -> Callable[P, R]:
         """``function`` through ``torch.compile`` (inductor, static shapes) where ``compile_losses`` asks for it."""

@@ -400,6 +400,26 @@ class DreamerV2(DreamerAlgorithm):
         (metrics["world_model_grad_norm"],) = self._optimizer_step(loss, self.policy.world_model_optimizer)
         return metrics, detached(posterior)
 
+    def _optimizer_step(self, loss: th.Tensor, *optimizers: th.optim.Optimizer) -> list[th.Tensor]:
+        """
+        A step of each optimizer on the gradients of ``loss`` for its parameters only, from one backward pass, each
+        optimizer's gradients clipped to ``max_grad_norm`` apart; returns their norms. With several optimizers, ``loss``
+        is the sum of their losses, none of which reaches another optimizer's parameters (a compiled function's outputs
+        share one backward pass).
+        """
+        parameter_lists = [[p for group in optimizer.param_groups for p in group["params"]] for optimizer in optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[parameter for parameters in parameter_lists for parameter in parameters])
+        grad_norms = []
+        for optimizer, parameters in zip(optimizers, parameter_lists, strict=True):
+            grad_norms.append(th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm))
+            if self.weight_decay > 0:
+                with th.no_grad():
+                    th._foreach_mul_(parameters, 1.0 - self.weight_decay)
+            optimizer.step()
+        return grad_norms
+
     def imagined_discounts(self, continue_logits: th.Tensor) -> th.Tensor:
         """Discount of each imagined step from the continuation logits (see ``round_discount``), same shape."""
         if self.round_discount:
