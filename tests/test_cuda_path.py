@@ -166,7 +166,7 @@ def test_cuda_loaded_steps_on_cpu_and_samples_pinned():
         assert all(state["step"].device.type == "cpu" for state in optimizer.state.values())
     with mock.patch.object(th.Tensor, "pin_memory", autospec=True, side_effect=th.Tensor.pin_memory) as pin:
         samples = model.replay_buffer.sample(4)
-    # DreamerV2 keeps no model states in its replay: start_deter and start_stoch are None, neither pinned nor copied
+    # DreamerV2 keeps no model states in its replay: its start is None, neither pinned nor copied
     assert pin.call_count == sum(tensor is not None for tensor in samples) == 5 and samples.observations.is_cuda
     np.testing.assert_array_equal(samples.is_first.cpu().numpy().shape, (8, 4))
 

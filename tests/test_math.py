@@ -13,7 +13,7 @@ from sb3_dreamer.world_model.distributions import (
 )
 from sb3_dreamer.world_model.networks import LatentMLP
 from sb3_dreamer.world_model.returns import lambda_return
-from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.world_model.rssm import IndexLatentState, LatentState
 
 
 def test_lambda_return_hand_computed():
@@ -132,7 +132,7 @@ def test_heads_read_index_states_like_one_hot_states(grad):
     assert ((index - th.arange(0, 12, 4)) // 4 == 0).all()  # variable i's index lies in [4 i, 4 i + 4)
     deter = th.randn(6, 5)
     outputs, gradients = [], []
-    for state in (LatentState(deter, stoch), LatentState(deter, None, index)):
+    for state in (LatentState(deter, stoch), IndexLatentState(deter, index)):
         head.zero_grad()
         with th.set_grad_enabled(grad):
             output = head(state)

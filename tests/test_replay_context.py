@@ -48,9 +48,9 @@ def test_windows_start_from_the_state_stored_in_the_row_before_them(replay_conte
     first_obs = samples.observations[0, :, 0].numpy().astype(np.int64)  # (B,), = the window's first row
     assert samples.observations.shape == (4, 200, 1) and (first_obs >= replay_context).all()
     previous = first_obs - 1
-    assert samples.start_deter is not None and samples.start_stoch is not None
-    np.testing.assert_array_equal(samples.start_deter.numpy(), np.where(previous[:, None] > 0, latent_deter(previous), 0))
-    np.testing.assert_array_equal(samples.start_stoch.numpy(), np.where(previous[:, None] > 0, latent_stoch(previous), 0))
+    assert samples.start is not None
+    np.testing.assert_array_equal(samples.start.deter.numpy(), np.where(previous[:, None] > 0, latent_deter(previous), 0))
+    np.testing.assert_array_equal(samples.start.stoch.numpy(), np.where(previous[:, None] > 0, latent_stoch(previous), 0))
     # Row 0 holds no state: windows after it start from the initial (all-zero) state
     assert (previous == 0).any() == (replay_context == 1)
 
@@ -159,10 +159,8 @@ def test_a_non_finite_update_stores_no_states() -> None:
 def test_the_world_model_starts_from_the_stored_states() -> None:
     model = tiny_v3().learn(60)
     samples = model.replay_buffer.sample(4)
-    assert samples.start_deter is not None and samples.start_stoch is not None
-    zero_start = samples._replace(
-        start_deter=th.zeros_like(samples.start_deter), start_stoch=th.zeros_like(samples.start_stoch)
-    )
+    assert samples.start is not None
+    zero_start = samples._replace(start=LatentState(*(th.zeros_like(x) for x in samples.start)))
 
     def world_model_loss(batch) -> th.Tensor:
         th.manual_seed(0)
@@ -170,7 +168,7 @@ def test_the_world_model_starts_from_the_stored_states() -> None:
             return model.policy.world_model.loss(batch, model.world_model_loss_config)[0]
 
     # A zero start state is the initial state; the stored states change the loss
-    assert th.equal(world_model_loss(zero_start), world_model_loss(samples._replace(start_deter=None, start_stoch=None)))
+    assert th.equal(world_model_loss(zero_start), world_model_loss(samples._replace(start=None)))
     assert not th.equal(world_model_loss(samples), world_model_loss(zero_start))
 
 
@@ -188,7 +186,7 @@ def test_replay_buffers_load_only_into_models_with_the_same_context(tmp_path: Pa
 def test_without_replay_context_windows_start_from_the_initial_state() -> None:
     model = tiny_v3(replay_context=0).learn(60)
     samples = model.replay_buffer.sample(4)
-    assert samples.start_deter is None and samples.start_stoch is None
+    assert samples.start is None
     assert model.replay_buffer.latent_sizes is None and model.replay_buffer.last_batch_inds.shape == (8, 4)
 
 

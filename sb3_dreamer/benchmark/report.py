@@ -156,12 +156,15 @@ def score_table(scores: pd.DataFrame, reps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_tables(results: pd.DataFrame, finals: pd.DataFrame, scores: pd.DataFrame, reps: int, scores_intro: str) -> str:
+def run_tables(runs: list[pd.DataFrame], reps: int, scores_intro: str) -> str:
     """
     The tables of some algorithms' runs: final returns and scores (:func:`markdown_table`), evaluation returns at each
     evaluation point (:func:`curve_table`), then ``scores_intro`` and the scores with bootstrap intervals
     (:func:`score_table`).
+
+    :param runs: the runs' results, final scores and scores (:func:`run_scores`)
     """
+    results, finals, scores = runs
     return (
         markdown_table(results, finals)
         + "\nEvaluation return (mean over seeds) at each evaluation point, in env frames:\n\n"
@@ -225,14 +228,13 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     )
     tables = "No finished run of a packaged algorithm.\n"
     if not packaged[0].empty:
-        # The three frames unpacked (mypy cannot know a list's length)
-        tables = run_tables(*packaged, reps, intervals_intro)  # type: ignore[call-arg]
+        tables = run_tables(packaged, reps, intervals_intro)
     variant_tables = ""
     if not variants[0].empty:
         variant_tables = (
             "\n## Variants\n\nOther hyperparameters of an algorithm (`ALGO@NAME`): settings under test and earlier "
             "ones that the packaged files have replaced, in the same tables as above.\n\n"
-            + run_tables(*variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")  # type: ignore[call-arg]
+            + run_tables(variants, reps, f"\nScores with {CONFIDENCE:.0%} bootstrap intervals:\n\n")
         )
     set_aside: dict[str, int] = {}
     min_runs = 1

@@ -511,9 +511,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         """
         rows = np.concatenate([batch[self.replay_buffer.replay_context :].reshape(-1) for batch in batches])
         deter = th.cat([posterior.deter for posterior in posteriors]).float().to("cpu", non_blocking=True)
-        # Posterior states: their stoch is dense
-        stochs = cast(list[th.Tensor], [posterior.stoch for posterior in posteriors])
-        stoch = th.cat(stochs).float().to("cpu", non_blocking=True)
+        stoch = th.cat([posterior.stoch for posterior in posteriors]).float().to("cpu", non_blocking=True)
         return rows, deter.numpy(), stoch.numpy()
 
     @abstractmethod

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_dreamer.common.episode_starts import EpisodeStarts
 from sb3_dreamer.common.quarantine import RowQuarantine
+from sb3_dreamer.world_model.rssm import LatentState
 
 
 class SequenceSamples(NamedTuple):
@@ -25,9 +26,8 @@ class SequenceSamples(NamedTuple):
     :param rewards: r_t, (T, B) float32
     :param terminated: 1.0 where o_t is a terminal state (not a time-limit truncation), (T, B) float32
     :param is_first: 1.0 where o_t is the first observation of an episode, (T, B) float32
-    :param start_deter: with replay context, the stored model state of the row before each window, its deterministic
-        part (B, deter_size) float32; None: the windows start from the initial state
-    :param start_stoch: likewise its stochastic part, the flat one-hot (B, stoch_dim) float32
+    :param start: with replay context, the stored model state of the row before each window, deter (B, deter_size) and
+        the flat one-hot stoch (B, stoch_dim), float32; None: the windows start from the initial state
     """
 
     observations: th.Tensor
@@ -35,8 +35,7 @@ class SequenceSamples(NamedTuple):
     rewards: th.Tensor
     terminated: th.Tensor
     is_first: th.Tensor
-    start_deter: th.Tensor | None = None
-    start_stoch: th.Tensor | None = None
+    start: LatentState | None = None
 
 
 def is_binary_box(space: spaces.Space) -> bool:
@@ -645,18 +644,19 @@ class SequenceReplayBuffer(ReplayBuffer):
         is_first = gather(self.is_first)
         if first_row_is_first:
             is_first[0] = True
-        start_deter = start_stoch = None
+        start = None
         if self.replay_context > 0:
             assert self.latent_deter is not None and self.latent_stoch is not None and self.latent_sizes is not None
-            start_deter = self.to_device(gather(self.latent_deter, context_rows[-1]).astype(np.float32))
             stoch = np.unpackbits(gather(self.latent_stoch, context_rows[-1]), axis=-1, count=self.latent_sizes[1])
-            start_stoch = self.to_device(stoch.astype(np.float32))
+            start = LatentState(
+                self.to_device(gather(self.latent_deter, context_rows[-1]).astype(np.float32)),
+                self.to_device(stoch.astype(np.float32)),
+            )
         return SequenceSamples(
             observations=self.to_device(self._normalize_obs(observations, env)),  # type: ignore[arg-type]
             actions=self.to_device(gather(self.actions).astype(action_dtype, copy=False)),
             rewards=self.to_device(self._normalize_reward(gather(self.rewards), env)),
             terminated=self.to_device(gather(self.terminated).astype(np.float32)),
             is_first=self.to_device(is_first.astype(np.float32)),
-            start_deter=start_deter,
-            start_stoch=start_stoch,
+            start=start,
         )

@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from sb3_dreamer.common.checks import check_image_space, check_spaces
 from sb3_dreamer.world_model.distributions import ActionDistribution
 from sb3_dreamer.world_model.model import ActingState, WorldModel
-from sb3_dreamer.world_model.rssm import LatentState, SequenceModel, detached, stack_states
+from sb3_dreamer.world_model.rssm import LatentState, ModelState, SequenceModel, detached, stack_states
 
 #: Arguments of a Dreamer policy's constructor that ``BasePolicy`` or ``_get_constructor_parameters`` handle apart
 BASE_POLICY_ARGUMENTS = (
@@ -96,7 +96,7 @@ class DreamerPolicy(BasePolicy):
     def rssm(self) -> SequenceModel:
         return self.world_model.rssm
 
-    def action_params(self, state: LatentState) -> th.Tensor:
+    def action_params(self, state: ModelState) -> th.Tensor:
         """Parameters of the actor's distribution at states (N, ...) -> (N, param_dim)."""
         return self.action_dist.params_from_output(self.actor(state))
 
@@ -104,7 +104,6 @@ class DreamerPolicy(BasePolicy):
         """The state of ``n_envs`` agents before their first step."""
         device = self.device
         latent = self.rssm.initial_state(n_envs, device)
-        assert latent.stoch is not None, "the initial state is dense"
         return ActingState(latent.deter, latent.stoch, th.zeros(n_envs, self.action_dist.action_dim, device=device))
 
     def episode_starts(self, flags: np.ndarray) -> th.Tensor | None:
@@ -131,7 +130,6 @@ class DreamerPolicy(BasePolicy):
         """
         embeds = self.world_model.embed(self.world_model.preprocess(observations))
         latent = self.rssm.observe_step(state.latent, state.action, embeds, episode_starts, deterministic)
-        assert latent.stoch is not None, "observe_step() samples a dense stoch"
         params = self.action_params(latent)
         vectors = self.action_dist.mode(params) if deterministic else self.action_dist.sample(params)
         return self.action_dist.from_vector(vectors), ActingState(latent.deter, latent.stoch, vectors)
@@ -206,7 +204,7 @@ class DreamerPolicy(BasePolicy):
 
     def rollout(
         self, start: LatentState, horizon: int, dynamics_gradients: bool
-    ) -> tuple[LatentState, LatentState, list[th.Tensor], list[th.Tensor]]:
+    ) -> tuple[LatentState, ModelState, list[th.Tensor], list[th.Tensor]]:
         """
         Roll the prior forward from ``start`` for ``horizon`` steps with actions sampled from the actor.
 
@@ -219,9 +217,10 @@ class DreamerPolicy(BasePolicy):
         """
         model_grad = dynamics_gradients and th.is_grad_enabled()
         index_states = not dynamics_gradients and self.rssm.has_index_samples
-        assert start.stoch is not None, "the start states are posterior states, which are dense"
-        first = state = LatentState(start.deter.detach(), start.stoch.detach())
-        states, params, actions = [], [], []  # states s_1 .. s_H
+        first = detached(start)
+        state: ModelState = first
+        states: list[ModelState] = []  # s_1 .. s_H
+        params, actions = [], []
         for _ in range(horizon):
             # The actor reads the state as a constant (the official stop_gradient(feat)): with dynamics gradients,
             # its gradient reaches it through its sampled actions only.
@@ -229,6 +228,6 @@ class DreamerPolicy(BasePolicy):
             actions.append(self.action_dist.sample(params[-1]))
             with th.set_grad_enabled(model_grad):
                 action = actions[-1] if dynamics_gradients else actions[-1].detach()
-                state = self.rssm.imagine_step(state, action, index_sample=index_states)
+                state = self.rssm.imagine_index_step(state, action) if index_states else self.rssm.imagine_step(state, action)
             states.append(state)
         return first, stack_states(states), params, actions

@@ -1,4 +1,4 @@
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
@@ -350,9 +350,7 @@ class DreamerV3(DreamerAlgorithm):
         # A row is the last of its episode if it is terminal or the next row starts another episode
         last = th.cat([samples.is_first[1:], th.zeros_like(samples.is_first[:1])]).maximum(samples.terminated)
         returns = replay_returns(samples.rewards, samples.terminated, last, bootstrap, self.gamma, self.return_lambda)
-        # Posterior states: deter and a dense stoch
-        dense = cast(tuple[th.Tensor, th.Tensor], posterior[:2])
-        states = LatentState(*(x.view(n_steps, batch_size, -1)[:-1].flatten(0, 1) for x in dense))
+        states = LatentState(*(x.view(n_steps, batch_size, -1)[:-1].flatten(0, 1) for x in posterior))
         outputs = policy.critic(states)  # ((T - 1) * B, bins)
         with th.no_grad():
             slow_values = value_dist.predict(policy.critic_target(states))

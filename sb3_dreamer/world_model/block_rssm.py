@@ -6,7 +6,7 @@ import torch as th
 from torch import nn
 
 from sb3_dreamer.world_model.layers import BlockLinear, RMSNorm, norm_layers, output_layer, trunc_normal_fan_in_
-from sb3_dreamer.world_model.rssm import LatentState, SequenceModel, stoch_linear
+from sb3_dreamer.world_model.rssm import ModelState, SequenceModel, stoch_linear
 
 
 def normed_silu(units: int) -> nn.Sequential:
@@ -91,7 +91,7 @@ class BlockRSSM(SequenceModel):
         hidden = self.post_norm(self.post_deter_in(deter) + embed_in)
         return self.latent.stats_from_output(self.post_out(hidden).float())
 
-    def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
+    def _recurrent(self, state: ModelState, action_in: th.Tensor) -> th.Tensor:
         deter = state.deter
         inputs = th.cat([self.deter_in(deter), self.stoch_norm(stoch_linear(self.stoch_in, state)), action_in], dim=-1)
         hidden = self.hidden_norm(self.hidden_from_deter(deter) + self.hidden_from_inputs(inputs))

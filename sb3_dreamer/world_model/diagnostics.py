@@ -56,7 +56,6 @@ def open_loop_prediction(
         is_first[:context],
         rssm.initial_state(n_sequences, observations.device),
     ).posterior
-    assert observed.stoch is not None, "observe() samples a dense stoch"
     deters, stochs = list(observed.deter), list(observed.stoch)
     state = LatentState(deters[-1], stochs[-1])
     for t in range(context, observations.shape[0]):

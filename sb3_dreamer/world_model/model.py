@@ -1,6 +1,6 @@
 """The world model: encoder, RSSM, decoder, reward and discount heads, and its loss on replayed sequences."""
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch as th
 import torch.nn.functional as F
@@ -8,10 +8,12 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 from torch import nn
 
-from sb3_dreamer.common.buffers import SequenceSamples
 from sb3_dreamer.world_model.distributions import ActionDistribution, ScalarDistribution, balanced_kl_loss
-from sb3_dreamer.world_model.rssm import LatentState, SequenceModel
+from sb3_dreamer.world_model.rssm import LatentState, ModelState, SequenceModel
 from sb3_dreamer.world_model.symlog import symlog
+
+if TYPE_CHECKING:
+    from sb3_dreamer.common.buffers import SequenceSamples
 
 #: How the decoder's outputs predict an observation, and the loss per entry: a unit-variance Gaussian (the outputs are
 #: its means; half the squared error), a Bernoulli for binary frames (the outputs are its logits; the cross-entropy),
@@ -118,7 +120,7 @@ class WorldModel(nn.Module):
         batch_shape = observations.shape[: observations.dim() - len(obs_shape)]
         return self.encoder(observations.reshape(-1, *obs_shape)).view(*batch_shape, -1)
 
-    def reward(self, state: LatentState) -> th.Tensor:
+    def reward(self, state: ModelState) -> th.Tensor:
         """Predicted reward for arriving at states (N, ...) -> (N,)."""
         return self.reward_dist.predict(self.reward_head(state))
 
@@ -137,14 +139,14 @@ class WorldModel(nn.Module):
         return predictions.clamp(low, high)
 
     def loss(
-        self, samples: SequenceSamples, config: WorldModelLossConfig
+        self, samples: "SequenceSamples", config: WorldModelLossConfig
     ) -> tuple[th.Tensor, dict[str, th.Tensor], LatentState]:
         """
         The world-model loss of a batch of replayed windows: reconstruction, reward and discount prediction from the
         posterior states, and the balanced KL between posterior and prior.
 
-        :param samples: windows (T, B, ...), which start from the initial state or from their ``start_deter`` and
-            ``start_stoch`` (replay context)
+        :param samples: windows (T, B, ...), which start from the initial state or from their ``start`` (replay
+            context)
         :param config: the weights and clips of the loss terms
         :return: the loss, detached metrics, and the posterior states flattened to (N, ...) with N = T * B, with their
             gradients to the world model
@@ -153,13 +155,9 @@ class WorldModel(nn.Module):
         observations = self.preprocess(samples.observations)  # (T, B, *obs_shape)
         actions = self.action_dist.to_vector(samples.actions)  # (T, B, action_dim)
         embeds = self.embed(observations)  # (T, B, E)
-        if samples.start_deter is None:
-            initial = rssm.initial_state(samples.rewards.shape[1], embeds.device)
-        else:
-            # Replay context: the stored states of the rows before the windows
-            initial = LatentState(samples.start_deter, samples.start_stoch)
+        # Replay context: the stored states of the rows before the windows
+        initial = rssm.initial_state(samples.rewards.shape[1], embeds.device) if samples.start is None else samples.start
         sequence = rssm.observe(embeds, actions, samples.is_first, initial)
-        assert sequence.posterior.stoch is not None, "observe() samples a dense stoch"
         posterior = LatentState(sequence.posterior.deter.flatten(0, 1), sequence.posterior.stoch.flatten(0, 1))  # (T * B, ...)
 
         reconstruction = self.decoder(posterior.features())  # (T * B, *obs_shape)

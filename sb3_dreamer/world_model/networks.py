@@ -13,7 +13,7 @@ from torch import nn
 
 from sb3_dreamer.common.checks import channels_first_reading
 from sb3_dreamer.world_model.layers import PartLinear, RMSNorm, norm_layers, output_layer, trunc_normal_fan_in_
-from sb3_dreamer.world_model.rssm import LatentState, stoch_linear
+from sb3_dreamer.world_model.rssm import ModelState, stoch_linear
 
 
 def mlp(input_dim: int, output_dim: int, hidden_dim: int, n_layers: int, activation_fn: type[nn.Module]) -> nn.Sequential:
@@ -67,7 +67,7 @@ class LatentMLP(nn.Module):
         nn.init.zeros_(output.weight)
         nn.init.zeros_(output.bias)
 
-    def forward(self, state: LatentState) -> th.Tensor:
+    def forward(self, state: ModelState) -> th.Tensor:
         """State (N, ...) -> (N, output_dim), float32"""
         return self.body(self.activation(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state))).float()
 
@@ -279,7 +279,7 @@ class NormLatentMLP(nn.Module):
         self.first_norm = nn.Sequential(RMSNorm(units), nn.SiLU())
         self.body = nn.Sequential(norm_layers(units, units, n_layers - 1), output_layer(units, output_dim, outscale))
 
-    def forward(self, state: LatentState) -> th.Tensor:
+    def forward(self, state: ModelState) -> th.Tensor:
         """State (N, ...) -> (N, output_dim), float32"""
         return self.body(self.first_norm(self.deter_in(state.deter) + stoch_linear(self.stoch_in, state))).float()
 

@@ -1,7 +1,7 @@
 """Recurrent state-space model (RSSM): deterministic GRU state plus a stochastic latent."""
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch as th
 import torch.nn.functional as F
@@ -12,43 +12,50 @@ from sb3_dreamer.world_model.layers import PartLinear
 
 
 class LatentState(NamedTuple):
-    """
-    Model state of N trajectories: ``deter`` (N, deter_size) and ``stoch`` (N, stoch_dim).
-
-    A state that needs no gradients through its categorical latents may hold them as ``stoch_index``
-    (N, stoch), the positions of the ones of the flat one-hot ``stoch``, instead: a linear layer then reads
-    ``stoch`` by gathering weight columns (see :func:`stoch_linear`), a twentieth of the matmul's work for
-    20 x 20 latents.
-    """
+    """Model state of N trajectories: ``deter`` (N, deter_size) and ``stoch`` (N, stoch_dim)."""
 
     deter: th.Tensor
-    stoch: th.Tensor | None
-    stoch_index: th.Tensor | None = None
+    stoch: th.Tensor
 
     def features(self) -> th.Tensor:
         """cat(deter, stoch), (N, deter_size + stoch_dim)."""
-        assert self.stoch is not None, "features() needs the dense stoch"
         return th.cat([self.deter, self.stoch], dim=-1)
 
     def masked(self, keep: th.Tensor) -> "LatentState":
-        """The dense state times ``keep`` (N, 1): 0.0 resets a trajectory to the all-zero initial state, 1.0 keeps it."""
-        assert self.stoch is not None, "masked() needs the dense stoch"
+        """The state times ``keep`` (N, 1): 0.0 resets a trajectory to the all-zero initial state, 1.0 keeps it."""
         return LatentState(self.deter * keep, self.stoch * keep)
 
 
-def detached(state: LatentState) -> LatentState:
+class IndexLatentState(NamedTuple):
+    """
+    Model state of N trajectories that needs no gradients through its categorical latents: ``deter`` (N, deter_size)
+    and ``stoch_index`` (N, stoch), the positions of the ones of the flat one-hot ``stoch``. A linear layer reads it by
+    gathering weight columns (see :func:`stoch_linear`), a twentieth of the matmul's work for 20 x 20 latents.
+    """
+
+    deter: th.Tensor
+    stoch_index: th.Tensor
+
+
+#: a state as the heads and the recurrent step read it: dense, or with its categorical latents as indices
+ModelState = LatentState | IndexLatentState
+#: the same kind of state in and out
+State = TypeVar("State", bound=ModelState)
+
+
+def detached(state: State) -> State:
     """The state as a constant: its tensors detached from the graph."""
-    return LatentState._make(x if x is None else x.detach() for x in state)
+    return type(state)(*(x.detach() for x in state))
 
 
-def stack_states(states: list[LatentState]) -> LatentState:
+def stack_states(states: list[State]) -> State:
     """States s_0 .. s_H, each (N, ...), as one state ((H + 1) * N, ...), step-major."""
-    return LatentState._make(None if parts[0] is None else th.cat(parts) for parts in zip(*states, strict=True))
+    return type(states[0])(*(th.cat(parts) for parts in zip(*states, strict=True)))
 
 
-def slice_states(state: LatentState, stop: int) -> LatentState:
+def slice_states(state: State, stop: int) -> State:
     """The first ``stop`` rows of a state."""
-    return LatentState._make(x if x is None else x[:stop] for x in state)
+    return type(state)(*(x[:stop] for x in state))
 
 
 def continue_mask(is_first: th.Tensor) -> th.Tensor:
@@ -65,9 +72,9 @@ def reset_episodes(state: LatentState, action: th.Tensor, is_first: th.Tensor) -
     return state.masked(keep), action * keep
 
 
-def stoch_linear(layer: nn.Linear, state: LatentState) -> th.Tensor:
+def stoch_linear(layer: nn.Linear, state: ModelState) -> th.Tensor:
     """``layer(state.stoch)`` (N, out), read from ``state.stoch_index`` (N, stoch) when the state holds indices."""
-    if state.stoch_index is None:
+    if isinstance(state, LatentState):
         return layer(state.stoch)
     output = OneHotLinear.apply(state.stoch_index, layer.weight)
     return output if layer.bias is None else output + layer.bias
@@ -208,7 +215,7 @@ class SequenceModel(nn.Module, ABC):
         """
 
     @abstractmethod
-    def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
+    def _recurrent(self, state: ModelState, action_in: th.Tensor) -> th.Tensor:
         """The next deterministic state from the previous state (N, ...) and the action input (N, hidden)."""
 
     @abstractmethod
@@ -227,22 +234,19 @@ class SequenceModel(nn.Module, ABC):
 
     @property
     def has_index_samples(self) -> bool:
-        """Whether :meth:`imagine_step` can return states holding ``stoch_index`` (categorical latents)."""
+        """Whether :meth:`imagine_index_step` can sample (categorical latents)."""
         return isinstance(self.latent, CategoricalLatent)
 
-    def imagine_step(
-        self, state: LatentState, action: th.Tensor, deterministic: bool = False, index_sample: bool = False
-    ) -> LatentState:
-        """
-        One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t.
-
-        :param index_sample: return the sample as ``stoch_index`` (no gradients; categorical latents only)
-        """
+    def imagine_step(self, state: ModelState, action: th.Tensor, deterministic: bool = False) -> LatentState:
+        """One step of the prior: (state_{t-1}, action_{t-1} (N, action_dim)) -> state_t."""
         deter = self._recurrent(state, self.embed_action(action))
-        if index_sample:
-            assert isinstance(self.latent, CategoricalLatent)
-            return LatentState(deter, None, self.latent.sample_index(self.prior(deter), deterministic))
         return LatentState(deter, self.latent.sample(self.prior(deter), deterministic))
+
+    def imagine_index_step(self, state: ModelState, action: th.Tensor) -> IndexLatentState:
+        """:meth:`imagine_step` with the sample as indices, without gradients through it (categorical latents only)."""
+        assert isinstance(self.latent, CategoricalLatent)
+        deter = self._recurrent(state, self.embed_action(action))
+        return IndexLatentState(deter, self.latent.sample_index(self.prior(deter)))
 
     def observe_step(
         self,
@@ -358,5 +362,5 @@ class RSSM(SequenceModel):
         hidden = self.activation(self.post_deter_in(deter) + embed_in)
         return self.latent.stats_from_output(self.post_out(hidden).float())
 
-    def _recurrent(self, state: LatentState, action_in: th.Tensor) -> th.Tensor:
+    def _recurrent(self, state: ModelState, action_in: th.Tensor) -> th.Tensor:
         return self.gru(self.activation(stoch_linear(self.stoch_in, state) + action_in), state.deter)
