@@ -157,17 +157,13 @@ class CategoricalLatent(LatentDistribution):
     def sample(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
         return straight_through_one_hot(self._split(stats), deterministic, self.transposed_softmax).flatten(-2)
 
-    def sample_index(self, stats: th.Tensor, deterministic: bool = False) -> th.Tensor:
+    def sample_index(self, stats: th.Tensor) -> th.Tensor:
         """
         The same sample as :meth:`sample` as the positions of its ones in the flat one-hot, without gradients.
 
         :return: int64 (..., stoch), entry i in [i * classes, (i + 1) * classes)
         """
-        logits = self._split(stats.detach())
-        if deterministic:
-            index = logits.argmax(dim=-1)
-        else:
-            index = categorical_sample(class_softmax(logits, self.transposed_softmax))
+        index = categorical_sample(class_softmax(self._split(stats.detach()), self.transposed_softmax))
         return index + th.arange(0, self.sample_dim, self.classes, device=stats.device)
 
     def kl(self, stats_p: th.Tensor, stats_q: th.Tensor) -> th.Tensor:
