@@ -50,7 +50,7 @@ from sb3_dreamer.common.save_util import (
 from sb3_dreamer.world_model.diagnostics import DREAM_TAG, dream_frames, dream_video, open_loop_prediction, write_gif_summary
 from sb3_dreamer.world_model.model import ActingState
 from sb3_dreamer.world_model.returns import ReturnScale
-from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.world_model.rssm import LatentState, stack_states
 
 SelfDreamer = TypeVar("SelfDreamer", bound="DreamerAlgorithm")
 P = ParamSpec("P")
@@ -510,8 +510,7 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         :return: the rows (R,), deterministic states (R, deter_size) and one-hot stochastic states (R, stoch_dim)
         """
         rows = np.concatenate([batch[self.replay_buffer.replay_context :].reshape(-1) for batch in batches])
-        deter = th.cat([posterior.deter for posterior in posteriors]).float().to("cpu", non_blocking=True)
-        stoch = th.cat([posterior.stoch for posterior in posteriors]).float().to("cpu", non_blocking=True)
+        deter, stoch = (x.float().to("cpu", non_blocking=True) for x in stack_states(posteriors))
         return rows, deter.numpy(), stoch.numpy()
 
     @abstractmethod
