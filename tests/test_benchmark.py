@@ -222,6 +222,12 @@ def test_status_of_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixture
     # Part 2 trained 1,200 frames in 50 s: the 6,800 frames left take 283 s at its pace
     row = f"| dreamerv2@small | Breakout-MinAtar | 3 | 3,200 | 2,000 | {evaluations} | 2.00 | 2 | 2.5 min | 4.7 min |"
     assert rows == [row]
+    # Random steps before learning_starts take next to no time: the pace counts the 700 frames after 2,500
+    config = yaml.dump(OrderedDict(batch_size=16, learning_starts=2500))
+    (part / "Breakout-MinAtar" / "config.yml").write_text(config)
+    main(["--status", "--root", str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dreamerv2@small")]
+    assert rows == [row.replace("4.7 min", "8.1 min")]  # 6,800 frames at 14 a second
 
     # Part 2 just resumed, before its first episode ends: no frames of its own, no pace yet, no warning
     (part / "0.monitor.csv").write_text('#{"t_start": 0.0, "env_id": "Breakout-MinAtar"}\nr,l,t\n')

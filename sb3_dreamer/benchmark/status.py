@@ -40,6 +40,17 @@ def frame_budget(part: Path, env: str) -> int | None:
     return int(dict(yaml.unsafe_load(args_file.read_text()))["n_timesteps"])
 
 
+def learning_starts(part: Path, env: str) -> int:
+    """
+    The random frames before the first update in the log folder ``part`` (``learning_starts`` in its
+    ``ENV/config.yml``, the hyperparameters the zoo trained with); 0 where it has none or has not written it yet.
+    """
+    config_file = part / env / "config.yml"
+    if not config_file.is_file():
+        return 0
+    return int(dict(yaml.unsafe_load(config_file.read_text())).get("learning_starts", 0))
+
+
 class RunStatus(TypedDict):
     """What :func:`run_status` reads of an unfinished run (see there)."""
 
@@ -59,8 +70,9 @@ def run_status(run: Run, root: Path) -> RunStatus:
     counts from its checkpoint on); ``checkpoint``, the timesteps of the last resumed checkpoint (0 for a run never
     resumed); ``evaluations``, the mean return of each evaluation so far by timesteps; ``recent_return``, the mean
     return of the last :data:`RECENT_EPISODES` training episodes; ``parts`` and ``wall_clock_s`` (the time
-    ``segments.json`` recorded); ``left_s``, the seconds to its frame budget at the pace of its last part (frames
-    from its checkpoint over its wall-clock time: an estimate, NaN before the part has frames or a budget).
+    ``segments.json`` recorded); ``left_s``, the seconds to its frame budget at the pace of its last part (its
+    frames after its checkpoint and after ``learning_starts``, whose random steps take next to no time, over its
+    wall-clock time: an estimate, NaN before the part has such frames or a budget).
     """
     run_dir = run.directory(root)
     log = run_dir / LOG_FILE
@@ -73,7 +85,8 @@ def run_status(run: Run, root: Path) -> RunStatus:
     recent = pd.concat(finished, ignore_index=True).tail(RECENT_EPISODES) if finished else pd.Series(dtype=float)
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
     budget = frame_budget(parts[-1], run.env) if parts else None
-    part_frames, part_s = frames - checkpoint, segments[-1]["wall_clock_s"] if segments else 0.0
+    first_trained = max(checkpoint, learning_starts(parts[-1], run.env)) if parts else checkpoint
+    part_frames, part_s = frames - first_trained, segments[-1]["wall_clock_s"] if segments else 0.0
     pace = part_frames / part_s if part_frames > 0 and part_s > 0 else float("nan")
     return {
         "frames": frames,
