@@ -31,13 +31,16 @@ def monitor_episodes(part: Path) -> pd.DataFrame:
     return episodes.sort_values("t", ignore_index=True)
 
 
+def zoo_file(part: Path, env: str, name: str) -> dict | None:
+    """The zoo's ``ENV/name`` YAML file in the log folder ``part`` (an OrderedDict there) as a dict, if written yet."""
+    path = part / env / name
+    return dict(yaml.unsafe_load(path.read_text())) if path.is_file() else None
+
+
 def frame_budget(part: Path, env: str) -> int | None:
     """The frames that the zoo trains to in the log folder ``part`` (``-n``, in its ``ENV/args.yml``), if written yet."""
-    args_file = part / env / "args.yml"
-    if not args_file.is_file():
-        return None
-    # The zoo writes its arguments as a YAML OrderedDict
-    return int(dict(yaml.unsafe_load(args_file.read_text()))["n_timesteps"])
+    args = zoo_file(part, env, "args.yml")
+    return None if args is None else int(args["n_timesteps"])
 
 
 def learning_starts(part: Path, env: str) -> int:
@@ -45,10 +48,7 @@ def learning_starts(part: Path, env: str) -> int:
     The random frames before the first update in the log folder ``part`` (``learning_starts`` in its
     ``ENV/config.yml``, the hyperparameters the zoo trained with); 0 where it has none or has not written it yet.
     """
-    config_file = part / env / "config.yml"
-    if not config_file.is_file():
-        return 0
-    return int(dict(yaml.unsafe_load(config_file.read_text())).get("learning_starts", 0))
+    return int((zoo_file(part, env, "config.yml") or {}).get("learning_starts", 0))
 
 
 class RunStatus(TypedDict):
