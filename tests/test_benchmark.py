@@ -228,6 +228,12 @@ def test_status_of_unfinished_runs(tmp_path: Path, capsys: pytest.CaptureFixture
     main(["--status", "--root", str(tmp_path)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dreamerv2@small")]
     assert rows == [row.replace("4.7 min", "8.1 min")]  # 6,800 frames at 14 a second
+    # Within its first minute, part 2 has finished episodes but no record of its time: the pace is not part 1's
+    (run_dir / "segments.json").write_text(json.dumps(segments[:1]))
+    main(["--status", "--root", str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dreamerv2@small")]
+    assert rows == [row.replace("| 2 | 2.5 min | 4.7 min |", "| 1 | 100.0 s | n/a |")]
+    (run_dir / "segments.json").write_text(json.dumps(segments))
 
     # Part 2 just resumed, before its first episode ends: no frames of its own, no pace yet, no warning
     (part / "0.monitor.csv").write_text('#{"t_start": 0.0, "env_id": "Breakout-MinAtar"}\nr,l,t\n')

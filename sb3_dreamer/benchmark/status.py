@@ -72,7 +72,7 @@ def run_status(run: Run, root: Path) -> RunStatus:
     return of the last :data:`RECENT_EPISODES` training episodes; ``parts`` and ``wall_clock_s`` (the time
     ``segments.json`` recorded); ``left_s``, the seconds to its frame budget at the pace of its last part (its
     frames after its checkpoint and after ``learning_starts``, whose random steps take next to no time, over its
-    wall-clock time: an estimate, NaN before the part has such frames or a budget).
+    wall-clock time: an estimate, NaN before the part has such frames, a record of its time or a budget).
     """
     run_dir = run.directory(root)
     log = run_dir / LOG_FILE
@@ -86,7 +86,9 @@ def run_status(run: Run, root: Path) -> RunStatus:
     segments = json.loads((run_dir / SEGMENTS_FILE).read_text()) if (run_dir / SEGMENTS_FILE).is_file() else []
     budget = frame_budget(parts[-1], run.env) if parts else None
     first_trained = max(checkpoint, learning_starts(parts[-1], run.env)) if parts else checkpoint
-    part_frames, part_s = frames - first_trained, segments[-1]["wall_clock_s"] if segments else 0.0
+    # The grid records a part's times a minute after it starts: until then the last record is the part before
+    timed = len(segments) >= len(parts) > 0
+    part_frames, part_s = frames - first_trained, segments[-1]["wall_clock_s"] if timed else 0.0
     pace = part_frames / part_s if part_frames > 0 and part_s > 0 else float("nan")
     return {
         "frames": frames,
