@@ -16,7 +16,14 @@ TABLE_PAGES = (REPO / "README.md", REPO / "docs" / "results.md")
 #: the pages whose paragraph on the ten ids quotes the aggregate (IQM, probabilities of improvement)
 AGGREGATE_PAGES = (*TABLE_PAGES, REPO / "benchmarks" / "minatar-100k.md")
 #: the campaign tables' column names and the report's algorithm names
-COLUMN_ALGOS = {"DreamerV2": "dreamerv2", "DreamerV3": "dreamerv3", "QR-DQN": "qrdqn", "DQN": "dqn", "PPO": "ppo"}
+COLUMN_ALGOS = {
+    "DreamerV2": "dreamerv2",
+    "DreamerV2, fixed init": "dreamerv2@concatinit",
+    "DreamerV3": "dreamerv3",
+    "QR-DQN": "qrdqn",
+    "DQN": "dqn",
+    "PPO": "ppo",
+}
 #: a mean with its 95% interval as the report writes it, e.g. ``6.87 [5.98, 7.62]``
 INTERVAL = re.compile(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]")
 FRAMES = "100,000"
@@ -42,15 +49,16 @@ def report_section(heading: str) -> str:
 def report_scores() -> dict[tuple[str, str], str]:
     """
     (algo, env) -> the score as a campaign table shows it: ``mean [low, high]`` over several seeds, the mean alone for
-    one seed (whose interval is its score twice).
+    one seed (whose interval is its score twice); of the packaged algorithms and of the variants ``ALGO@NAME``.
     """
     scores = {}
-    header, *rows = table_rows(report_section("Scores with 95% bootstrap intervals"), "| algo | env |")
-    for cells in rows:
-        row = dict(zip(header, cells, strict=True))
-        if row["frames"] == FRAMES:
-            score = row["score: mean [95% interval]"]
-            scores[(row["algo"], row["env"])] = score.split(" ")[0] if row["seeds"] == "1" else score
+    for section in ("Scores with 95% bootstrap intervals", "Variants"):
+        header, *rows = table_rows(report_section(section), "| algo | env | frames | seeds | score")
+        for cells in rows:
+            row = dict(zip(header, cells, strict=True))
+            if row["frames"] == FRAMES:
+                score = row["score: mean [95% interval]"]
+                scores[(row["algo"], row["env"])] = score.split(" ")[0] if row["seeds"] == "1" else score
     return scores
 
 
