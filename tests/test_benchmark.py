@@ -25,6 +25,8 @@ import yaml
 
 import sb3_dreamer
 from sb3_dreamer.benchmark.aggregate import (
+    LOW_FROM_RANDOM,
+    LOW_FROM_RUNS,
     aggregate,
     aggregate_section,
     default_aggregate_algos,
@@ -306,6 +308,12 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         interval = f"{score:.2f} [{score:.2f}, {score:.2f}]"
         assert f"| {algo} | Breakout-MinAtar | 300 | 1 | {interval} | final score (3 episodes): seed 0 |" in table
     assert "## Scores with 95% bootstrap intervals" in table
+    # The grid scored the random policy on its env (as many episodes as a final score), the floor of the normalisation
+    random_scores = pd.read_csv(tmp_path / "random_policy.csv")
+    assert random_scores[["env", "episodes", "seed"]].to_numpy().tolist() == [["Breakout-MinAtar", 3, FINAL_EVAL_SEED_OFFSET]]
+    random_score = random_scores["mean_return"].iloc[0]
+    assert f"| Breakout-MinAtar | 3 | {FINAL_EVAL_SEED_OFFSET} | {random_score:.2f} |" in table
+    assert f"| Breakout-MinAtar | {random_score:.2f} | random policy |" in table
     # The aggregate leaves the variant out unless asked; one algorithm has no probability of improvement
     assert "## Aggregate over envs" in table and "Algorithms: dreamerv2 (`--aggregate-algos`" in table
     assert "Envs where each has runs of 300 frames (1): Breakout-MinAtar. Runs per env: dreamerv2 1." in table
@@ -544,10 +552,16 @@ def test_normalisation_from_the_lowest_return_to_the_best_score():
     results.loc[(results["algo"] == "b") & (results["timesteps"] == 50) & (results["seed"] == 0), "mean_return"] = 0.5
     bounds = normalisation_bounds(scores, results)
     # E1: the lowest return is an evaluation (0.5 at 50 frames), the best the score 8; E2: every run scored 5
-    assert bounds.loc["E1"].tolist() == [0.5, 8.0] and bounds.loc["E2"].tolist() == [2.5, 5.0]
+    assert bounds.loc["E1"].tolist() == [0.5, 8.0, LOW_FROM_RUNS] and bounds.loc["E2"].tolist() == [2.5, 5.0, LOW_FROM_RUNS]
+    # Where the random policy was scored, its score is the low; envs it was not scored on, or not in the runs, as before
+    random_scores = pd.DataFrame({"env": ["E1", "E9"], "mean_return": [1.25, 7.0]})
+    bounds = normalisation_bounds(scores, results, random_scores)
+    assert bounds.loc["E1"].tolist() == [1.25, 8.0, LOW_FROM_RANDOM] and bounds.loc["E2"].tolist() == [2.5, 5.0, LOW_FROM_RUNS]
+    assert list(bounds.index) == ["E1", "E2"]
     assert normalise(np.array([0.5, 2.0, 8.0]), 0.5, 8.0) == pytest.approx([0.0, 0.2, 1.0])
-    # All the same: 0, not a division by zero
+    # All the same: 0, not a division by zero; no run above a random policy's low: 0 too
     assert normalise(np.array([[3.0, 1.0]]), np.array([3.0, 1.0]), np.array([3.0, 2.0])).tolist() == [[0.0, 0.0]]
+    assert normalise(np.array([[1.0, 0.5]]), np.array([2.0, 2.0]), np.array([1.0, 0.5])).tolist() == [[0.0, 0.0]]
 
 
 def test_aggregate_of_known_scores():
@@ -566,7 +580,7 @@ def test_aggregate_of_known_scores():
     # Fewer bootstrap replications than the report's, to keep the test short: the point estimates do not depend on them
     result = aggregate(scores, pd.concat([results, extra], ignore_index=True), ["a", "b"], reps=200)
     assert result.envs == ["E1", "E2"] and result.frames == 100 and result.timesteps == [50, 100]
-    assert result.bounds.to_numpy().tolist() == [[0.0, 10.0], [0.0, 20.0]]
+    assert result.bounds[["low", "high"]].to_numpy().tolist() == [[0.0, 10.0], [0.0, 20.0]]
     assert result.left_out[["algo", "env", "seed"]].to_numpy().tolist() == [["b", "E1", 4]]
     assert result.normalised["a"] == pytest.approx(np.array([[0.2, 0.0], [0.4, 0.5], [0.6, 1.0], [0.8, 1.0]]))
     # IQM: the mean of the middle 4 of the 8 (0.4, 0.5, 0.6, 0.8); mean of the per-env means (0.5, 0.625); optimality
@@ -584,6 +598,12 @@ def test_aggregate_of_known_scores():
     assert result.improvement[("b", "a")][1] == pytest.approx([1 - high, 1 - low])
     # Curves: at 50 frames half the scores (IQM 0.2875: the middle 4 of 0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.5)
     assert result.curves["a"] == pytest.approx([0.2875, 0.575])
+    # With a random policy's score of 5 on E1 as its low: a's 2, 4, 6, 8 there become -0.6, -0.2, 0.2, 0.6
+    random_scores = pd.DataFrame({"env": ["E1"], "mean_return": [5.0]})
+    over_random = aggregate(scores, results, ["a", "b"], reps=50, random_scores=random_scores)
+    assert over_random.bounds["low_from"].tolist() == [LOW_FROM_RANDOM, LOW_FROM_RUNS]
+    assert over_random.normalised["a"][:, 0] == pytest.approx([-0.6, -0.2, 0.2, 0.6])
+    assert over_random.normalised["a"][:, 1] == pytest.approx(result.normalised["a"][:, 1])
     # Seeded: the same report again
     again = aggregate(scores, results, ["a", "b"], reps=200)
     assert all(np.array_equal(again.intervals[algo], result.intervals[algo]) for algo in ("a", "b"))

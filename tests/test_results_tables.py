@@ -4,6 +4,7 @@ The MinAtar campaign's figures that the README and the documentation quote are t
 run that changes the report fails here until the pages quote it.
 """
 
+import csv
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "benchmarks" / "minatar-100k" / "results.md"
+RANDOM_POLICY = REPO / "benchmarks" / "minatar-100k" / "random_policy.csv"
 #: the pages with a campaign table (one row per MinAtar id, one column per algorithm)
 TABLE_PAGES = (REPO / "README.md", REPO / "docs" / "results.md")
 #: the pages whose paragraph on the ten ids quotes the aggregate (IQM, probabilities of improvement)
@@ -41,6 +43,12 @@ def table_rows(text: str, header_start: str) -> list[list[str]]:
     return [rows[0], *rows[2:]]  # without the |---| line
 
 
+def random_policy_scores() -> dict[str, float]:
+    """env -> the random policy's mean return, from ``random_policy.csv``."""
+    with RANDOM_POLICY.open(newline="") as file:
+        return {row["env"]: float(row["mean_return"]) for row in csv.DictReader(file)}
+
+
 def report_section(heading: str) -> str:
     """The text of the report's section ``## heading``, up to the next one."""
     return REPORT.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
@@ -65,6 +73,7 @@ def report_scores() -> dict[tuple[str, str], str]:
 @pytest.mark.parametrize("page", TABLE_PAGES, ids=lambda page: page.name)
 def test_campaign_table_quotes_the_report(page: Path) -> None:
     scores = report_scores()
+    random_scores = random_policy_scores()
     header, *rows = table_rows(page.read_text(), "| env | DreamerV2 |")
     assert len(rows) == 10
     for cells in rows:
@@ -77,6 +86,8 @@ def test_campaign_table_quotes_the_report(page: Path) -> None:
                 head, _, tail = score.partition(" ")
                 expected[algo] = f"**{head}** {tail}".strip()
         assert quoted == expected, f"{page.name}, {env}: the table's cells differ from {REPORT.name}'s scores"
+        random_cell = dict(zip(header, cells, strict=True))["random policy"]
+        assert random_cell == f"{random_scores[env]:.2f}", f"{page.name}, {env}: not {RANDOM_POLICY.name}'s score"
 
 
 def report_aggregate() -> dict[str, str]:

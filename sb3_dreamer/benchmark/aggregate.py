@@ -32,13 +32,27 @@ AGGREGATE_PLOT = "aggregate.png"
 AGGREGATE_CURVES_PLOT = "aggregate_curves.png"
 
 
-def normalisation_bounds(scores: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+#: where an env's ``low`` comes from (:func:`normalisation_bounds`)
+LOW_FROM_RANDOM, LOW_FROM_RUNS = "random policy", "lowest return"
+
+
+def normalisation_bounds(
+    scores: pd.DataFrame, results: pd.DataFrame, random_scores: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """
-    Per env (index): ``low``, the lowest return that any run of ``scores``/``results`` scored on it (its score or any
-    evaluation), and ``high``, the best score of any run on it: a normalised score is (score - low) / (high - low).
+    Per env (index): ``low``, the mean return of the uniformly random policy on it where ``random_scores`` (rows of
+    ``random_policy.csv``) has the env, else the lowest return that any run of ``scores``/``results`` scored on it
+    (its score or any evaluation); ``high``, the best score of any run on it; ``low_from``, which of the two ``low``
+    is (:data:`LOW_FROM_RANDOM`, :data:`LOW_FROM_RUNS`). A normalised score is (score - low) / (high - low).
     """
     returns = pd.concat([scores[["env", "score"]], results[["env", "mean_return"]].set_axis(["env", "score"], axis=1)])
-    return pd.DataFrame({"low": returns.groupby("env")["score"].min(), "high": scores.groupby("env")["score"].max()})
+    bounds = pd.DataFrame({"low": returns.groupby("env")["score"].min(), "high": scores.groupby("env")["score"].max()})
+    bounds["low_from"] = LOW_FROM_RUNS
+    if random_scores is not None:
+        random_low = random_scores.set_index("env")["mean_return"].reindex(bounds.index).dropna()
+        bounds.loc[random_low.index, "low"] = random_low
+        bounds.loc[random_low.index, "low_from"] = LOW_FROM_RANDOM
+    return bounds
 
 
 #: the runs of an algorithm on an env that the default aggregate asks for: from one run per env the stratified
@@ -93,7 +107,7 @@ class Aggregate:
     min_runs: int
     #: bootstrap replications of the intervals
     reps: int
-    #: per env: the normalisation's ``low`` (0) and ``high`` (1)
+    #: per env: the normalisation's ``low`` (0), ``high`` (1) and ``low_from`` (:func:`normalisation_bounds`)
     bounds: pd.DataFrame
     #: per algo: its runs (rows of :func:`run_scores`, ``rank`` k for the k-th lowest seed on each env), the runs left
     #: out to have as many on every env, and per algo its normalised scores (runs, envs)
@@ -113,14 +127,20 @@ class Aggregate:
 
 
 def aggregate(
-    scores: pd.DataFrame, results: pd.DataFrame, algos: list[str], reps: int = BOOTSTRAP_REPS, min_runs: int = 1
+    scores: pd.DataFrame,
+    results: pd.DataFrame,
+    algos: list[str],
+    reps: int = BOOTSTRAP_REPS,
+    min_runs: int = 1,
+    random_scores: pd.DataFrame | None = None,
 ) -> Aggregate | str:
     """
     Aggregate of ``algos`` over the envs where each has ``min_runs`` runs or more of the largest frame budget of their
     runs (so that the default choice, :func:`default_aggregate_choice`, counts the envs it compared on): rliable's IQM,
-    mean and optimality gap of the normalised scores (:func:`normalisation_bounds`, from every run on the env, also
-    of other algos), the probability of improvement of each algo over each other one, and the IQM of the normalised
-    evaluations at each evaluation point, each with a stratified-bootstrap interval of ``reps`` replications.
+    mean and optimality gap of the normalised scores (:func:`normalisation_bounds`, from the random policy's
+    ``random_scores`` and every run on the env, also of other algos), the probability of improvement of each algo
+    over each other one, and the IQM of the normalised evaluations at each evaluation point, each with a
+    stratified-bootstrap interval of ``reps`` replications.
     rliable's score matrices need as many runs on every env: an algo's runs are cut to its lowest seeds on the env
     where it has fewest. A string says why there is no aggregate.
     """
@@ -133,7 +153,8 @@ def aggregate(
     scores, results = scores[scores["frames"] == frames], results[results["frames"] == frames]
     if not envs:
         return f"no env where each of {', '.join(algos)} has {_runs(min_runs)} of {frames:,} frames"
-    bounds = normalisation_bounds(scores[scores["env"].isin(envs)], results[results["env"].isin(envs)]).loc[envs]
+    in_envs = scores[scores["env"].isin(envs)], results[results["env"].isin(envs)]
+    bounds = normalisation_bounds(*in_envs, random_scores).loc[envs]
     low, high = bounds["low"].to_numpy(), bounds["high"].to_numpy()
     runs, left_out, normalised, evaluations = {}, [], {}, {}
     for algo in algos:
@@ -213,13 +234,13 @@ def aggregate_section(result: Aggregate, set_aside: dict[str, int] | None = None
         f"({len(result.envs)}): {', '.join(result.envs)}. Runs per env: {counts}. Of these {len(used)} runs, "
         f"{int((~used['final']).sum())} are scored by their last evaluation (see above).\n",
         "Normalised score: (score - low) / (high - low) per env, with high (= 1) the best score of any run on the env "
-        "and low (= 0) the lowest return of any run on it, its score or any of its evaluations (in practice an early "
-        "evaluation); every run of the report at this frame budget counts, also those of algorithms and variants "
-        "outside the aggregate, so a run's normalised score does not depend on `--aggregate-algos`. No random policy "
-        "is measured.\n",
-        "| env | low (= 0) | high (= 1) |",
-        "|---|---:|---:|",
-        *(f"| {env} | {row.low:.2f} | {row.high:.2f} |" for env, row in result.bounds.iterrows()),
+        "and low (= 0) the score of the uniformly random policy (section Random policy), or on an env without one the "
+        "lowest return of any run on it, its score or any of its evaluations; every run of the report at this frame "
+        "budget counts, also those of algorithms and variants outside the aggregate, so a run's normalised score does "
+        "not depend on `--aggregate-algos`. A score below the random policy's is negative.\n",
+        "| env | low (= 0) | low from | high (= 1) |",
+        "|---|---:|---|---:|",
+        *(f"| {env} | {row.low:.2f} | {row.low_from} | {row.high:.2f} |" for env, row in result.bounds.iterrows()),
         "",
         f"IQM (mean of the middle 50% of the normalised scores of all runs on all envs), mean (of the per-env means) and "
         f"optimality gap (1 - mean of min(score, 1); lower is better) by rliable, with {share} stratified-bootstrap "

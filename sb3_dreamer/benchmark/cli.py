@@ -27,8 +27,12 @@ finished runs (no variant ``ALGO@NAME``), the set that compares the most (algori
 has two runs or more (from one run per env the bootstrap has nothing to resample; one where no algorithm has two on an
 env), so that an algorithm with runs on a few envs so far does not shrink the aggregate to them (the report names it).
 It normalises each score per env: (score - low) / (high - low), with high (= 1) the best score of any run on the env and
-low (= 0) the lowest return any run on it scored (its score or any evaluation: in practice an early evaluation), over
-every run of the report at that budget, also those outside the aggregate; no random policy is measured. rliable's score
+low (= 0) the score of a uniformly random policy on it (below), or on an env without one the lowest return any run on
+it scored (its score or any evaluation), over every run of the report at that budget, also those outside the
+aggregate. The random policy's score: ``--final-episodes`` episodes of uniformly random actions (stable_baselines3's
+``evaluate_policy``, the zoo's ``create_test_env`` without hyperparameters, the env and the action space seeded with
+``FINAL_EVAL_SEED_OFFSET``), in ``ROOT/random_policy.csv``; every grid scores it on its ``--envs`` that the file lacks
+before training, ``--random-policy`` does only that. rliable's score
 matrices need as many runs on every env, so an algorithm's runs are cut to its lowest seeds on the env where it has
 fewest (the report names those left out). On these it computes rliable's IQM, mean and optimality gap, the probability
 of improvement of each algorithm over each other one (rliable's ``probability_of_improvement``; its bootstrap counts the
@@ -108,6 +112,7 @@ Usage:
   python scripts/benchmark.py --final-eval-missing --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k
   python scripts/benchmark.py --status --root benchmarks/minatar-100k
+  python scripts/benchmark.py --random-policy --envs {Asterix,Breakout}-MinAtar --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k --aggregate-algos dreamerv2@ratio2bf16 qrdqn
 """
 
@@ -118,9 +123,10 @@ from pathlib import Path
 import matplotlib
 
 from sb3_dreamer.benchmark.export import export_finished_runs
-from sb3_dreamer.benchmark.grid import run_grid, score_missing
+from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, run_grid, score_missing
 from sb3_dreamer.benchmark.layout import Run, base_algo
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
+from sb3_dreamer.benchmark.random_policy import update_random_scores
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS
 from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
@@ -206,6 +212,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "training returns, time), while they run or after they were stopped",
     )
     mode.add_argument(
+        "--random-policy",
+        action="store_true",
+        help="train nothing: score a uniformly random policy over --final-episodes episodes on each of --envs that "
+        "ROOT/random_policy.csv lacks (every grid does this for its envs), then rebuild the report",
+    )
+    mode.add_argument(
         "--final-eval-missing",
         action="store_true",
         help="train nothing: score the finished runs under --root without a final score whose model is on disk, "
@@ -238,7 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--algo-conf {algo}: no file {path}")
     missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
     missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
-    if missing and not (args.report_only or args.final_eval_missing or args.status):
+    if missing and not (args.report_only or args.final_eval_missing or args.status or args.random_policy):
         parser.error(f"no hyperparameter file {', '.join(str(HYPERPARAMS_DIR / f'{algo}.yml') for algo in missing)}")
     return args
 
@@ -259,7 +271,10 @@ def check_hyperparams(parser: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train the grid (``--final-eval-missing``: score the unscored runs instead; ``--report-only``: neither), then report."""
+    """
+    Score the random policy on the grid's envs where not yet done, train the grid (``--final-eval-missing``: score the
+    unscored runs instead; ``--random-policy``: only the random policy; ``--report-only``: nothing), then report.
+    """
     args = parse_args(argv)
     # Before any training: the report needs the benchmark extra (pandas), and its plots no display
     matplotlib.use("Agg")
@@ -272,9 +287,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     failed = []
     try:
+        if not (args.report_only or args.final_eval_missing):
+            update_random_scores(args.root, args.envs, args.final_episodes, seed=FINAL_EVAL_SEED_OFFSET)
         if args.final_eval_missing:
             failed = score_missing(args)
-        elif not args.report_only:
+        elif not (args.report_only or args.random_policy):
             runs = [
                 Run(algo, env, seed)
                 for algo in args.algos

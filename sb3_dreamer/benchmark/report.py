@@ -1,8 +1,9 @@
 """
 The benchmark report of the finished runs under ROOT: ``results.csv`` and ``final.csv``, and ``results.md`` with its
 tables (final returns and scores, evaluation returns at each evaluation point, scores with bootstrap intervals) of the
-packaged algorithms, the aggregate over envs, the same tables of the variants ``ALGO@NAME``, and the learning curves'
-plots (the packaged algorithms'; the variants' beside their algorithm's).
+packaged algorithms, the random policy's scores (``random_policy.csv``, where measured), the aggregate over envs, the
+same tables of the variants ``ALGO@NAME``, and the learning curves' plots (the packaged algorithms'; the variants'
+beside their algorithm's).
 """
 
 import os
@@ -25,6 +26,7 @@ from sb3_dreamer.benchmark.aggregate import (
 from sb3_dreamer.benchmark.extras import benchmark_extra
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
 from sb3_dreamer.benchmark.layout import base_algo, is_variant
+from sb3_dreamer.benchmark.random_policy import random_policy_section, read_random_scores
 from sb3_dreamer.benchmark.records import FINAL_CSV, RESULTS_CSV, RUN_KEY, collect, run_scores
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, BOOTSTRAP_SEED, CONFIDENCE, bootstrap_interval
 
@@ -229,6 +231,8 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
     tables = "No finished run of a packaged algorithm.\n"
     if not packaged[0].empty:
         tables = run_tables(packaged, reps, intervals_intro)
+    random_scores = read_random_scores(root)
+    tables += random_policy_section(random_scores)
     variant_tables = ""
     if not variants[0].empty:
         variant_tables = (
@@ -244,7 +248,9 @@ def write_report(root: Path, aggregate_algos: list[str] | None = None, reps: int
         algos, min_runs, set_aside = default_aggregate_choice(scores, sorted(set(packaged[2]["algo"])))
     try:
         result = (
-            aggregate(scores, results, algos, reps, min_runs) if algos else "no algorithm without a variant name: name them"
+            aggregate(scores, results, algos, reps, min_runs, random_scores)
+            if algos
+            else "no algorithm without a variant name: name them"
         )
     except ImportError as error:
         result = str(error)

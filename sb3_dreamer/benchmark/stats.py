@@ -29,9 +29,12 @@ def bootstrap_interval(values: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int
 
 
 def normalise(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``(values - low) / (high - low)`` (broadcast), 0 where ``high == low`` (every run scored the same)."""
+    """
+    ``(values - low) / (high - low)`` (broadcast), 0 where ``high <= low`` (every run scored the same, or none scored
+    above a random policy's ``low``: no scale to measure them on).
+    """
     span = high - low
-    return (values - low) / np.where(span > 0, span, 1.0)
+    return np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 0.0)
 
 
 def improvement_probability(scores_x: np.ndarray, scores_y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""The random policy's scores, the floor of the benchmark report's normalisation (``--random-policy``)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from gymnasium import spaces
+
+from sb3_dreamer.benchmark import random_policy
+from sb3_dreamer.benchmark.random_policy import (
+    RANDOM_POLICY_CSV,
+    UniformPolicy,
+    random_policy_score,
+    random_policy_section,
+    update_random_scores,
+)
+
+
+def test_uniform_policy_draws_every_action_from_its_seed():
+    observation = np.zeros((4, 3), dtype=np.float32)  # 4 envs
+    state = (np.ones(2),)
+    actions, passed = UniformPolicy(spaces.Discrete(3), seed=1).predict(observation, state=state)
+    assert actions.shape == (4,) and set(actions) <= {0, 1, 2} and passed is state
+    draws = np.concatenate([UniformPolicy(spaces.Discrete(3), seed=1).predict(observation)[0] for _ in range(2)])
+    assert np.array_equal(draws[:4], draws[4:]) and np.array_equal(draws[:4], actions)
+    many = np.concatenate([UniformPolicy(spaces.Discrete(3), seed=2).predict(np.zeros((3000, 1)))[0]])
+    assert np.bincount(many, minlength=3) == pytest.approx([1000, 1000, 1000], rel=0.1)
+    boxes, _ = UniformPolicy(spaces.Box(-2.0, 2.0, (2,)), seed=0).predict({"a": np.zeros((5, 1))})
+    assert boxes.shape == (5, 2) and np.all(np.abs(boxes) <= 2.0)
+
+
+def test_random_policy_score_is_seeded():
+    first = random_policy_score("CartPole-v1", episodes=5, seed=3)
+    assert first == random_policy_score("CartPole-v1", episodes=5, seed=3)
+    assert {key: first[key] for key in ("env", "episodes", "seed")} == {"env": "CartPole-v1", "episodes": 5, "seed": 3}
+    # A random policy keeps CartPole's pole up for about 20 steps
+    assert 8 <= first["mean_return"] <= 60 and first["std_return"] >= 0
+    assert random_policy_score("CartPole-v1", episodes=5, seed=4) != first
+
+
+def test_random_scores_are_measured_once_per_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls = []
+
+    def fake_score(env_id: str, episodes: int, seed: int) -> dict:
+        calls.append(env_id)
+        return {"env": env_id, "episodes": episodes, "seed": seed, "mean_return": len(env_id) / 10, "std_return": 0.5}
+
+    monkeypatch.setattr(random_policy, "random_policy_score", fake_score)
+    table = update_random_scores(tmp_path, ["B-v0", "Aa-v0", "B-v0"], episodes=100, seed=7)
+    assert calls == ["B-v0", "Aa-v0"] and table["env"].tolist() == ["Aa-v0", "B-v0"]
+    written = pd.read_csv(tmp_path / RANDOM_POLICY_CSV)
+    assert written.to_dict("records") == table.to_dict("records")
+    # Known envs are not played again, and the file is not rewritten
+    mtime = (tmp_path / RANDOM_POLICY_CSV).stat().st_mtime_ns
+    assert update_random_scores(tmp_path, ["Aa-v0"], episodes=100, seed=7).equals(written)
+    assert calls == ["B-v0", "Aa-v0"] and (tmp_path / RANDOM_POLICY_CSV).stat().st_mtime_ns == mtime
+    # Other episodes or another seed score the env again and replace its row
+    table = update_random_scores(tmp_path, ["Aa-v0", "C-v0"], episodes=10, seed=7)
+    assert calls[2:] == ["Aa-v0", "C-v0"]
+    assert table[["env", "episodes"]].to_numpy().tolist() == [["Aa-v0", 10], ["B-v0", 100], ["C-v0", 10]]
+
+    section = random_policy_section(table)
+    assert section.startswith("\n## Random policy\n") and "| B-v0 | 100 | 7 | 0.40 | 0.50 |" in section
+    assert random_policy_section(pd.DataFrame(columns=table.columns)) == ""
