@@ -47,6 +47,7 @@ def test_random_scores_are_measured_once_per_env(tmp_path: Path, monkeypatch: py
         return {"env": env_id, "episodes": episodes, "seed": seed, "mean_return": len(env_id) / 10, "std_return": 0.5}
 
     monkeypatch.setattr(random_policy, "random_policy_score", fake_score)
+    tmp_path = tmp_path / "a new grid's root"  # made as the first file is written into it
     table = update_random_scores(tmp_path, ["B-v0", "Aa-v0", "B-v0"], episodes=100, seed=7)
     assert calls == ["B-v0", "Aa-v0"] and table["env"].tolist() == ["Aa-v0", "B-v0"]
     written = pd.read_csv(tmp_path / RANDOM_POLICY_CSV)

@@ -83,6 +83,7 @@ def update_random_scores(root: Path, envs: list[str], episodes: int, seed: int) 
     parts = [frame for frame in (kept, pd.DataFrame(scored, columns=RANDOM_POLICY_COLUMNS)) if not frame.empty]
     table = pd.concat(parts, ignore_index=True)
     table = table.sort_values("env", ignore_index=True)
+    root.mkdir(parents=True, exist_ok=True)  # a grid's root before its first run
     table.to_csv(root / RANDOM_POLICY_CSV, index=False)
     return table
 
