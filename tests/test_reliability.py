@@ -22,7 +22,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 
-from sb3_dreamer import DreamerV2, NonFiniteError, ResumeCheckpointCallback
+from sb3_dreamer import DreamerV2, DreamerV3, NonFiniteError, ResumeCheckpointCallback
 from sb3_dreamer.common.guards import UpdateSnapshot
 
 N_STEPS, M_STEPS = 64, 64  # steps before and after the checkpoint of the resume test (2 envs)
@@ -137,6 +137,17 @@ def checkpoint(tmp_path_factory):
 def test_rejected_spaces(env, policy, match):
     with pytest.raises(ValueError, match=match):
         tiny_model(env, policy)
+
+
+@pytest.mark.parametrize("algorithm", [DreamerV2, DreamerV3])
+def test_rejected_spaces_name_the_algorithm(algorithm):
+    """The algorithm and its policy, built alone, each say whose support the space lacks."""
+    env = SpacesEnv(spaces.Box(0, 1, (3,)), spaces.MultiDiscrete([2, 3]))
+    with pytest.raises(ValueError, match=rf"^{algorithm.__name__} supports Discrete action spaces"):
+        algorithm("MlpPolicy", env)
+    policy_class = algorithm.policy_aliases["MlpPolicy"]
+    with pytest.raises(ValueError, match=rf"^{algorithm.__name__} supports Box observation spaces only"):
+        policy_class(spaces.Discrete(4), spaces.Discrete(2), lambda _: 1e-4)
 
 
 def test_actions_starting_elsewhere_through_the_suggested_wrapper():

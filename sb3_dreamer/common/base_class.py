@@ -206,10 +206,10 @@ class DreamerAlgorithm(OffPolicyAlgorithm):
         """The optimizers that :attr:`optimizer_names` name."""
         return [getattr(self.policy, name.removeprefix("policy.")) for name in self.optimizer_names]
 
-    @staticmethod
-    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+    @classmethod
+    def _wrap_env(cls, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """Check the spaces (before SB3 asserts on them), then wrap the env as SB3 does."""
-        check_spaces(env.observation_space, env.action_space)
+        check_spaces(cls.__name__, env.observation_space, env.action_space)
         return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _setup_model(self) -> None:

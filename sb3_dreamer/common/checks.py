@@ -11,39 +11,40 @@ import numpy as np
 from gymnasium import spaces
 
 
-def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+def check_spaces(algorithm: str, observation_space: spaces.Space, action_space: spaces.Space) -> None:
     """
+    :param algorithm: the algorithm's name, for the messages (``"DreamerV3"``)
     :raises ValueError: unless observations are a ``Box`` and actions ``Discrete`` starting at 0 or a ``Box`` of floats
         with finite bounds, ``low < high`` (the actor's actions in [-1, 1] are rescaled to them)
     """
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(
-            f"DreamerV2 supports Box observation spaces only, got observation space {observation_space}: "
+            f"{algorithm} supports Box observation spaces only, got observation space {observation_space}: "
             "turn the observations into a Box with a wrapper, e.g. gymnasium.wrappers.FlattenObservation"
         )
     if isinstance(action_space, spaces.Discrete):
         if action_space.start != 0:
             n, start = int(action_space.n), int(action_space.start)
             raise ValueError(
-                f"DreamerV2 supports Discrete action spaces starting at 0 only, got action space {action_space}: shift "
+                f"{algorithm} supports Discrete action spaces starting at 0 only, got action space {action_space}: shift "
                 f"the actions with a wrapper, e.g. gymnasium.wrappers.TransformAction(env, lambda action: action + {start}, "
                 f"gymnasium.spaces.Discrete({n}))"
             )
         return
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
-            f"DreamerV2 supports Discrete action spaces and Box action spaces of floats with finite bounds only, "
+            f"{algorithm} supports Discrete action spaces and Box action spaces of floats with finite bounds only, "
             f"got action space {action_space}"
         )
     if not np.issubdtype(action_space.dtype, np.floating):
         raise ValueError(
-            f"DreamerV2 supports Box action spaces of floats only, got action space {action_space} of dtype "
+            f"{algorithm} supports Box action spaces of floats only, got action space {action_space} of dtype "
             f"{action_space.dtype}: use a Discrete action space, or a float Box and round the actions in a wrapper"
         )
     low, high = action_space.low, action_space.high
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
         raise ValueError(
-            f"DreamerV2 needs a Box action space with finite bounds and low < high (the actor's actions in [-1, 1] "
+            f"{algorithm} needs a Box action space with finite bounds and low < high (the actor's actions in [-1, 1] "
             f"are rescaled to them), got action space {action_space} with low={low} and high={high}: give the actions "
             "finite bounds with a wrapper, e.g. gymnasium.wrappers.TransformAction"
         )

@@ -1,7 +1,7 @@
 """What the Dreamer policies share: acting with the world model's state, stateful ``predict``, and imagination."""
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -33,6 +33,8 @@ class DreamerPolicy(BasePolicy):
     (:meth:`option_names`) as attributes of the same names.
     """
 
+    #: the algorithm the policy belongs to, for error messages (``"DreamerV3"``)
+    algorithm_name: ClassVar[str]
     observation_space: spaces.Box
     action_space: spaces.Discrete | spaces.Box
     world_model: WorldModel
@@ -60,7 +62,7 @@ class DreamerPolicy(BasePolicy):
             optimizer_kwargs=optimizer_kwargs,
             squash_output=isinstance(action_space, spaces.Box),
         )
-        check_spaces(observation_space, action_space)
+        check_spaces(self.algorithm_name, observation_space, action_space)
         if encoder_type not in ("cnn", "mlp"):
             raise ValueError(f"Unknown encoder_type {encoder_type!r}: use 'cnn' or 'mlp'")
         if encoder_type == "cnn":

@@ -116,6 +116,8 @@ class DreamerV2Policy(DreamerPolicy):
         fused implementation (Adam) runs it unless these choose one (:func:`with_fused_default`)
     """
 
+    algorithm_name = "DreamerV2"
+
     # The options (see :meth:`option_names`), set from the constructor's arguments of the same names
     encoder_type: str
     embedding_dim: int

@@ -98,6 +98,8 @@ class DreamerV3Policy(DreamerPolicy):
     :param optimizer_kwargs: its keyword arguments, excluding the learning rate
     """
 
+    algorithm_name = "DreamerV3"
+
     # The options (see :meth:`option_names`), set from the constructor's arguments of the same names (the sizes that
     # are None from ``model_size``)
     encoder_type: str
