@@ -1,4 +1,4 @@
-"""Callbacks for DreamerV2 training runs."""
+"""Callbacks for DreamerV2 and DreamerV3 training runs."""
 
 import os
 
@@ -8,20 +8,20 @@ from stable_baselines3.common.vec_env import VecEnv
 
 class ResumeCheckpointCallback(BaseCallback):
     """
-    Keep a resumable checkpoint of a DreamerV2 run (see ``DreamerV2.save_checkpoint``): weights, optimizers,
+    Keep a resumable checkpoint of a DreamerV2 or DreamerV3 run (see ``save_checkpoint``): weights, optimizers,
     counters, replay buffer and random generator states, replaced every ``save_freq`` env steps and when
     training ends (atomically: a run killed while it saves leaves the previous checkpoint). Saves happen between a
     training phase and the next collection (``_on_rollout_start``), the point from which a resumed run continues as
     the interrupted one would have; with ``save_freq`` a multiple of ``train_freq`` they fall on multiples of
     ``save_freq``.
 
-    Resume with ``DreamerV2.load_checkpoint(save_path, env)`` and ``learn(remaining, reset_num_timesteps=False)``,
-    or through the RL Zoo with ``-i SAVE_PATH/model.zip`` (``-n`` is then the total budget).
+    Resume with ``DreamerV2.load_checkpoint(save_path, env)`` (or ``DreamerV3``'s) and ``learn(remaining,
+    reset_num_timesteps=False)``, or through the RL Zoo with ``-i SAVE_PATH/model.zip`` (``-n`` is then the total budget).
     In the zoo: ``--hyperparams "callback:[{'sb3_dreamer.ResumeCheckpointCallback': dict(save_freq=10000,
     save_path='ckpt')}]"``.
 
     :param save_freq: env steps (all envs together, like ``num_timesteps``) between two checkpoints
-    :param save_path: the checkpoint (a link to the directory of the last one, see ``DreamerV2.save_checkpoint``)
+    :param save_path: the checkpoint (a link to the directory of the last one, see ``save_checkpoint``)
     :param save_env: also save the gym envs (to continue their episodes; they must pickle)
     :param verbose: 1 to print a line per checkpoint
     :param evaluation_env: an evaluation env whose state each checkpoint keeps too (the RL Zoo plug-in gives it its
