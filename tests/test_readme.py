@@ -111,11 +111,24 @@ def test_pages_have_blocks_of_both_kinds():
     assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and sum(map(len, SHELL_COMMANDS.values())) >= 8
 
 
-def test_readme_links_exist():
-    """The README's relative links (to the documentation's pages, mostly) name files of the repository."""
-    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
-    relative = [link for link in links if "://" not in link]
-    assert relative and [link for link in relative if not (REPO / link).exists()] == []
+#: the Markdown pages of the repository: the README, the changelog, the documentation and the benchmark reports
+MARKDOWN_PAGES = [
+    README,
+    REPO / "CHANGELOG.md",
+    *sorted((REPO / "docs").rglob("*.md")),
+    *sorted((REPO / "benchmarks").rglob("*.md")),
+]
+
+
+def test_markdown_links_exist():
+    """The pages' relative links (to other pages, dream GIFs, plots) name files of the repository."""
+    missing, count = [], 0
+    for page in MARKDOWN_PAGES:
+        links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+        relative = [link for link in links if "://" not in link]
+        count += len(relative)
+        missing += [f"{page.relative_to(REPO)}: {link}" for link in relative if not (page.parent / link).exists()]
+    assert count >= 50 and missing == []
 
 
 def capped_learn(learn):
