@@ -240,31 +240,51 @@ def test_glorot_init_is_keras_default():
 
 
 @pytest.mark.parametrize("weight_init", ["torch", "glorot"])
-def test_split_layers_start_as_one_layer_on_the_concatenation(weight_init):
+@pytest.mark.parametrize("part_init", ["layer", "part"])
+def test_split_layers_start_as_one_layer_on_the_concatenation(weight_init, part_init):
     """
     The reference reads (stoch, action), (deter, embedding) and the heads' (deter, stoch) with one ``nn.Linear`` on the
     concatenation; the parts that read them apart here draw from that layer's distribution (its fan-in, not theirs):
-    uniform in +-1/sqrt(fan_in) with PyTorch's initialisation, Glorot's bound with the whole layer's fans.
+    uniform in +-1/sqrt(fan_in) with PyTorch's initialisation, Glorot's bound with the whole layer's fans. With
+    ``part_init="part"`` each part draws as a layer of its own (its own fans).
     """
-    policy = DreamerV2("CnnPolicy", "Breakout-MinAtar", policy_kwargs=dict(weight_init=weight_init), seed=0).policy
+    policy_kwargs = dict(weight_init=weight_init, part_init=part_init)
+    policy = DreamerV2("CnnPolicy", "Breakout-MinAtar", policy_kwargs=policy_kwargs, seed=0).policy
     rssm = policy.rssm
     heads = (policy.actor, policy.critic, policy.world_model.reward_head, policy.world_model.discount_head)
     groups = [(rssm.stoch_in, rssm.action_in), (rssm.post_deter_in, rssm.post_embed_in)]
     groups += [(head.deter_in, head.stoch_in) for head in heads]
     for parts in groups:
-        fan_in, fan_out = sum(part.in_features for part in parts), parts[0].out_features
-        bound = (6.0 / (fan_in + fan_out)) ** 0.5 if weight_init == "glorot" else fan_in**-0.5
-        tensors = [part.weight for part in parts] + [part.bias for part in parts if part.bias is not None]
         assert sum(part.bias is not None for part in parts) == 1
-        for tensor in tensors:
-            if weight_init == "glorot" and tensor.dim() == 1:
-                assert not tensor.any()
-                continue
-            # Uniform in [-bound, bound]: every draw within it, the spread of the whole range (std bound / sqrt(3))
-            assert tensor.abs().max() <= bound
-            assert abs(tensor.std().item() / (bound / 3**0.5) - 1.0) < 0.15, (tuple(tensor.shape), bound)
+        for part in parts:
+            fan_in = sum(other.in_features for other in parts) if part_init == "layer" else part.in_features
+            fan_out = part.out_features
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5 if weight_init == "glorot" else fan_in**-0.5
+            for tensor in (part.weight, part.bias):
+                if tensor is None or (weight_init == "glorot" and tensor.dim() == 1):
+                    assert tensor is None or not tensor.any()
+                    continue
+                # Uniform in [-bound, bound]: every draw within it, the spread of the whole range (std bound / sqrt(3))
+                assert tensor.abs().max() <= bound
+                assert abs(tensor.std().item() / (bound / 3**0.5) - 1.0) < 0.15, (tuple(tensor.shape), bound)
     with pytest.raises(ValueError, match="part of 10 inputs cannot belong to a layer of 4"):
         PartLinear(10, 3, layer_in_features=4)
+    with pytest.raises(ValueError, match="Unknown part_init 'parts': use one of"):
+        DreamerV2("CnnPolicy", "Breakout-MinAtar", policy_kwargs=dict(part_init="parts"))
+
+
+def test_part_init_draws_as_a_layer_of_its_own():
+    """``part_init="part"``: the same numbers as an ``nn.Linear`` of the part's inputs (this package before a185d39)."""
+    th.manual_seed(3)
+    part = PartLinear(3, 8, layer_in_features=403, bias=True, part_init="part")
+    th.manual_seed(3)
+    alone = th.nn.Linear(3, 8)
+    assert th.equal(part.weight, alone.weight) and th.equal(part.bias, alone.bias)
+    # The whole layer's initialisation draws the same numbers, scaled to its smaller bound
+    th.manual_seed(3)
+    whole = PartLinear(3, 8, layer_in_features=403)
+    ratio = (whole.weight / part.weight).flatten()
+    assert th.allclose(ratio, th.full_like(ratio, (3 / 403) ** 0.5), rtol=1e-5)
 
 
 def test_official_yaml_holds_the_official_choices_for_every_minatar_id():

@@ -111,6 +111,44 @@ def test_pages_have_blocks_of_both_kinds():
     assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and sum(map(len, SHELL_COMMANDS.values())) >= 8
 
 
+@pytest.mark.parametrize("page", [README, DOCS / "quickstart.md"], ids=page_name)
+def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
+    """
+    The Python sample that says it trains "the zoo's MinAtar settings" passes exactly the packaged Breakout-MinAtar
+    entries that differ from the constructor's and the policy's defaults.
+    """
+    import ast
+    import inspect
+
+    import yaml
+
+    from sb3_dreamer.dreamerv2.policies import DreamerV2Policy
+
+    block = next(block for block in page_blocks(page, "python") if "The zoo's MinAtar settings" in block)
+    call = next(
+        node
+        for node in ast.walk(ast.parse(block))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DreamerV2"
+    )
+
+    def value(node: ast.expr) -> object:
+        """A literal, or a ``dict(...)`` call of literals."""
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dict":
+            return {keyword.arg: value(keyword.value) for keyword in node.keywords}
+        return ast.literal_eval(node)
+
+    passed = {keyword.arg: value(keyword.value) for keyword in call.keywords if keyword.arg != "tensorboard_log"}
+    passed_policy_kwargs = passed.pop("policy_kwargs", {})
+    with open(REPO / "hyperparams" / "dreamerv2.yml") as file:
+        entry = yaml.safe_load(file)["Breakout-MinAtar"]
+    policy_kwargs = eval(entry.pop("policy_kwargs"))
+    assert [ast.literal_eval(arg) for arg in call.args] == [entry.pop("policy"), "Breakout-MinAtar"]
+    for cls, values, sample in ((DreamerV2, entry, passed), (DreamerV2Policy, policy_kwargs, passed_policy_kwargs)):
+        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
+        differing = {name: value for name, value in values.items() if name in defaults and defaults[name] != value}
+        assert differing and sample == differing, cls.__name__
+
+
 #: the Markdown pages of the repository: the README, the changelog, the documentation and the benchmark reports
 MARKDOWN_PAGES = [
     README,

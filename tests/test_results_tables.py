@@ -20,7 +20,7 @@ AGGREGATE_PAGES = (*TABLE_PAGES, REPO / "benchmarks" / "minatar-100k.md")
 #: the campaign tables' column names and the report's algorithm names
 COLUMN_ALGOS = {
     "DreamerV2": "dreamerv2",
-    "DreamerV2, fixed init": "dreamerv2@concatinit",
+    "DreamerV2, reference init": "dreamerv2@concatinit",
     "DreamerV3": "dreamerv3",
     "QR-DQN": "qrdqn",
     "DQN": "dqn",

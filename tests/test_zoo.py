@@ -64,11 +64,12 @@ def test_hyperparams_files() -> None:
         minatar_entries = [entries[env_id] for env_id in env_ids]
         assert all(entry["n_timesteps"] == 5e6 and entry["policy"] == "CnnPolicy" for entry in minatar_entries), algo
     # DreamerV2's entries spell out the reference settings, which are the defaults of DreamerV2 and its policy, but for
-    # the three that benchmarks/minatar-100k.md measured
+    # the four that benchmarks/minatar-100k.md measured
     with open(packaged) as file:
         entry = yaml.safe_load(file)[ENV_ID]
     assert (entry.pop("batch_size"), entry.pop("train_freq"), entry.pop("actor_entropy_scale")) == (16, 25, 3e-2)
     policy_kwargs = eval(entry.pop("policy_kwargs"))
+    assert policy_kwargs.pop("part_init") == "part"
     assert {"learning_rate", "actor_learning_rate", "critic_learning_rate", "imagination_horizon", "kl_scale"} <= set(entry)
     assert {"deter_size", "stoch_size", "class_size"} <= set(policy_kwargs)
     hyperparams = {name: value for name, value in entry.items() if name not in ("n_timesteps", "policy", "n_envs")}

@@ -29,6 +29,7 @@ from sb3_dreamer.world_model.distributions import (
     SymlogTwoHot,
     TanhNormalAction,
 )
+from sb3_dreamer.world_model.layers import PART_INITS
 from sb3_dreamer.world_model.model import WorldModel
 from sb3_dreamer.world_model.networks import (
     WEIGHT_INITS,
@@ -107,6 +108,12 @@ class DreamerV2Policy(DreamerPolicy):
         only. False: images in [0, 1] (the reference's)
     :param weight_init: ``"torch"`` (PyTorch's default initialisation, the reference's) or ``"glorot"`` (Keras' Glorot
         uniform weights and zero biases, the official DreamerV2's; :func:`glorot_init`)
+    :param part_init: how the layers that read a concatenation in parts (the RSSM's input, ``(stoch, action)``, and its
+        posterior's, ``(deter, embedding)``; the first layer of the actor, critic, reward and discount heads,
+        ``(deter, stoch)``) draw their initial weights: ``"layer"`` with the whole layer's fans, as the reference's
+        one layer on the concatenation; ``"part"`` each part with its own, as separate layers (this package's
+        initialisation before commit a185d39: on Breakout-MinAtar the RSSM's action weights start 11.6 times larger,
+        the posterior's 1.41, the heads' 1.22-1.73), which the packaged MinAtar setting uses (:class:`PartLinear`)
     :param image_likelihood: how the decoder predicts the observations: ``"normal"`` (unit-variance Gaussian per entry)
         or ``"bernoulli"`` (binary frames, e.g. MinAtar's)
     :param activation_fn: activation function of every network
@@ -142,6 +149,7 @@ class DreamerV2Policy(DreamerPolicy):
     layer_norm_gru: bool
     center_images: bool
     weight_init: str
+    part_init: str
     image_likelihood: str
     activation_fn: type[nn.Module]
 
@@ -173,6 +181,7 @@ class DreamerV2Policy(DreamerPolicy):
         layer_norm_gru: bool = False,
         center_images: bool = False,
         weight_init: str = "torch",
+        part_init: str = "layer",
         image_likelihood: str = "normal",
         activation_fn: type[nn.Module] = nn.ELU,
         normalize_images: bool = True,
@@ -211,6 +220,8 @@ class DreamerV2Policy(DreamerPolicy):
             raise ValueError(f"optimizer_kwargs must be a dict or None, got {describe(optimizer_kwargs)}")
         if weight_init not in WEIGHT_INITS:
             raise ValueError(f"Unknown weight_init {weight_init!r}: use one of {WEIGHT_INITS}")
+        if part_init not in PART_INITS:
+            raise ValueError(f"Unknown part_init {part_init!r}: use one of {PART_INITS}")
         if image_likelihood == "bernoulli" and center_images:
             raise ValueError(
                 "image_likelihood='bernoulli' predicts pixels in {0, 1}, but center_images=True centres the images: use "
@@ -261,6 +272,7 @@ class DreamerV2Policy(DreamerPolicy):
             activation_fn=self.activation_fn,
             unimix=self.unimix,
             layer_norm_gru=self.layer_norm_gru,
+            part_init=self.part_init,
         )
         encoder: nn.Module
         decoder: nn.Module
@@ -283,9 +295,10 @@ class DreamerV2Policy(DreamerPolicy):
         reward_dist = scalar_dist()
         head_sizes = (rssm.deter_size, rssm.stoch_dim)
         head = (self.head_units, self.head_layers, self.activation_fn)
-        # mypy misplaces the arguments of two unpacked tuples (here LatentMLP's 6 positional arguments)
-        reward_head = LatentMLP(*head_sizes, reward_dist.param_dim, *head, zero_output=reward_dist.zero_init_output)  # type: ignore[arg-type]
-        discount_head = LatentMLP(*head_sizes, 1, *head)  # type: ignore[arg-type]
+        reward_sizes = (*head_sizes, reward_dist.param_dim, *head)
+        reward_head = LatentMLP(*reward_sizes, zero_output=reward_dist.zero_init_output, part_init=self.part_init)
+        discount_sizes = (*head_sizes, 1, *head)
+        discount_head = LatentMLP(*discount_sizes, part_init=self.part_init)
         self.world_model = WorldModel(
             self.observation_space,
             self.action_dist,
@@ -299,15 +312,16 @@ class DreamerV2Policy(DreamerPolicy):
             self.symlog_observations,
             self.image_likelihood,
         )
-        self.actor = LatentMLP(*head_sizes, self.action_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
+        actor_sizes = (*head_sizes, self.action_dist.param_dim, *head)
+        self.actor = LatentMLP(*actor_sizes, part_init=self.part_init)
         #: how the critic's (and target critic's) outputs predict a value
         self.value_dist: ScalarDistribution = scalar_dist()
-        value_head = (*head_sizes, self.value_dist.param_dim, self.head_units, self.head_layers, self.activation_fn)
-        self.critic = LatentMLP(*value_head, zero_output=self.value_dist.zero_init_output)
+        value_head = (*head_sizes, self.value_dist.param_dim, *head)
+        self.critic = LatentMLP(*value_head, zero_output=self.value_dist.zero_init_output, part_init=self.part_init)
         if self.weight_init == "glorot":
             for module in (self.world_model, self.actor, self.critic):
                 glorot_init(module)
-        self.critic_target = LatentMLP(*value_head)
+        self.critic_target = LatentMLP(*value_head, part_init=self.part_init)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
 

@@ -15,26 +15,41 @@ RMS_NORM_EPS = 1e-4
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
+#: the values of ``part_init``: how the parts of a layer on concatenated inputs draw their initial weights
+PART_INITS = ("layer", "part")
+
+
 class PartLinear(nn.Linear):
     """
     One part of a linear layer on concatenated inputs, as a linear map (..., in_features) -> (..., out_features) whose
     outputs are summed with the other parts' (e.g. the deterministic and the stochastic state read apart, so that a
-    state of categorical indices is read by gathering). Initialised as PyTorch initialises the whole layer: weights
-    and bias uniform in +-1/sqrt(``layer_in_features``), the whole layer's fan-in, not the part's.
+    state of categorical indices is read by gathering). With ``part_init="layer"``, initialised as PyTorch initialises
+    the whole layer: weights and bias uniform in +-1/sqrt(``layer_in_features``), the whole layer's fan-in; with
+    ``"part"``, as an ``nn.Linear`` of its own inputs: +-1/sqrt(``in_features``), larger for a small part.
 
     :param in_features: inputs of this part
     :param out_features: outputs of the layer
     :param layer_in_features: inputs of the whole layer, all parts together
     :param bias: whether this part holds the layer's bias (one part does)
+    :param part_init: ``"layer"`` (the whole layer's fan-in: one ``nn.Linear`` on the concatenation) or ``"part"``
+        (the part's own)
     """
 
-    def __init__(self, in_features: int, out_features: int, layer_in_features: int, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, layer_in_features: int, bias: bool = True, part_init: str = "layer"
+    ) -> None:
         if not 0 < in_features <= layer_in_features:
             raise ValueError(f"A part of {in_features} inputs cannot belong to a layer of {layer_in_features} inputs")
+        if part_init not in PART_INITS:
+            raise ValueError(f"Unknown part_init {part_init!r}: use one of {PART_INITS}")
         self.layer_in_features = layer_in_features
+        self.part_init = part_init
         super().__init__(in_features, out_features, bias)
 
     def reset_parameters(self) -> None:
+        if self.part_init == "part":
+            super().reset_parameters()
+            return
         # nn.Linear's own draws (the same random numbers, in the same order), with the whole layer's bound
         bound = 1.0 / math.sqrt(self.layer_in_features)
         nn.init.uniform_(self.weight, -bound, bound)

@@ -39,6 +39,7 @@ class LatentMLP(nn.Module):
     :param n_layers: number of hidden layers (at least 1)
     :param activation_fn: activation of the hidden layers
     :param zero_output: initialise the output layer to zero (DreamerV3's two-hot reward head and critic)
+    :param part_init: how the first layer's two parts draw their initial weights (:class:`PartLinear`)
     """
 
     def __init__(
@@ -50,12 +51,14 @@ class LatentMLP(nn.Module):
         n_layers: int,
         activation_fn: type[nn.Module],
         zero_output: bool = False,
+        part_init: str = "layer",
     ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"A head needs at least one hidden layer, got head_layers={n_layers}")
-        self.deter_in = PartLinear(deter_size, hidden_dim, deter_size + stoch_dim)
-        self.stoch_in = PartLinear(stoch_dim, hidden_dim, deter_size + stoch_dim, bias=False)
+        layer_in_features = deter_size + stoch_dim
+        self.deter_in = PartLinear(deter_size, hidden_dim, layer_in_features, part_init=part_init)
+        self.stoch_in = PartLinear(stoch_dim, hidden_dim, layer_in_features, bias=False, part_init=part_init)
         self.activation = activation_fn()
         self.body = mlp(hidden_dim, output_dim, hidden_dim, n_layers - 1, activation_fn)
         self.zero_output = zero_output
@@ -80,10 +83,11 @@ def glorot_init(module: nn.Module) -> None:
     """
     Keras' default initialisation, the official DreamerV2's: Glorot-uniform weights and zero biases for every linear,
     conv and GRU layer in ``module``, the parts of a layer on concatenated inputs (:class:`PartLinear`) with the whole
-    layer's fans. Output layers that start at zero (``LatentMLP(zero_output=True)``) stay zero.
+    layer's fans (with their own where ``part_init="part"``). Output layers that start at zero
+    (``LatentMLP(zero_output=True)``) stay zero.
     """
     for layer in module.modules():
-        if isinstance(layer, PartLinear):
+        if isinstance(layer, PartLinear) and layer.part_init == "layer":
             bound = math.sqrt(6.0 / (layer.layer_in_features + layer.out_features))
             nn.init.uniform_(layer.weight, -bound, bound)
             if layer.bias is not None:

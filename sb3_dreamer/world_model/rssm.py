@@ -320,6 +320,8 @@ class RSSM(SequenceModel):
         DreamerV3; see :class:`CategoricalLatent`)
     :param layer_norm_gru: the official DreamerV2's layer-normalised GRU cell (:class:`LayerNormGRUCell`) instead of
         ``nn.GRUCell`` (:class:`GRUCell`)
+    :param part_init: how the parts of the input's and the posterior's first layers draw their initial weights
+        (:class:`PartLinear`)
     """
 
     def __init__(
@@ -335,20 +337,23 @@ class RSSM(SequenceModel):
         activation_fn: type[nn.Module] = nn.ELU,
         unimix: float = 0.0,
         layer_norm_gru: bool = False,
+        part_init: str = "layer",
     ) -> None:
         super().__init__(stoch_size, class_size, deter_size, latent_type, min_std, unimix)
         # The input MLP's first layer is split into its stoch and action parts (the same linear map on the
         # concatenation) so that the action part of a whole sequence is computed in one matmul.
-        self.stoch_in = PartLinear(self.stoch_dim, hidden_size, self.stoch_dim + action_dim)
-        self.action_in = PartLinear(action_dim, hidden_size, self.stoch_dim + action_dim, bias=False)
+        input_features = self.stoch_dim + action_dim
+        self.stoch_in = PartLinear(self.stoch_dim, hidden_size, input_features, part_init=part_init)
+        self.action_in = PartLinear(action_dim, hidden_size, input_features, bias=False, part_init=part_init)
         self.activation = activation_fn()
         self.gru = LayerNormGRUCell(hidden_size, deter_size) if layer_norm_gru else GRUCell(hidden_size, deter_size)
         self.prior_net = nn.Sequential(
             nn.Linear(deter_size, hidden_size), activation_fn(), nn.Linear(hidden_size, self.latent.stats_dim)
         )
         # Likewise the posterior's first layer: deter part per step, embedding part for the whole sequence.
-        self.post_deter_in = PartLinear(deter_size, hidden_size, deter_size + embedding_dim)
-        self.post_embed_in = PartLinear(embedding_dim, hidden_size, deter_size + embedding_dim, bias=False)
+        posterior_features = deter_size + embedding_dim
+        self.post_deter_in = PartLinear(deter_size, hidden_size, posterior_features, part_init=part_init)
+        self.post_embed_in = PartLinear(embedding_dim, hidden_size, posterior_features, bias=False, part_init=part_init)
         self.post_out = nn.Linear(hidden_size, self.latent.stats_dim)
 
     def embed_action(self, action: th.Tensor) -> th.Tensor:

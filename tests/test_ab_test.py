@@ -1,0 +1,52 @@
+"""The A/B of two algorithms over envs (``scripts/ab_test.py``): its statistic, its permutation test, its report."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sb3_dreamer.benchmark.ab_test import main, mean_difference, permutation_p_value
+
+ROOT = Path(__file__).resolve().parents[1] / "benchmarks" / "minatar-100k"
+
+
+def test_mean_difference_averages_envs_not_runs():
+    pairs = [(np.array([1.0, 0.8, 0.6]), np.array([0.5])), (np.array([0.2]), np.array([0.4, 0.6]))]
+    assert mean_difference(pairs) == pytest.approx(((0.8 - 0.5) + (0.2 - 0.5)) / 2)
+
+
+def test_permutation_p_value_of_separated_and_of_equal_runs():
+    """Three runs above two on each of four envs: only the observed labelling of the 10^4 is as extreme."""
+    above = [(np.array([0.9, 0.8, 1.0]), np.array([0.1, 0.2])) for _ in range(4)]
+    assert permutation_p_value(above, permutations=2000) < 0.005
+    below = [(b, a) for a, b in above]
+    assert permutation_p_value(below, permutations=2000) > 0.995
+    equal = [(np.array([0.5, 0.5]), np.array([0.5, 0.5])) for _ in range(3)]
+    assert permutation_p_value(equal, permutations=200) == 1.0
+    # Seeded: the same runs give the same p-value
+    mixed = [(np.array([0.3, 0.7, 0.5]), np.array([0.4, 0.45])), (np.array([0.6]), np.array([0.2, 0.9]))]
+    assert permutation_p_value(mixed, permutations=500) == permutation_p_value(mixed, permutations=500)
+
+
+def test_ab_of_the_campaign(capsys: pytest.CaptureFixture):
+    """The script on the committed campaign: a row per env where both have runs, then the mean and the p-value."""
+    main(
+        [
+            "--root",
+            str(ROOT),
+            "--a",
+            "dreamerv2",
+            "--b",
+            "dreamerv3",
+            "--exclude-envs",
+            "Freeway-MinAtar",
+            "--permutations",
+            "50",
+        ]
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "MinAtar" in line]
+    assert len(rows) == 9 and not any(row.startswith("| Freeway-MinAtar ") for row in rows)
+    assert "Over the 9 envs: mean normalised score dreamerv2 0." in out and "(50 relabellings within each env)" in out
+    with pytest.raises(SystemExit, match=r"no env under .* has runs of both dreamerv2 and nothing"):
+        main(["--root", str(ROOT), "--a", "dreamerv2", "--b", "nothing"])
