@@ -1,5 +1,6 @@
 """The A/B of two algorithms over envs (``scripts/ab_test.py``): its statistic, its permutation test, its report."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,20 @@ def test_ab_of_the_campaign(capsys: pytest.CaptureFixture):
     assert "Over the 9 envs: mean normalised score dreamerv2 0." in out and "(50 relabellings within each env)" in out
     with pytest.raises(SystemExit, match=r"no env under .* has runs of both dreamerv2 and nothing"):
         main(["--root", str(ROOT), "--a", "dreamerv2", "--b", "nothing"])
+
+
+def test_report_quotes_the_initialisation_ab(capsys: pytest.CaptureFixture):
+    """The campaign report's verdict on the initialisation quotes what the script gives on the committed runs."""
+    report = (ROOT.parent / "minatar-100k.md").read_text()
+    paragraph = " ".join(next(p for p in report.split("\n\n") if p.startswith("**The verdict: the packaged")).split())
+    command = re.search(r"`python scripts/ab_test.py ([^`]+)`", paragraph)[1].split()
+    quoted = re.search(
+        r"a mean normalised score of (\S+) against (\S+), a difference of (\S+), one-sided permutation p-value (\S+) ",
+        paragraph,
+    )
+    main([*command[:1], str(ROOT), *command[2:]])
+    out = capsys.readouterr().out
+    measured = re.search(
+        r"mean normalised score \S+ (\S+), \S+ (\S+), difference (\S+); one-sided permutation p-value (\S+) ", out
+    )
+    assert quoted.groups() == measured.groups()
