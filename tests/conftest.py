@@ -4,6 +4,7 @@ the tiny DreamerV2 of ``sb3_dreamer.benchmark.quick`` (in Python and as zoo hype
 2 CPU cores, command lines run in a fresh interpreter, and checks of two models.
 """
 
+import inspect
 import os
 import subprocess
 import sys
@@ -46,6 +47,11 @@ TINY = dict(
     imagination_horizon=3,
     seed=0,
 )
+
+
+def constructor_defaults(cls: type) -> dict[str, object]:
+    """The default of each argument of ``cls``'s constructor (``inspect.Parameter.empty`` for one without)."""
+    return {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
 
 
 def tiny_model(env="Breakout-MinAtar", policy="CnnPolicy", **kwargs) -> DreamerV2:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from conftest import constructor_defaults
 
 from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.envs.registration import GAME_IDS
@@ -118,7 +119,6 @@ def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
     entries that differ from the constructor's and the policy's defaults.
     """
     import ast
-    import inspect
 
     import yaml
 
@@ -144,7 +144,7 @@ def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
     policy_kwargs = eval(entry.pop("policy_kwargs"))
     assert [ast.literal_eval(arg) for arg in call.args] == [entry.pop("policy"), "Breakout-MinAtar"]
     for cls, values, sample in ((DreamerV2, entry, passed), (DreamerV2Policy, policy_kwargs, passed_policy_kwargs)):
-        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
+        defaults = constructor_defaults(cls)
         differing = {name: value for name, value in values.items() if name in defaults and defaults[name] != value}
         assert differing and sample == differing, cls.__name__
 
@@ -153,7 +153,7 @@ def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
 MARKDOWN_PAGES = [
     README,
     REPO / "CHANGELOG.md",
-    *sorted((REPO / "docs").rglob("*.md")),
+    *sorted(DOCS.rglob("*.md")),
     *sorted((REPO / "benchmarks").rglob("*.md")),
 ]
 

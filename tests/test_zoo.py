@@ -5,7 +5,6 @@ These tests need the package installed with its start-up hook (``pip install -e 
 """
 
 import argparse
-import inspect
 import pickle
 import subprocess
 import time
@@ -18,7 +17,7 @@ import pytest
 import rl_zoo3
 import torch as th
 import yaml
-from conftest import ZOO_TINY, run
+from conftest import ZOO_TINY, constructor_defaults, run
 
 from sb3_dreamer import DreamerV2
 from sb3_dreamer.dreamerv2 import DreamerV2Policy
@@ -74,7 +73,7 @@ def test_hyperparams_files() -> None:
     assert {"deter_size", "stoch_size", "class_size"} <= set(policy_kwargs)
     hyperparams = {name: value for name, value in entry.items() if name not in ("n_timesteps", "policy", "n_envs")}
     for cls, values in ((DreamerV2, hyperparams), (DreamerV2Policy, policy_kwargs)):
-        defaults = {name: parameter.default for name, parameter in inspect.signature(cls.__init__).parameters.items()}
+        defaults = constructor_defaults(cls)
         assert {name: defaults.get(name) for name in values} == values, cls.__name__
     # SAC's Pendulum-v1 entry, the baseline of benchmarks/pendulum.md, is the RL Zoo's own
     with open(REPO / "hyperparams" / "sac.yml") as file:
