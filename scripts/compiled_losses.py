@@ -1,9 +1,9 @@
 """
 CPU time of an update with compiled losses (``compile_losses=True``) against the same model run eagerly, in rounds
 that alternate the two in one process (``torch.compiler.set_stance("force_eager")`` runs the eager code), at the
-packaged MinAtar setting of the algorithm: DreamerV2 at batch 16 x 50, DreamerV3 ``size1m`` at batch 8 x 32, in float32
-(``--mixed-precision false``, the default here) or as the library's ``mixed_precision`` setting says (``auto``,
-``true``: bfloat16 autocast).
+packaged MinAtar setting of the algorithm (read from its RL Zoo file): DreamerV2 at batch 16 x 50, DreamerV3 ``size1m``
+at batch 8 x 32, in float32 (``--mixed-precision false``, the default here) or as the library's ``mixed_precision``
+setting says (``auto``, ``true``: bfloat16 autocast).
 
 Prints the first (compiling) update's wall-clock seconds, the number of compiled graphs and graph breaks, then per
 round the median CPU time (``time.process_time``) per update of ``--calls`` calls of ``train()`` with the packaged
@@ -18,20 +18,10 @@ import time
 
 import torch as th
 
-from sb3_dreamer import DreamerV2, DreamerV3
+from sb3_dreamer.benchmark.update_settings import minatar_update_settings
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.precision import MIXED_PRECISION_SETTINGS
-
-#: the packaged MinAtar settings that decide an update's cost
-SETTINGS = {
-    "dreamerv2": dict(
-        batch_size=16,
-        sequence_length=50,
-        gradient_steps=5,
-        policy_kwargs=dict(deter_size=200, stoch_size=20, class_size=20),
-    ),
-    "dreamerv3": dict(batch_size=8, sequence_length=32, gradient_steps=1, policy_kwargs=dict(model_size="size1m")),
-}
+from sb3_dreamer.zoo import ALGORITHMS
 
 
 def median_update_s(model: DreamerAlgorithm, n_calls: int) -> float:
@@ -46,7 +36,7 @@ def median_update_s(model: DreamerAlgorithm, n_calls: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", default="dreamerv2", choices=list(SETTINGS))
+    parser.add_argument("--algo", default="dreamerv2", choices=list(ALGORITHMS))
     parser.add_argument("--env", default="Breakout-MinAtar")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of eager, then compiled updates")
     parser.add_argument("--calls", type=int, default=3, help="train() calls timed per round and mode")
@@ -57,15 +47,14 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
 
-    algo = DreamerV2 if args.algo == "dreamerv2" else DreamerV3
-    model = algo(
+    model = ALGORITHMS[args.algo](
         "CnnPolicy",
         args.env,
         learning_starts=1100,
         mixed_precision=MIXED_PRECISION_SETTINGS[args.mixed_precision],
         seed=0,
         compile_losses=True,
-        **SETTINGS[args.algo],
+        **minatar_update_settings(args.algo),
     )
     model.learn(model.learning_starts)  # random steps that fill the replay buffer; no update yet
     start = time.perf_counter()

@@ -17,6 +17,9 @@ replay sampling and Python.
 ``--elementwise`` prints instead the CPU time of exp, tanh, sigmoid and ELU on an (800, 200) float32 tensor (an
 imagination step's size at batch 16) eagerly (ATen's kernels) and compiled (inductor's vectorised C++).
 
+The model is the packaged MinAtar setting of ``--algo`` (read from its RL Zoo file: DreamerV2 at batch 16 x 50,
+DreamerV3 ``size1m`` at batch 8 x 32), ``--batch-size`` sequences per update where given.
+
 Usage: python scripts/inductor_kernels.py [--algo dreamerv2] [--env Breakout-MinAtar] [--batch-size 16]
     [--mixed-precision true] [--threads 1] [--calls 5] [--top 12] [--elementwise]
 """
@@ -30,8 +33,9 @@ from types import ModuleType
 import torch as th
 from torch._inductor.codecache import PyCodeCache
 
-from sb3_dreamer import DreamerV2, DreamerV3
+from sb3_dreamer.benchmark.update_settings import minatar_update_settings
 from sb3_dreamer.common.precision import MIXED_PRECISION_SETTINGS
+from sb3_dreamer.zoo import ALGORITHMS
 
 
 class KernelTimes:
@@ -100,9 +104,9 @@ def elementwise_speeds(n_calls: int = 300) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", default="dreamerv2", choices=["dreamerv2", "dreamerv3"])
+    parser.add_argument("--algo", default="dreamerv2", choices=list(ALGORITHMS))
     parser.add_argument("--env", default="Breakout-MinAtar")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per update")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences per update (default: the packaged)")
     parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION_SETTINGS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--calls", type=int, default=5, help="timed updates")
@@ -114,14 +118,16 @@ def main() -> None:
         elementwise_speeds()
         return
 
-    algo = DreamerV2 if args.algo == "dreamerv2" else DreamerV3
-    model = algo(
+    settings = minatar_update_settings(args.algo)
+    if args.batch_size is not None:
+        settings["batch_size"] = args.batch_size
+    model = ALGORITHMS[args.algo](
         "CnnPolicy",
         args.env,
         seed=0,
-        batch_size=args.batch_size,
         mixed_precision=MIXED_PRECISION_SETTINGS[args.mixed_precision],
         compile_losses=True,
+        **settings,
     )
     model.learn(model.learning_starts)
     known = set(PyCodeCache.modules)

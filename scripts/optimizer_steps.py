@@ -21,12 +21,11 @@ import time
 import torch as th
 
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.benchmark.update_settings import minatar_update_settings
 
 #: Adam's implementations, by name: the keyword that selects each
 IMPLEMENTATIONS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 STEPS_PER_ROUND = 20
-#: the packaged MinAtar network sizes
-SIZES = dict(policy_kwargs=dict(deter_size=200, stoch_size=20, class_size=20))
 
 
 def time_steps(parameters: list[th.Tensor], implementation: dict, rounds: int) -> tuple[float, list[th.Tensor]]:
@@ -49,7 +48,7 @@ def time_steps(parameters: list[th.Tensor], implementation: dict, rounds: int) -
 def time_updates(env: str, rounds: int) -> dict[str, float]:
     """Median CPU ms per compiled update with each optimizer implementation, alternating in ``rounds`` rounds."""
     model = DreamerV2(
-        "CnnPolicy", env, learning_starts=1100, seed=0, compile_losses=True, batch_size=16, gradient_steps=5, **SIZES
+        "CnnPolicy", env, learning_starts=1100, seed=0, compile_losses=True, **minatar_update_settings("dreamerv2")
     )
     model.learn(model.learning_starts)
     model.train(gradient_steps=1, batch_size=model.batch_size)  # compiles, or loads the compiled graphs
@@ -82,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
 
-    policy = DreamerV2("CnnPolicy", args.env, **SIZES).policy
+    policy = DreamerV2("CnnPolicy", args.env, **minatar_update_settings("dreamerv2")).policy
     print("| optimizer | parameters | " + " | ".join(f"{name}, ms" for name in IMPLEMENTATIONS) + " | fused - for-loop |")
     print("|---|---:|" + "---:|" * len(IMPLEMENTATIONS) + "---:|")
     for name in ("world_model", "actor", "critic"):

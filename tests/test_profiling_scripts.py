@@ -1,4 +1,5 @@
 """
+``sb3_dreamer.benchmark.update_settings``: the update that the timing scripts measure;
 ``scripts/inductor_kernels.py``: the kernel-by-kernel times of a graph that inductor generated;
 ``scripts/optimizer_steps.py``: Adam's implementations on the same parameters; ``scripts/cuda_check.sh``: the order and
 outputs of the GPU checks, run with a stand-in Python.
@@ -16,6 +17,10 @@ import numpy as np
 import torch as th
 from torch._inductor.codecache import PyCodeCache
 
+from sb3_dreamer.benchmark.update_settings import UPDATE_KEYS, minatar_update_settings
+from sb3_dreamer.zoo import ALGORITHMS
+from sb3_dreamer.zoo.plugin import MINATAR_IDS
+
 
 def load_script(name: str) -> ModuleType:
     path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
@@ -23,6 +28,28 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: the networks of the packaged MinAtar settings
+PACKAGED_NETWORKS = {
+    "dreamerv2": dict(deter_size=200, stoch_size=20, class_size=20, part_init="part"),
+    "dreamerv3": dict(model_size="size1m"),
+}
+
+
+def test_timed_updates_are_the_packaged_minatar_setting():
+    for algo, algorithm in ALGORITHMS.items():
+        settings = minatar_update_settings(algo)
+        assert set(settings) == set(UPDATE_KEYS)
+        # One setting for the ten ids, and a model built with it has the packaged sizes
+        assert all(minatar_update_settings(algo, env_id) == settings for env_id in MINATAR_IDS)
+        model = algorithm("CnnPolicy", "Breakout-MinAtar", **settings)
+        assert (model.batch_size, model.sequence_length, model.gradient_steps) == tuple(
+            settings[key] for key in UPDATE_KEYS[:3]
+        )
+        policy_kwargs = settings["policy_kwargs"]
+        assert policy_kwargs == PACKAGED_NETWORKS[algo]
+        assert all(getattr(model.policy, name) == value for name, value in policy_kwargs.items())
 
 
 def test_adam_implementations_step_alike():
