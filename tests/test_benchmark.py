@@ -52,6 +52,7 @@ from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, impr
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
+REWARD_PREDICTION = SCRIPT.parent / "reward_prediction.py"
 
 # DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
 ALGOS = ("dreamerv2", "dqn@batch16")
@@ -295,6 +296,17 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
         scores[deterministic] = json.loads(output.read_text())
     assert scores[True] == {key: info[key] for key in ("final_mean_return", "final_std_return", "final_episodes")}
     assert scores[False]["final_episodes"] == 3 and scores[False]["final_mean_return"] >= 0
+
+    # The reward-prediction table's deterministic play replays the final score's episodes; DQN has no world model
+    output = run_script(REWARD_PREDICTION, tmp_path, "--algos", "dreamerv2", "--episodes", "3", "--deterministic")
+    row = next(line for line in output.splitlines() if line.startswith("| dreamerv2 | Breakout-MinAtar | 0 | 3 |"))
+    assert float(row.split("|")[5]) == pytest.approx(info["final_mean_return"], abs=0.005)
+    result = subprocess.run(
+        [sys.executable, str(REWARD_PREDICTION), "--root", str(tmp_path), "--algos", "dqn@batch16", "--episodes", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "dqn has no world model to predict rewards with" in result.stderr
 
     table = (tmp_path / "results.md").read_text()
     assert "| algo | env | frames | seeds | 0.1k | 0.2k | 0.3k |" in table

@@ -10,7 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
 
 from sb3_dreamer.common.checks import check_image_space, check_spaces
-from sb3_dreamer.world_model.distributions import ActionDistribution
+from sb3_dreamer.world_model.distributions import ActionDistribution, ScalarDistribution
 from sb3_dreamer.world_model.model import ActingState, WorldModel
 from sb3_dreamer.world_model.rssm import LatentState, ModelState, SequenceModel, detached, stack_states
 
@@ -40,6 +40,10 @@ class DreamerPolicy(BasePolicy):
     world_model: WorldModel
     action_dist: ActionDistribution
     actor: th.nn.Module
+    #: model states (N, ...) -> the critic's outputs (N, value_dist.param_dim)
+    critic: th.nn.Module
+    #: how the critic's outputs predict the value
+    value_dist: ScalarDistribution
 
     def __init__(
         self,
