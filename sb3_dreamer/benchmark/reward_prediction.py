@@ -112,7 +112,7 @@ def play(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: boo
             if done[0]:
                 episode_returns.append(episode_return)
                 episode_return = 0.0
-    return RewardPredictions(*(np.array(values) for values in (rewards, prior, posterior, values, episode_returns)))
+    return RewardPredictions(*(np.array(column) for column in (rewards, prior, posterior, values, episode_returns)))
 
 
 def rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
