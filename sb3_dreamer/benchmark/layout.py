@@ -1,5 +1,6 @@
 """Where a benchmark run keeps its files under ROOT, and reading its evaluations and state from them."""
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,24 @@ def base_algo(algo: str) -> str:
 def is_variant(algo: str) -> bool:
     """Whether ``algo`` names a variant ``ALGO@NAME`` (other hyperparameters of ALGO), not a packaged algorithm."""
     return base_algo(algo) != algo
+
+
+def add_run_selection(parser: argparse.ArgumentParser) -> None:
+    """The options that select runs under a benchmark root: ``--root``, ``--algos``, ``--envs``, ``--seeds``."""
+    parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
+    parser.add_argument("--algos", nargs="+", default=[], help="algos or variants ALGO@NAME (default: all)")
+    parser.add_argument("--envs", nargs="+", default=[], help="env ids (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[], help="seeds (default: all)")
+
+
+def selected_runs(root: Path, algos: list[str], envs: list[str], seeds: list[int]) -> list[Run]:
+    """The runs with a folder under ``root`` (finished or not) of ``algos``, ``envs`` and ``seeds`` (empty: all), by path."""
+    runs = []
+    for run_dir in sorted((root / RUNS_DIR).glob("*/*/seed_*")):
+        run = Run(run_dir.parent.parent.name, run_dir.parent.name, int(run_dir.name.removeprefix("seed_")))
+        if (not algos or run.algo in algos) and (not envs or run.env in envs) and (not seeds or run.seed in seeds):
+            runs.append(run)
+    return runs
 
 
 def finished_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -40,7 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.benchmark.final_eval import zoo_test_env
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
-from sb3_dreamer.benchmark.layout import RUNS_DIR, Run
+from sb3_dreamer.benchmark.layout import RUNS_DIR, Run, add_run_selection, selected_runs
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.zoo import apply
 
@@ -174,10 +174,7 @@ def markdown_row(run: Run, values: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Command line of ``scripts/reward_prediction.py``: print the table of the selected runs."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
-    parser.add_argument("--algos", nargs="+", default=[], help="algos or variants ALGO@NAME (default: all)")
-    parser.add_argument("--envs", nargs="+", default=[], help="env ids (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[], help="seeds (default: all)")
+    add_run_selection(parser)
     parser.add_argument("--episodes", type=int, default=20, help="episodes each final model plays")
     parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -186,13 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--episodes must be a positive number, got {args.episodes}")
     apply()  # dreamerv2 and dreamerv3 in the zoo's ALGOS, and the MinAtar ids
     th.set_num_threads(args.threads)
-    runs = []
-    for run_dir in sorted((args.root / RUNS_DIR).glob("*/*/seed_*")):
-        algo, env, seed = run_dir.parent.parent.name, run_dir.parent.name, int(run_dir.name.removeprefix("seed_"))
-        if (args.algos and algo not in args.algos) or (args.envs and env not in args.envs):
-            continue
-        if not args.seeds or seed in args.seeds:
-            runs.append(Run(algo, env, seed))
+    runs = selected_runs(args.root, args.algos, args.envs, args.seeds)
     with_model = [run for run in runs if has_final_model(args.root, run)]
     if not with_model:
         raise SystemExit(f"no run under {args.root / RUNS_DIR} that matches the selection has its final model here")

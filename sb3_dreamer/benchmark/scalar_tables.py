@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sb3_dreamer.benchmark.extras import benchmark_extra
-from sb3_dreamer.benchmark.layout import RUNS_DIR, SCALARS_FILE
+from sb3_dreamer.benchmark.layout import RUNS_DIR, SCALARS_FILE, add_run_selection, selected_runs
 from sb3_dreamer.benchmark.scalars import run_scalars
 
 with benchmark_extra():
@@ -51,13 +51,10 @@ def collect(root: Path, algos: list[str], envs: list[str], seeds: list[int], tag
     indexed by tag, algo, env, seed.
     """
     tables = {}
-    for run_dir in sorted((root / RUNS_DIR).glob("*/*/seed_*")):
-        algo, env, seed = run_dir.parent.parent.name, run_dir.parent.name, int(run_dir.name.removeprefix("seed_"))
-        if (algos and algo not in algos) or (envs and env not in envs) or (seeds and seed not in seeds):
-            continue
-        scalars = run_scalars(run_dir, tags)
+    for run in selected_runs(root, algos, envs, seeds):
+        scalars = run_scalars(run.directory(root), tags)
         if scalars is not None:
-            tables[(algo, env, seed)] = values_at(scalars, frames, window)
+            tables[(run.algo, run.env, run.seed)] = values_at(scalars, frames, window)
     if not tables:
         logs = f"TensorBoard logs under {root / RUNS_DIR} (event files or {SCALARS_FILE})"
         raise SystemExit(f"no run with {logs} matches the selection")
@@ -85,10 +82,7 @@ def markdown_tables(values: pd.DataFrame, tags: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Command line of ``scripts/tb_scalars.py``: print the tables of the selected runs' scalars."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path("benchmarks/minatar-100k"))
-    parser.add_argument("--algos", nargs="+", default=[], help="algos or variants ALGO@NAME (default: all)")
-    parser.add_argument("--envs", nargs="+", default=[], help="env ids (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[], help="seeds (default: all)")
+    add_run_selection(parser)
     parser.add_argument("--tags", nargs="+", default=DEFAULT_TAGS, help="scalar tags")
     parser.add_argument("--at", nargs="+", type=int, default=list(range(10_000, 100_001, 10_000)), help="env frames")
     parser.add_argument("--window", type=int, default=2_000, help="env frames averaged up to each frame of --at")
