@@ -4,7 +4,8 @@
 #    machine without a registry),
 # 2. tests/test_cuda_path.py, whose CUDA tests run only where a GPU is,
 # 3. scripts/throughput.py on the device: float32 and bfloat16 mixed precision, batch 16 and 50, eager; then
-#    bfloat16 at batch 16 with compiled losses (first step = compile time),
+#    bfloat16 at batch 16 with compiled losses (first step = compile time); DreamerV3 (size1m, its batch of 16 x 64)
+#    in bfloat16, eager and compiled,
 # 4. a FRAMES-frame zoo run of the packaged DreamerV2 on Breakout-MinAtar (evaluations every 5k frames).
 # Each step has a time limit, so that one that hangs leaves the others' results. Everything goes to OUT:
 # cuda_check.log (all output), throughput.jsonl (one line per setting), evaluations.npz and zoo.log of the zoo run.
@@ -45,5 +46,10 @@ timing=(--grad-steps 20 --act-steps 300 --learn-frames 500)
   echo "throughput: batch 16, mixed precision true, compiled losses"
   timeout 300 "$python" scripts/throughput.py --device "$device" --batch-size 16 --mixed-precision true \
     --compile-losses "${timing[@]}" | tee -a "$out/throughput.jsonl"
+  for compiled in "" --compile-losses; do
+    echo "throughput: dreamerv3, mixed precision true ${compiled:-eager}"
+    timeout 300 "$python" scripts/throughput.py --device "$device" --algo dreamerv3 --mixed-precision true $compiled \
+      "${timing[@]}" | tee -a "$out/throughput.jsonl"
+  done
   date -u
 } 2>&1 | tee "$out/cuda_check.log"

@@ -125,6 +125,8 @@ def test_cuda_check_runs_each_measurement_and_keeps_their_outputs(tmp_path: Path
     assert [setting.split("--device cpu ")[1].split(" --grad-steps")[0] for setting in settings] == [
         *expected,
         "--batch-size 16 --mixed-precision true --compile-losses",
+        "--algo dreamerv3 --mixed-precision true",
+        "--algo dreamerv3 --mixed-precision true --compile-losses",
     ]
     (zoo,) = [call for call in calls if "sb3_dreamer.zoo" in call]
     assert "-n 1000" in zoo and "--device cpu" in zoo
