@@ -15,7 +15,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_dreamer import DreamerV3, NonFiniteError
 from sb3_dreamer.common.buffers import SequenceSamples
 from sb3_dreamer.dreamerv3.dreamerv3 import replay_returns
-from sb3_dreamer.dreamerv3.policies import MODEL_SIZES
+from sb3_dreamer.dreamerv3.policies import MODEL_SIZES, OPTIMIZER_GROUPS
 from sb3_dreamer.world_model.block_rssm import BlockRSSM
 from sb3_dreamer.world_model.distributions import BoundedNormalAction, SymexpTwoHot, balanced_kl_loss
 from sb3_dreamer.world_model.layers import BlockLinear, RMSNorm
@@ -117,6 +117,9 @@ def test_model_sizes_follow_the_official_presets() -> None:
         (dict(learning_starts=4), "learning_starts"),
         (dict(replay_context=-1), "replay_context"),
         (dict(compile_losses="yes"), "compile_losses"),
+        (dict(actor_learning_rate=-1e-4), "actor_learning_rate"),
+        (dict(critic_learning_rate=lambda progress: progress - 1.0), "critic_learning_rate"),
+        (dict(policy_kwargs=dict(TINY_V3_POLICY, separate_learning_rates=1)), "separate_learning_rates"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs: dict, message: str) -> None:
@@ -270,6 +273,34 @@ def test_one_gradient_step_trains_everything_and_moves_the_slow_critic_by_its_ra
         assert not th.equal(parameter, before[name]), f"{name} was not updated"
     for slow, old, critic in zip(policy.critic_target.parameters(), slow_before, policy.critic.parameters(), strict=True):
         assert th.allclose(slow, 0.98 * old + 0.02 * critic, atol=1e-7)
+
+
+def test_separate_learning_rates_train_each_network_at_its_rate(tmp_path: Path) -> None:
+    # One group by default, as the official code's one optimizer; a group per network given either rate
+    assert [set(group) & {"name"} for group in tiny_v3().policy.optimizer.param_groups] == [set()]
+    model = tiny_v3(actor_learning_rate=0.0, critic_learning_rate=lambda progress: 1e-3 + 1e-3 * progress).learn(48)
+    optimizer = model.policy.optimizer
+    assert [group["name"] for group in optimizer.param_groups] == list(OPTIMIZER_GROUPS)
+    assert [group["lr"] for group in optimizer.param_groups] == [model.learning_rate, 0.0, 1e-3]
+    model._current_progress_remaining = 0.5
+    model._update_schedules()
+    assert [group["lr"] for group in optimizer.param_groups] == [model.learning_rate, 0.0, 1.5e-3]
+    # A rate of 0 leaves its network as it was, while the others train
+    policy = model.policy
+    before = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    model.train(gradient_steps=2, batch_size=4)
+    for name, parameter in policy.named_parameters():
+        if not name.startswith("critic_target"):
+            assert th.equal(parameter, before[name]) == name.startswith("actor."), name
+    # Saved and loaded with its groups and their rates
+    model.save(tmp_path / "model.zip")
+    loaded = DreamerV3.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.policy.optimizer.state_dict()["param_groups"] == optimizer.state_dict()["param_groups"]
+    # The groups change no parameter's update: equal rates train the weights of the one group bit for bit
+    one_group = tiny_v3(learning_rate=1e-3).learn(64)
+    three_groups = tiny_v3(learning_rate=1e-3, actor_learning_rate=1e-3).learn(64)
+    assert len(three_groups.policy.optimizer.param_groups) == 3
+    assert_same_weights(one_group, three_groups)
 
 
 def test_gradient_paths() -> None:

@@ -3,7 +3,7 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, polyak_update
 
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.common.buffers import SequenceReplayBuffer, SequenceSamples
@@ -66,7 +66,13 @@ class DreamerV3(DreamerAlgorithm):
     :param policy: the policy model to use (CnnPolicy, MlpPolicy, ...)
     :param env: the environment to learn from (if registered in Gym, can be str)
     :param learning_rate: learning rate of the one optimizer, a constant or a schedule of the remaining progress
-        (the optimizer adds its own linear warmup, see :class:`~sb3_dreamer.common.laprop.LaProp`)
+        (the optimizer adds its own linear warmup, see :class:`~sb3_dreamer.common.laprop.LaProp`); the world model's
+        where ``actor_learning_rate`` or ``critic_learning_rate`` is given
+    :param actor_learning_rate: learning rate of the actor, a constant or a schedule; None: ``learning_rate`` (the
+        official code's one rate). The first arXiv version trained the world model at 1e-4 and the actor and critic at
+        3e-5. Given either, the optimizer gets a parameter group per network (the policy's
+        ``separate_learning_rates``)
+    :param critic_learning_rate: learning rate of the critic, a constant or a schedule; None: ``learning_rate``
     :param buffer_size: replay capacity in observations (rows), split evenly between envs
     :param learning_starts: env steps of uniformly random actions before learning starts
     :param batch_size: number of sequences per gradient step (DreamerV3: 16)
@@ -125,6 +131,8 @@ class DreamerV3(DreamerAlgorithm):
         policy: str | type[DreamerV3Policy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 4e-5,
+        actor_learning_rate: float | Schedule | None = None,
+        critic_learning_rate: float | Schedule | None = None,
         buffer_size: int = 1_000_000,
         learning_starts: int = 1024,
         batch_size: int = 16,
@@ -186,6 +194,11 @@ class DreamerV3(DreamerAlgorithm):
             seed=seed,
             device=device,
         )
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        if actor_learning_rate is not None or critic_learning_rate is not None:
+            # The policy's optimizer then gets a group per network (as SB3 passes ``use_sde`` to its policies)
+            self.policy_kwargs = {**self.policy_kwargs, "separate_learning_rates": True}
         self.dynamics_scale = dynamics_scale
         self.representation_scale = representation_scale
         self.free_bits = free_bits
@@ -216,7 +229,12 @@ class DreamerV3(DreamerAlgorithm):
         )
         if self.dynamics_scale + self.representation_scale <= 0:
             raise ValueError("dynamics_scale and representation_scale are both 0: the prior would never be trained")
-        check_non_negative_schedules(learning_rate=self.learning_rate, actor_entropy_scale=self.actor_entropy_scale)
+        learning_rates = {"actor_learning_rate": self.actor_learning_rate, "critic_learning_rate": self.critic_learning_rate}
+        check_non_negative_schedules(
+            learning_rate=self.learning_rate,
+            **{name: value for name, value in learning_rates.items() if value is not None},
+            actor_entropy_scale=self.actor_entropy_scale,
+        )
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -233,11 +251,17 @@ class DreamerV3(DreamerAlgorithm):
             discount_scale=self.continue_scale,
             continue_discount=self.gamma,
         )
+        #: the learning rate schedule of each of the optimizer's groups, by name (one unnamed group: ``lr_schedule``)
+        self.group_lr_schedules = {
+            "world_model": self.lr_schedule,
+            "actor": self.lr_schedule if self.actor_learning_rate is None else FloatSchedule(self.actor_learning_rate),
+            "critic": self.lr_schedule if self.critic_learning_rate is None else FloatSchedule(self.critic_learning_rate),
+        }
         #: :meth:`_losses`, compiled with ``compile_losses``
         self._loss_function = self._compiled(self._losses)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_loss_function"]
+        return [*super()._excluded_save_params(), "_loss_function", "group_lr_schedules"]
 
     def learn(
         self: SelfDreamerV3,
@@ -259,9 +283,12 @@ class DreamerV3(DreamerAlgorithm):
         )
 
     def _update_schedules(self) -> None:
-        learning_rate = self.lr_schedule(self._current_progress_remaining)
-        update_learning_rate(self.policy.optimizer, learning_rate)
-        self.logger.record("train/learning_rate", learning_rate)
+        """Set each optimizer group's learning rate from its schedule; log them and the entropy scale."""
+        progress = self._current_progress_remaining
+        for group in self.policy.optimizer.param_groups:
+            name = group.get("name", "world_model")
+            group["lr"] = self.group_lr_schedules[name](progress)
+            self.logger.record("train/learning_rate" if name == "world_model" else f"train/{name}_learning_rate", group["lr"])
         self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
 
     def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:

@@ -30,6 +30,10 @@ from sb3_dreamer.world_model.model import IMAGE_LIKELIHOODS, WorldModel
 from sb3_dreamer.world_model.networks import NormLatentMLP, NormMlpDecoder, NormMlpEncoder
 from sb3_dreamer.world_model.rssm import LatentState, slice_states
 
+#: the networks that the optimizer trains, in its order of parameters: the names of its groups where
+#: ``separate_learning_rates`` gives each its own
+OPTIMIZER_GROUPS = ("world_model", "actor", "critic")
+
 #: DreamerV3's model sizes (the official ``configs.yaml`` presets): recurrent state, units of every MLP and of the RSSM,
 #: classes of each of the 32 latents, and the CNN's base depth
 MODEL_SIZES: dict[str, dict[str, int]] = {
@@ -93,6 +97,9 @@ class DreamerV3Policy(DreamerPolicy):
     :param actor_max_std: upper bound of the Normal actor's std (``Box`` actions)
     :param image_likelihood: how the decoder predicts observations (see :data:`IMAGE_LIKELIHOODS`); None: DreamerV3's
         squared error, of the sigmoid for images (``"sigmoid_mse"``) and of the symlog values for vectors (``"mse"``)
+    :param separate_learning_rates: give the optimizer one parameter group per network, named in
+        :data:`OPTIMIZER_GROUPS`, so that their learning rates can differ (the algorithm sets it where
+        ``actor_learning_rate`` or ``critic_learning_rate`` is given); otherwise one group holds every parameter
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: the optimizer of all networks (DreamerV3: :class:`LaProp` with AGC and warmup)
     :param optimizer_kwargs: its keyword arguments, excluding the learning rate
@@ -121,6 +128,7 @@ class DreamerV3Policy(DreamerPolicy):
     actor_min_std: float
     actor_max_std: float
     image_likelihood: str | None
+    separate_learning_rates: bool
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class DreamerV3Policy(DreamerPolicy):
         actor_min_std: float = 0.1,
         actor_max_std: float = 1.0,
         image_likelihood: str | None = None,
+        separate_learning_rates: bool = False,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = LaProp,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -185,7 +194,7 @@ class DreamerV3Policy(DreamerPolicy):
                 "image_likelihood='bernoulli' needs binary targets, but the MLP decoder reconstructs symlog(obs), as in "
                 "DreamerV3: use None (its squared error) or 'mse'"
             )
-        check_booleans(normalize_images=normalize_images)
+        check_booleans(normalize_images=normalize_images, separate_learning_rates=separate_learning_rates)
         check_subclasses(th.optim.Optimizer, "sb3_dreamer.common.laprop.LaProp", optimizer_class=optimizer_class)
         if not isinstance(self.optimizer_kwargs, dict):
             raise ValueError(f"optimizer_kwargs must be a dict or None, got {describe(optimizer_kwargs)}")
@@ -245,7 +254,11 @@ class DreamerV3Policy(DreamerPolicy):
         self.critic_target = NormLatentMLP(*sizes, self.bins, self.units, self.critic_layers, outscale=0.0)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        parameters = itertools.chain(self.world_model.parameters(), self.actor.parameters(), self.critic.parameters())
+        parameters: list[dict[str, Any]] | itertools.chain[th.nn.Parameter]
+        if self.separate_learning_rates:
+            parameters = [{"name": name, "params": list(getattr(self, name).parameters())} for name in OPTIMIZER_GROUPS]
+        else:
+            parameters = itertools.chain(*(getattr(self, name).parameters() for name in OPTIMIZER_GROUPS))
         self.optimizer = self.optimizer_class(parameters, lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def imagine(self, start: LatentState, horizon: int) -> ImaginedTrajectoryV3:
