@@ -71,3 +71,26 @@ def test_play_records_every_step_of_the_episodes():
     values = summary(predictions)
     assert values["prior AUC"] == values["posterior AUC"] == 0.5
     assert values["predicted / real reward"] == pytest.approx(0.25 * len(predictions.rewards) / predictions.rewards.sum())
+
+
+def test_prior_is_one_sequence_model_step_from_the_acting_state():
+    """The prior's prediction is the reward head on ``imagine_step`` of the state and action that acted, its modes."""
+    model = tiny_model().learn(60)
+    policy = model.policy
+    acting_states = []
+    act = policy.act
+
+    def recording_act(*args, **kwargs):
+        actions, state = act(*args, **kwargs)
+        acting_states.append(state)
+        return actions, state
+
+    policy.act = recording_act
+    env = DummyVecEnv([lambda: Monitor(gym.make("Breakout-MinAtar"))])
+    env.seed(3)
+    predictions = play(model, env, episodes=2)
+    with th.inference_mode():
+        steps = [policy.rssm.imagine_step(state.latent, state.action, deterministic=True) for state in acting_states]
+        expected = [policy.world_model.reward(step).item() for step in steps]
+    assert len(set(expected)) > 1
+    np.testing.assert_array_equal(predictions.prior, expected)

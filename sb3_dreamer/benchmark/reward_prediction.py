@@ -42,6 +42,7 @@ from sb3_dreamer.benchmark.final_eval import zoo_test_env
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
 from sb3_dreamer.benchmark.layout import RUNS_DIR, Run, add_run_selection, selected_runs
 from sb3_dreamer.common.base_class import DreamerAlgorithm
+from sb3_dreamer.world_model.rssm import LatentState
 from sb3_dreamer.zoo import apply
 
 #: steps either side of a rewarded step whose predictions the windowed column adds
@@ -102,8 +103,9 @@ def play(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: boo
             # The observation that arrived with the reward: the episode's last one where the VecEnv has reset
             arrived = infos[0]["terminal_observation"] if done[0] else observation
             embed = world_model.embed(world_model.preprocess(as_tensor(arrived)))
-            before = rssm.imagine_step(state.latent, state.action, deterministic=True)
             after = rssm.observe_step(state.latent, state.action, embed, None, deterministic=True)
+            # The prior of the same recurrent state: what imagine_step would give, without its second recurrent step
+            before = LatentState(after.deter, rssm.latent.sample(rssm.prior(after.deter), deterministic=True))
             rewards.append(float(reward[0]))
             prior.append(world_model.reward(before).item())
             posterior.append(world_model.reward(after).item())
