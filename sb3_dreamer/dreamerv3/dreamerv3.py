@@ -289,7 +289,7 @@ class DreamerV3(DreamerAlgorithm):
             name = group.get("name", "world_model")
             group["lr"] = self.group_lr_schedules[name](progress)
             self.logger.record("train/learning_rate" if name == "world_model" else f"train/{name}_learning_rate", group["lr"])
-        self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(self._current_progress_remaining))
+        self.logger.record("train/actor_entropy_scale", self.actor_entropy_schedule(progress))
 
     def _gradient_step(self, samples: SequenceSamples, step: int) -> tuple[dict[str, th.Tensor], LatentState]:
         """One step of the optimizer on the sum of all losses (one backward pass), then the slow critic's update."""
