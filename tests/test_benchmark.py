@@ -46,6 +46,7 @@ from sb3_dreamer.benchmark.grid import (
 from sb3_dreamer.benchmark.layout import Run
 from sb3_dreamer.benchmark.machine import BFLOAT16_CPU_FLAGS, code_facts, cpu_flags, cpu_model, machine_facts
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
+from sb3_dreamer.benchmark.relabel import relabel_runs
 from sb3_dreamer.benchmark.report import algo_colors, markdown_table, plot_learning_curves, variants_with_base
 from sb3_dreamer.benchmark.scalars import read_scalars
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, improvement_probability, normalise
@@ -409,6 +410,36 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     assert finals[finals["algo"] == "dqn@batch16"][["wall_clock_s", "cpu_s"]].notna().all(axis=None)
     table = (tmp_path / "results.md").read_text()
     assert re.search(r"\| dreamerv2 \| Breakout-MinAtar \| [^\n]* \| n/a \| n/a \| n/a \|\n", table)
+
+    # Runs take another name of their algorithm (a variant promoted to the packaged setting, the packaged runs kept
+    # as a variant): folders, run.json and the CSVs' rows, also of a run whose folder is gone (dqn@batch16's)
+    results, finals = pd.read_csv(tmp_path / "results.csv"), pd.read_csv(tmp_path / "final.csv")
+    (tmp_path / "dream_dreamerv2_Breakout-MinAtar.gif").write_bytes(b"GIF89a")
+    benchmark(tmp_path, "--relabel", "dreamerv2", "dreamerv2@earlier")
+    benchmark(tmp_path, "--relabel", "dqn@batch16", "dqn")
+    assert not (tmp_path / "runs" / "dreamerv2").exists()
+    info = json.loads(run_file(tmp_path, "dreamerv2@earlier").read_text())
+    assert info["algo"] == "dreamerv2@earlier" and info["relabelled_from"] == ["dreamerv2"]
+    # The dream GIF showed the runs that are no longer dreamerv2's
+    assert not (tmp_path / "dream_dreamerv2_Breakout-MinAtar.gif").exists()
+    renamed = {"dreamerv2": "dreamerv2@earlier", "dqn@batch16": "dqn"}
+    for name, before in (("results.csv", results), ("final.csv", finals)):
+        assert pd.read_csv(tmp_path / name).equals(before.assign(algo=before["algo"].replace(renamed)))
+    packaged, variants = (tmp_path / "results.md").read_text().split("\n## Variants\n")
+    assert "| dqn | Breakout-MinAtar |" in packaged and "| dreamerv2@earlier | Breakout-MinAtar |" in variants
+    assert "| dreamerv2 |" not in packaged + variants and "dqn@batch16" not in packaged + variants
+    # Nothing moves where the names are of two algorithms, or the new name has runs
+    shutil.copytree(tmp_path / "runs" / "dreamerv2@earlier", tmp_path / "runs" / "dreamerv2")
+    with pytest.raises(ValueError, match="another name of the same algorithm dreamerv2"):
+        relabel_runs(tmp_path, "dreamerv2@earlier", "dqn@earlier")
+    with pytest.raises(ValueError, match=r"dreamerv2 already has runs .* relabel them first"):
+        relabel_runs(tmp_path, "dreamerv2@earlier", "dreamerv2")
+    with pytest.raises(ValueError, match="no runs of dqn@batch16"):
+        relabel_runs(tmp_path, "dqn@batch16", "dqn@other")
+    assert run_file(tmp_path, "dreamerv2@earlier").is_file()
+    (run_file(tmp_path, "dreamerv2").parent / "run.json").unlink()
+    with pytest.raises(ValueError, match=r"unfinished runs of dreamerv2: .*seed_0; finish or remove them first"):
+        relabel_runs(tmp_path, "dreamerv2", "dreamerv2@unfinished")
 
 
 @pytest.mark.timeout(900)

@@ -114,6 +114,7 @@ Usage:
   python scripts/benchmark.py --status --root benchmarks/minatar-100k
   python scripts/benchmark.py --random-policy --envs {Asterix,Breakout}-MinAtar --root benchmarks/minatar-100k
   python scripts/benchmark.py --report-only --root benchmarks/minatar-100k --aggregate-algos dreamerv2@ratio2bf16 qrdqn
+  python scripts/benchmark.py --relabel dreamerv3 dreamerv3@mse --root benchmarks/minatar-100k
 """
 
 import argparse
@@ -127,6 +128,7 @@ from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET, run_grid, score_m
 from sb3_dreamer.benchmark.layout import Run, base_algo
 from sb3_dreamer.benchmark.quick import FULL_BUDGET, QUICK_BOOTSTRAP_REPS, QUICK_BUDGET
 from sb3_dreamer.benchmark.random_policy import update_random_scores
+from sb3_dreamer.benchmark.relabel import relabel_runs
 from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS
 from sb3_dreamer.zoo.plugin import ALGORITHMS, HYPERPARAMS_DIR
 
@@ -223,6 +225,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train nothing: score the finished runs under --root without a final score whose model is on disk, "
         "then rebuild the report",
     )
+    mode.add_argument(
+        "--relabel",
+        nargs=2,
+        metavar=("SOURCE", "TARGET"),
+        help="train nothing: give the finished runs of SOURCE under --root the name TARGET (folders, run.json, the rows "
+        "of the CSVs), e.g. a variant's runs when it becomes the packaged setting, then rebuild the report",
+    )
     args = parser.parse_args(argv)
     budget = QUICK_BUDGET if args.quick else FULL_BUDGET
     for name, default in zip(("frames", "eval_freq", "eval_episodes", "final_episodes"), budget, strict=True):
@@ -250,7 +259,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--algo-conf {algo}: no file {path}")
     missing = sorted({base_algo(algo) for algo in args.algos} - set(ALGORITHMS))
     missing = [algo for algo in missing if not (HYPERPARAMS_DIR / f"{algo}.yml").is_file()]
-    if missing and not (args.report_only or args.final_eval_missing or args.status or args.random_policy):
+    if missing and not (args.report_only or args.final_eval_missing or args.status or args.random_policy or args.relabel):
         parser.error(f"no hyperparameter file {', '.join(str(HYPERPARAMS_DIR / f'{algo}.yml') for algo in missing)}")
     return args
 
@@ -273,7 +282,8 @@ def check_hyperparams(parser: argparse.ArgumentParser, args: argparse.Namespace)
 def main(argv: list[str] | None = None) -> None:
     """
     Score the random policy on the grid's envs where not yet done, train the grid (``--final-eval-missing``: score the
-    unscored runs instead; ``--random-policy``: only the random policy; ``--report-only``: nothing), then report.
+    unscored runs instead; ``--random-policy``: only the random policy; ``--relabel``: rename an algorithm's runs;
+    ``--report-only``: nothing), then report.
     """
     args = parse_args(argv)
     # Before any training: the report needs the benchmark extra (pandas), and its plots no display
@@ -285,13 +295,19 @@ def main(argv: list[str] | None = None) -> None:
 
         print(status_table(args.root))
         return
+    if args.relabel:
+        try:
+            moved = relabel_runs(args.root, *args.relabel)
+        except ValueError as error:
+            raise SystemExit(f"--relabel: {error}") from None
+        print(f"{len(moved)} runs of {args.relabel[0]} are now {args.relabel[1]}'s", flush=True)
     failed = []
     try:
-        if not (args.report_only or args.final_eval_missing):
+        if not (args.report_only or args.final_eval_missing or args.relabel):
             update_random_scores(args.root, args.envs, args.final_episodes, seed=FINAL_EVAL_SEED_OFFSET)
         if args.final_eval_missing:
             failed = score_missing(args)
-        elif not (args.report_only or args.random_policy):
+        elif not (args.report_only or args.random_policy or args.relabel):
             runs = [
                 Run(algo, env, seed)
                 for algo in args.algos
