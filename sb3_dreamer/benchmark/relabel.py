@@ -3,18 +3,11 @@ Give the runs of one algorithm name under a benchmark root another name: when a 
 packaged setting, its runs become ``ALGO``'s rows and the earlier packaged runs a variant, without training again.
 """
 
+import json
 from pathlib import Path
 
 from sb3_dreamer.benchmark.extras import benchmark_extra
-from sb3_dreamer.benchmark.layout import (
-    DREAM_GIF,
-    GIF_ALGO,
-    RUN_FILE,
-    RUNS_DIR,
-    base_algo,
-    finished_runs,
-    write_json,
-)
+from sb3_dreamer.benchmark.layout import DREAM_GIF, GIF_ALGO, RUN_FILE, RUNS_DIR, base_algo, write_json
 from sb3_dreamer.benchmark.records import FINAL_CSV, RESULTS_CSV
 
 with benchmark_extra():
@@ -51,14 +44,13 @@ def relabel_runs(root: Path, source: str, target: str) -> list[Path]:
     if not runs and not any((table["algo"] == source).any() for table in csvs.values()):
         raise ValueError(f"no runs of {source} under {root}")
     moved = []
-    for run_file, info in finished_runs(root):
-        if info["algo"] != source:
-            continue
+    for run in runs:
+        info = json.loads((run / RUN_FILE).read_text())
         info.update(algo=target, **{EARLIER_NAMES: [*info.get(EARLIER_NAMES, []), source]})
-        write_json(run_file, info)
-        destination = target_dir / run_file.parent.relative_to(source_dir)
+        write_json(run / RUN_FILE, info)
+        destination = target_dir / run.relative_to(source_dir)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        moved.append(run_file.parent.rename(destination))
+        moved.append(run.rename(destination))
     for folder in [*source_dir.glob("*"), source_dir]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
