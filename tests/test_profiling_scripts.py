@@ -2,7 +2,8 @@
 ``sb3_dreamer.benchmark.update_settings``: the update that the timing scripts measure;
 ``scripts/inductor_kernels.py``: the kernel-by-kernel times of a graph that inductor generated;
 ``scripts/optimizer_steps.py``: Adam's implementations on the same parameters; ``scripts/cuda_check.sh``: the order and
-outputs of the GPU checks, run with a stand-in Python.
+outputs of the GPU checks, run with a stand-in Python; ``scripts/latent_probe.py``: DreamerV2's latents over the first
+updates.
 """
 
 import importlib.util
@@ -140,3 +141,22 @@ def test_cuda_check_installs_the_wheels_where_dependencies_are_missing(tmp_path:
     calls = run_cuda_check(tmp_path, dependencies_missing=True)
     (install,) = [call for call in calls if call.startswith("-m pip install")]
     assert install.endswith(f"--no-index --no-deps {tmp_path}/wheels/package-1.0-py3-none-any.whl")
+
+
+def test_latent_probe_reads_the_latents_over_the_first_updates():
+    probe = load_script("latent_probe").probe
+    # The packaged learning_starts (4000 random frames), then two train() calls of 5 updates; the logger writes at
+    # the episodes' ends and at the end
+    log = probe("Breakout-MinAtar", 4050)
+    assert log["time/total_timesteps"].iloc[-1] == 4050
+    # After 10 updates every one of the 20 latents of 20 classes is still near uniform: 20 ln 20 nats
+    assert np.allclose(log[["train/posterior_entropy", "train/prior_entropy"]].iloc[-1], 20 * np.log(20), atol=0.5)
+    assert (log["train/kl"] > 0).all()
+    # The Bernoulli loss of a decoder at 0.5 everywhere is about 400 cells x ln 2; a bias of -4 predicts dark cells
+    bernoulli = {"image_likelihood": "bernoulli"}
+    first_losses = [
+        probe("Breakout-MinAtar", 4025, policy_kwargs=bernoulli, decoder_bias=bias)["train/reconstruction_loss"].iloc[0]
+        for bias in (None, -4.0)
+    ]
+    assert 0.8 * 400 * np.log(2) < first_losses[0] < 1.2 * 400 * np.log(2)
+    assert first_losses[1] < 0.75 * first_losses[0]

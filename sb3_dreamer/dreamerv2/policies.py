@@ -115,7 +115,10 @@ class DreamerV2Policy(DreamerPolicy):
         initialisation before commit a185d39: on Breakout-MinAtar the RSSM's action weights start 11.6 times larger,
         the posterior's 1.41, the heads' 1.22-1.73), which the packaged MinAtar setting uses (:class:`PartLinear`)
     :param image_likelihood: how the decoder predicts the observations: ``"normal"`` (unit-variance Gaussian per entry)
-        or ``"bernoulli"`` (binary frames, e.g. MinAtar's)
+        or ``"bernoulli"`` (binary frames, e.g. MinAtar's). With the packaged MinAtar setting, ``"bernoulli"`` made
+        every categorical latent deterministic and the same in prior and posterior within the first few hundred
+        updates, so that no observation reached the model (``benchmarks/minatar-100k.md``,
+        ``scripts/latent_probe.py``); DreamerV3, whose latents survive it, is the algorithm to use it with
     :param activation_fn: activation function of every network
     :param normalize_images: divide uint8 images in [0, 255] by 255
     :param optimizer_class: optimizer of the world model, actor and critic
