@@ -15,14 +15,11 @@ from typing import Any
 
 import pandas as pd
 import torch as th
-import yaml
 from stable_baselines3.common.logger import configure
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.zoo import HYPERPARAMS_DIR
+from sb3_dreamer.benchmark.update_settings import minatar_settings
 
-#: the zoo entry's keys that are not constructor arguments
-ZOO_KEYS = ("n_timesteps", "policy", "n_envs")
 COLUMNS = ["train/kl", "train/posterior_entropy", "train/prior_entropy", "train/reconstruction_loss"]
 
 
@@ -43,9 +40,8 @@ def probe(
     :param warmup_frames: the world model's learning rate rises linearly from 0 over this many frames of training
     """
     th.set_num_threads(1)
-    with open(HYPERPARAMS_DIR / "dreamerv2.yml") as file:
-        settings = {key: value for key, value in yaml.safe_load(file)[env].items() if key not in ZOO_KEYS}
-    settings["policy_kwargs"] = {**eval(settings["policy_kwargs"]), **(policy_kwargs or {})}
+    settings = minatar_settings("dreamerv2", env)
+    settings["policy_kwargs"] |= policy_kwargs or {}
     if warmup_frames:
         rate, starts = settings["learning_rate"], settings["learning_starts"]
 

@@ -1,7 +1,7 @@
 """
 What an update of the packaged MinAtar setting is, for the scripts that time updates (``scripts/compiled_losses.py``,
-``scripts/inductor_kernels.py``, ``scripts/optimizer_steps.py``): read from the packaged RL Zoo file, so that the
-measurements follow it.
+``scripts/inductor_kernels.py``, ``scripts/optimizer_steps.py``), and the whole setting for the scripts that train it
+(``scripts/latent_probe.py``): read from the packaged RL Zoo file, so that the measurements follow it.
 """
 
 from typing import Any
@@ -14,10 +14,15 @@ from sb3_dreamer.zoo import HYPERPARAMS_DIR, apply
 UPDATE_KEYS = ("batch_size", "sequence_length", "gradient_steps", "policy_kwargs")
 
 
-def minatar_update_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict[str, Any]:
+#: the keys of a zoo entry that are not constructor arguments of the algorithm
+ZOO_KEYS = ("n_timesteps", "policy", "n_envs")
+
+
+def minatar_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict[str, Any]:
     """
-    The packaged ``hyperparams/<algo>.yml`` entry's :data:`UPDATE_KEYS` for ``env_id`` (one setting for all ten
-    MinAtar ids), ``policy_kwargs`` evaluated as the RL Zoo evaluates it (a ``dict(...)`` expression).
+    The constructor arguments of the packaged ``hyperparams/<algo>.yml`` entry for ``env_id`` (one setting for all ten
+    MinAtar ids; the entry without :data:`ZOO_KEYS`), ``policy_kwargs`` evaluated as the RL Zoo evaluates it (a
+    ``dict(...)`` expression).
 
     :param algo: ``"dreamerv2"`` or ``"dreamerv3"``
     :param env_id: the entry to read
@@ -26,8 +31,13 @@ def minatar_update_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict
 
     apply()  # the names that the zoo's policy_kwargs strings may use (e.g. MinAtarCNN)
     with open(HYPERPARAMS_DIR / f"{algo}.yml") as file:
-        entry = yaml.safe_load(file)[env_id]
-    settings = {key: entry[key] for key in UPDATE_KEYS}
+        settings = {key: value for key, value in yaml.safe_load(file)[env_id].items() if key not in ZOO_KEYS}
     # In the namespace where the zoo evaluates them (rl_zoo3.exp_manager's globals)
     settings["policy_kwargs"] = eval(settings["policy_kwargs"], vars(exp_manager))
     return settings
+
+
+def minatar_update_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict[str, Any]:
+    """The :data:`UPDATE_KEYS` of :func:`minatar_settings`."""
+    settings = minatar_settings(algo, env_id)
+    return {key: settings[key] for key in UPDATE_KEYS}
