@@ -8,9 +8,13 @@ import pytest
 from gymnasium import spaces
 
 from sb3_dreamer.benchmark import random_policy
+from sb3_dreamer.benchmark.constant_action import constant_action_rows, constant_action_table
+from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
 from sb3_dreamer.benchmark.random_policy import (
     RANDOM_POLICY_CSV,
+    ConstantPolicy,
     UniformPolicy,
+    policy_returns,
     random_policy_score,
     random_policy_section,
     update_random_scores,
@@ -64,3 +68,39 @@ def test_random_scores_are_measured_once_per_env(tmp_path: Path, monkeypatch: py
     section = random_policy_section(table)
     assert section.startswith("\n## Random policy\n") and "| B-v0 | 100 | 7 | 0.40 | 0.50 |" in section
     assert random_policy_section(pd.DataFrame(columns=table.columns)) == ""
+
+
+def test_constant_policy_plays_one_action_and_refuses_one_outside_the_space():
+    state = (np.ones(2),)
+    actions, passed = ConstantPolicy(spaces.Discrete(3), 2).predict({"image": np.zeros((4, 1))}, state=state)
+    assert actions.tolist() == [2, 2, 2, 2] and passed is state
+    for space, action in ((spaces.Discrete(3), 3), (spaces.Discrete(3), -1), (spaces.Box(-1.0, 1.0, (1,)), 0)):
+        with pytest.raises(ValueError, match="constant action needs a Discrete action space that holds it"):
+            ConstantPolicy(space, action)
+
+
+def test_constant_action_table_sorts_each_seeds_runs_by_its_score(tmp_path: Path):
+    """The runs of a seed at, above and below the constant action's score in the env of their final score."""
+    episodes, seeds = 3, (0, 1)
+    scores = [
+        np.mean(policy_returns("Breakout-MinAtar", episodes, FINAL_EVAL_SEED_OFFSET + seed, lambda s: ConstantPolicy(s, 1)))
+        for seed in seeds
+    ]
+    runs = [("same", scores[0]), ("better", scores[0] + 1.0), ("worse", scores[0] - 0.01), ("other seed", scores[1])]
+    finals = pd.DataFrame(
+        [(algo, "Breakout-MinAtar", 0 if algo != "other seed" else 1, episodes, score) for algo, score in runs]
+        + [("not scored", "Breakout-MinAtar", 0, episodes, np.nan), ("other env", "Asterix-MinAtar", 0, episodes, 1.0)],
+        columns=["algo", "env", "seed", "final_episodes", "final_mean_return"],
+    )
+    finals.to_csv(tmp_path / "final.csv", index=False)
+    rows = constant_action_rows(pd.read_csv(tmp_path / "final.csv"), ["Breakout-MinAtar"], action=1)
+    assert rows[["seed", "score"]].values.tolist() == [[0, scores[0]], [1, scores[1]]]
+    assert rows.iloc[0][["at", "above", "below"]].tolist() == [
+        f"same ({scores[0]:.2f})",
+        f"better ({scores[0] + 1:.2f})",
+        f"worse ({scores[0] - 0.01:.2f})",
+    ]
+    assert rows.iloc[1][["at", "above", "below"]].tolist() == [f"other seed ({scores[1]:.2f})", "", ""]
+    assert f"| Breakout-MinAtar | 0 | {scores[0]:.2f} | same" in constant_action_table(rows, action=1)
+    with pytest.raises(ValueError, match="no final scores of Seaquest-MinAtar"):
+        constant_action_rows(finals, ["Seaquest-MinAtar"], action=1)

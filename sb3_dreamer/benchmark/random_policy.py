@@ -1,9 +1,11 @@
 """
 The score of a uniformly random policy on each env of a report (``--random-policy``): the floor that a learnt policy's
 score is read against and the report's normalised 0, in ``ROOT/random_policy.csv`` (env, episodes, seed, mean_return,
-std_return).
+std_return); and the policies without learning that runs are read against (uniform, one constant action), played as a
+final score is.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +46,46 @@ class UniformPolicy:
         return np.stack([self.action_space.sample() for _ in range(len(first))]), state
 
 
-def random_policy_score(env_id: str, episodes: int, seed: int) -> dict[str, Any]:
+class ConstantPolicy:
+    """A policy that plays ``action`` at every step (e.g. Freeway's "up"), with SB3's ``predict`` signature."""
+
+    def __init__(self, action_space: gym.Space, action: int) -> None:
+        if not isinstance(action_space, gym.spaces.Discrete) or not action_space.contains(action_space.dtype.type(action)):
+            raise ValueError(f"a constant action needs a Discrete action space that holds it: {action} in {action_space}")
+        self.action = action
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """``action`` for each env of the batch ``observation`` (n_envs, ...); the state is passed through."""
+        first = next(iter(observation.values())) if isinstance(observation, dict) else observation
+        return np.full(len(first), self.action), state
+
+
+def policy_returns(env_id: str, episodes: int, seed: int, make_policy: Callable[[gym.Space], Any]) -> list[float]:
     """
-    ``episodes`` episodes of :class:`UniformPolicy` on the registered ``env_id`` as the zoo's ``create_test_env`` makes
-    it without hyperparameters (one env in a Monitor, seeded with ``seed``), played by SB3's ``evaluate_policy``:
-    a row of ``random_policy.csv``.
+    The returns of ``episodes`` episodes of ``make_policy(action_space)`` on the registered ``env_id`` as the zoo's
+    ``create_test_env`` makes it without hyperparameters (one env in a Monitor, seeded with ``seed``: for the MinAtar
+    ids the env of a run's final score, whose seed is the run's + ``FINAL_EVAL_SEED_OFFSET``), played by SB3's
+    ``evaluate_policy``.
     """
     apply()  # the MinAtar ids, as the zoo plug-in registers them
     env = create_test_env(env_id, seed=seed, should_render=False, hyperparams={})
     try:
-        policy = UniformPolicy(env.action_space, seed)
-        returns, _ = evaluate_policy(policy, env, episodes, return_episode_rewards=True)
+        returns, _ = evaluate_policy(make_policy(env.action_space), env, episodes, return_episode_rewards=True)
     finally:
         env.close()
     assert isinstance(returns, list), "return_episode_rewards=True gives the list of the episodes' returns"
+    return returns
+
+
+def random_policy_score(env_id: str, episodes: int, seed: int) -> dict[str, Any]:
+    """:func:`policy_returns` of :class:`UniformPolicy` (its actions seeded with ``seed``): a row of ``random_policy.csv``."""
+    returns = policy_returns(env_id, episodes, seed, lambda action_space: UniformPolicy(action_space, seed))
     row = {"env": env_id, "episodes": episodes, "seed": seed}
     return {**row, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns))}
 
