@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+import yaml
 from conftest import TINY, assert_return_scale_divides_the_actor_loss, assert_same_predictions, assert_same_weights, run
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -94,6 +95,30 @@ def test_model_sizes_follow_the_official_presets() -> None:
     assert policy.actor.deter_in.out_features == 256
     # Explicit sizes win over the preset
     assert tiny_v3(policy_kwargs=dict(model_size="size12m", deter_size=64, blocks=8)).policy.rssm.deter_size == 64
+
+
+def test_every_packaged_zoo_entry_builds_its_model() -> None:
+    """
+    ``dreamerv3.yml``: one setting for the ten MinAtar ids, with the Bernoulli likelihood of their binary frames, which
+    the MiniGrid ids share; Pendulum-v1's vector decoder keeps the squared error of symlog(obs).
+    """
+    from rl_zoo3.utils import get_wrapper_class
+
+    from sb3_dreamer.benchmark.update_settings import minatar_settings
+    from sb3_dreamer.zoo import HYPERPARAMS_DIR
+
+    with open(HYPERPARAMS_DIR / "dreamerv3.yml") as file:
+        entries = yaml.safe_load(file)
+    minatar = [minatar_settings("dreamerv3", env_id) for env_id in entries if env_id.endswith("-MinAtar")]
+    assert len(minatar) == 10 and all(settings == minatar[0] for settings in minatar)
+    likelihoods = {}
+    for env_id, entry in entries.items():
+        settings = minatar_settings("dreamerv3", env_id)
+        env = gym.make(env_id, **settings.pop("env_kwargs", {}))
+        wrapper = get_wrapper_class({"env_wrapper": settings.pop("env_wrapper", None)})
+        model = DreamerV3(entry["policy"], wrapper(env) if wrapper else env, **settings)
+        likelihoods[env_id] = model.policy.world_model.image_likelihood
+    assert likelihoods == {env_id: "mse" if env_id == "Pendulum-v1" else "bernoulli" for env_id in entries}
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def load_script(name: str) -> ModuleType:
 #: the networks of the packaged MinAtar settings
 PACKAGED_NETWORKS = {
     "dreamerv2": dict(deter_size=200, stoch_size=20, class_size=20, part_init="part"),
-    "dreamerv3": dict(model_size="size1m"),
+    "dreamerv3": dict(model_size="size1m", image_likelihood="bernoulli"),
 }
 
 

@@ -20,6 +20,8 @@ import pytest
 from conftest import constructor_defaults
 
 from sb3_dreamer import DreamerV2, DreamerV3
+from sb3_dreamer.dreamerv2.policies import DreamerV2Policy
+from sb3_dreamer.dreamerv3.policies import DreamerV3Policy
 from sb3_dreamer.envs.registration import GAME_IDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,23 +114,30 @@ def test_pages_have_blocks_of_both_kinds():
     assert sum(len(page_blocks(page, "python")) for page in PAGES) >= 6 and sum(map(len, SHELL_COMMANDS.values())) >= 8
 
 
-@pytest.mark.parametrize("page", [README, DOCS / "quickstart.md"], ids=page_name)
-def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
+@pytest.mark.parametrize(
+    ("page", "algorithm", "policy_class"),
+    [
+        (README, DreamerV2, DreamerV2Policy),
+        (DOCS / "quickstart.md", DreamerV2, DreamerV2Policy),
+        (DOCS / "dreamerv3.md", DreamerV3, DreamerV3Policy),
+    ],
+    ids=lambda param: page_name(param) if isinstance(param, Path) else param.__name__,
+)
+def test_python_sample_trains_the_zoo_minatar_setting(page: Path, algorithm: type, policy_class: type):
     """
     The Python sample that says it trains "the zoo's MinAtar settings" passes exactly the packaged Breakout-MinAtar
-    entries that differ from the constructor's and the policy's defaults.
+    entries that differ from the constructor's and the policy class's defaults (``policy_class``, whose ``CnnPolicy``
+    picks only the encoder).
     """
     import ast
 
     import yaml
 
-    from sb3_dreamer.dreamerv2.policies import DreamerV2Policy
-
     block = next(block for block in page_blocks(page, "python") if "The zoo's MinAtar settings" in block)
     call = next(
         node
         for node in ast.walk(ast.parse(block))
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DreamerV2"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == algorithm.__name__
     )
 
     def value(node: ast.expr) -> object:
@@ -139,11 +148,11 @@ def test_python_sample_trains_the_zoo_minatar_setting(page: Path):
 
     passed = {keyword.arg: value(keyword.value) for keyword in call.keywords if keyword.arg != "tensorboard_log"}
     passed_policy_kwargs = passed.pop("policy_kwargs", {})
-    with open(REPO / "hyperparams" / "dreamerv2.yml") as file:
+    with open(REPO / "hyperparams" / f"{algorithm.__name__.lower()}.yml") as file:
         entry = yaml.safe_load(file)["Breakout-MinAtar"]
     policy_kwargs = eval(entry.pop("policy_kwargs"))
     assert [ast.literal_eval(arg) for arg in call.args] == [entry.pop("policy"), "Breakout-MinAtar"]
-    for cls, values, sample in ((DreamerV2, entry, passed), (DreamerV2Policy, policy_kwargs, passed_policy_kwargs)):
+    for cls, values, sample in ((algorithm, entry, passed), (policy_class, policy_kwargs, passed_policy_kwargs)):
         defaults = constructor_defaults(cls)
         differing = {name: value for name, value in values.items() if name in defaults and defaults[name] != value}
         assert differing and sample == differing, cls.__name__

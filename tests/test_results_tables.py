@@ -22,6 +22,7 @@ COLUMN_ALGOS = {
     "DreamerV2": "dreamerv2",
     "DreamerV2, reference init": "dreamerv2@concatinit",
     "DreamerV3": "dreamerv3",
+    "DreamerV3, squared error": "dreamerv3@mse",
     "QR-DQN": "qrdqn",
     "DQN": "dqn",
     "PPO": "ppo",
