@@ -5,6 +5,7 @@ std_return); and the policies without learning that runs are read against (unifo
 final score is.
 """
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,15 @@ RANDOM_POLICY_CSV = "random_policy.csv"
 RANDOM_POLICY_COLUMNS = ["env", "episodes", "seed", "mean_return", "std_return"]
 
 
-class UniformPolicy:
+class BlindPolicy(ABC):
     """
-    A policy that draws every action uniformly from ``action_space`` (seeded with ``seed``), with SB3's ``predict``
-    signature, so that ``evaluate_policy`` plays it like a model.
+    A policy whose actions do not depend on the observations, with SB3's ``predict`` signature, so that
+    ``evaluate_policy`` plays it like a model.
     """
 
-    def __init__(self, action_space: gym.Space, seed: int) -> None:
-        self.action_space = action_space
-        self.action_space.seed(seed)
+    @abstractmethod
+    def actions(self, n_envs: int) -> np.ndarray:
+        """One action per env, (n_envs, *action_shape)."""
 
     def predict(
         self,
@@ -41,32 +42,35 @@ class UniformPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """One action per env of the batch ``observation`` (n_envs, ...); the state is passed through."""
+        """:meth:`actions` for each env of the batch ``observation`` (n_envs, ...); the state is passed through."""
         first = next(iter(observation.values())) if isinstance(observation, dict) else observation
-        return np.stack([self.action_space.sample() for _ in range(len(first))]), state
+        return self.actions(len(first)), state
 
 
-class ConstantPolicy:
-    """A policy that plays ``action`` at every step (e.g. Freeway's "up"), with SB3's ``predict`` signature."""
+class UniformPolicy(BlindPolicy):
+    """A policy that draws every action uniformly from ``action_space`` (seeded with ``seed``)."""
+
+    def __init__(self, action_space: gym.Space, seed: int) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def actions(self, n_envs: int) -> np.ndarray:
+        return np.stack([self.action_space.sample() for _ in range(n_envs)])
+
+
+class ConstantPolicy(BlindPolicy):
+    """A policy that plays ``action`` at every step (e.g. Freeway's "up")."""
 
     def __init__(self, action_space: gym.Space, action: int) -> None:
         if not isinstance(action_space, gym.spaces.Discrete) or not action_space.contains(action_space.dtype.type(action)):
             raise ValueError(f"a constant action needs a Discrete action space that holds it: {action} in {action_space}")
         self.action = action
 
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """``action`` for each env of the batch ``observation`` (n_envs, ...); the state is passed through."""
-        first = next(iter(observation.values())) if isinstance(observation, dict) else observation
-        return np.full(len(first), self.action), state
+    def actions(self, n_envs: int) -> np.ndarray:
+        return np.full(n_envs, self.action)
 
 
-def policy_returns(env_id: str, episodes: int, seed: int, make_policy: Callable[[gym.Space], Any]) -> list[float]:
+def policy_returns(env_id: str, episodes: int, seed: int, make_policy: Callable[[gym.Space], BlindPolicy]) -> list[float]:
     """
     The returns of ``episodes`` episodes of ``make_policy(action_space)`` on the registered ``env_id`` as the zoo's
     ``create_test_env`` makes it without hyperparameters (one env in a Monitor, seeded with ``seed``: for the MinAtar
