@@ -109,11 +109,12 @@ def test_every_packaged_zoo_entry_builds_its_model() -> None:
 
     with open(HYPERPARAMS_DIR / "dreamerv3.yml") as file:
         entries = yaml.safe_load(file)
-    minatar = [minatar_settings("dreamerv3", env_id) for env_id in entries if env_id.endswith("-MinAtar")]
+    settings_by_id = {env_id: minatar_settings("dreamerv3", env_id) for env_id in entries}
+    minatar = [settings for env_id, settings in settings_by_id.items() if env_id.endswith("-MinAtar")]
     assert len(minatar) == 10 and all(settings == minatar[0] for settings in minatar)
     likelihoods = {}
     for env_id, entry in entries.items():
-        settings = minatar_settings("dreamerv3", env_id)
+        settings = dict(settings_by_id[env_id])
         env = gym.make(env_id, **settings.pop("env_kwargs", {}))
         wrapper = get_wrapper_class({"env_wrapper": settings.pop("env_wrapper", None)})
         model = DreamerV3(entry["policy"], wrapper(env) if wrapper else env, **settings)
