@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sb3_dreamer.benchmark.ab_test import main, mean_difference, permutation_p_value
+from sb3_dreamer.benchmark.ab_test import main, mean_difference, normalised_scores, permutation_p_value
 
 ROOT = Path(__file__).resolve().parents[1] / "benchmarks" / "minatar-100k"
 
@@ -51,6 +51,22 @@ def test_ab_of_the_campaign(capsys: pytest.CaptureFixture):
     assert "Over the 9 envs: mean normalised score dreamerv2 0." in out and "(50 relabellings within each env)" in out
     with pytest.raises(SystemExit, match=r"no env under .* has runs of both dreamerv2 and nothing"):
         main(["--root", str(ROOT), "--a", "dreamerv2", "--b", "nothing"])
+
+
+def test_seeds_keep_their_runs_and_the_normalisation(capsys: pytest.CaptureFixture):
+    """``--seeds`` compares the runs of those seeds only; each run keeps the score that the whole root normalises."""
+    common = ["--root", str(ROOT), "--a", "dreamerv2", "--b", "dqn", "--permutations", "20"]
+    main([*common, "--seeds", "0", "1"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "MinAtar" in line]
+    assert len(rows) == 10 and all(row[1:3] == ["2", "2"] for row in rows)
+    main([*common, "--seeds", "0"])
+    single = {
+        row[0]: row for row in (line.split(" | ") for line in capsys.readouterr().out.splitlines()) if "MinAtar" in row[0]
+    }
+    scores = normalised_scores(ROOT)
+    for env, row in single.items():
+        run = scores[(scores["env"] == env[2:]) & (scores["algo"] == "dreamerv2") & (scores["seed"] == 0)]
+        assert row[1:3] == ["1", "1"] and row[3] == f"{run['normalised'].item():.3f}"
 
 
 def test_report_quotes_the_initialisation_ab(capsys: pytest.CaptureFixture):

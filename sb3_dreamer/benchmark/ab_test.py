@@ -4,6 +4,9 @@ the report's aggregate normalises it (the random policy's score 0, the best run'
 normalised scores per env, their mean over the envs, and a one-sided permutation test of that mean that shuffles the
 two labels among each env's runs (the envs stay apart: an env with more runs of one side keeps them).
 
+``--seeds`` keeps the runs of those seeds only (an A/B decided on the seeds that had finished then stays
+reproducible as later seeds land); the normalisation still counts every run.
+
 Usage:
   python scripts/ab_test.py --root benchmarks/minatar-100k --a dreamerv2 --b dreamerv2@concatinit \\
       --exclude-envs Freeway-MinAtar FreewayPOMDP-MinAtar
@@ -87,9 +90,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--a", required=True, help="the algorithm or variant tested for being above")
     parser.add_argument("--b", required=True, help="the one it is compared with")
     parser.add_argument("--exclude-envs", nargs="*", default=[], help="envs left out (e.g. where every score is chance)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="the seeds whose runs are compared (default: all)")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="relabellings of the permutation test")
     args = parser.parse_args(argv)
-    table, pairs = ab_table(normalised_scores(args.root), args.a, args.b, args.exclude_envs)
+    scores = normalised_scores(args.root)
+    if args.seeds is not None:
+        scores = scores[scores["seed"].isin(args.seeds)]
+    table, pairs = ab_table(scores, args.a, args.b, args.exclude_envs)
     if not pairs:
         raise SystemExit(f"no env under {args.root} has runs of both {args.a} and {args.b}")
     means = [float(np.mean([a.mean() for a, _ in pairs])), float(np.mean([b.mean() for _, b in pairs]))]
