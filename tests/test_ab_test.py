@@ -29,6 +29,12 @@ def test_permutation_p_value_of_separated_and_of_equal_runs():
     assert permutation_p_value(mixed, permutations=500) == permutation_p_value(mixed, permutations=500)
 
 
+def env_rows(out: str) -> dict[str, list[str]]:
+    """The script's table: each env's cells (runs of A and B, their normalised means, the difference) by env."""
+    cells = (line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| "))
+    return {row[0]: row[1:] for row in cells if row[0].endswith("-MinAtar")}
+
+
 def test_ab_of_the_campaign(capsys: pytest.CaptureFixture):
     """The script on the committed campaign: a row per env where both have runs, then the mean and the p-value."""
     main(
@@ -46,8 +52,8 @@ def test_ab_of_the_campaign(capsys: pytest.CaptureFixture):
         ]
     )
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "MinAtar" in line]
-    assert len(rows) == 9 and not any(row.startswith("| Freeway-MinAtar ") for row in rows)
+    rows = env_rows(out)
+    assert len(rows) == 9 and "Freeway-MinAtar" not in rows
     assert "Over the 9 envs: mean normalised score dreamerv2 0." in out and "(50 relabellings within each env)" in out
     with pytest.raises(SystemExit, match=r"no env under .* has runs of both dreamerv2 and nothing"):
         main(["--root", str(ROOT), "--a", "dreamerv2", "--b", "nothing"])
@@ -57,16 +63,15 @@ def test_seeds_keep_their_runs_and_the_normalisation(capsys: pytest.CaptureFixtu
     """``--seeds`` compares the runs of those seeds only; each run keeps the score that the whole root normalises."""
     common = ["--root", str(ROOT), "--a", "dreamerv2", "--b", "dqn", "--permutations", "20"]
     main([*common, "--seeds", "0", "1"])
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "MinAtar" in line]
-    assert len(rows) == 10 and all(row[1:3] == ["2", "2"] for row in rows)
+    rows = env_rows(capsys.readouterr().out)
+    assert len(rows) == 10 and all(row[:2] == ["2", "2"] for row in rows.values())
     main([*common, "--seeds", "0"])
-    single = {
-        row[0]: row for row in (line.split(" | ") for line in capsys.readouterr().out.splitlines()) if "MinAtar" in row[0]
-    }
     scores = normalised_scores(ROOT)
+    single = env_rows(capsys.readouterr().out)
+    assert len(single) == 10
     for env, row in single.items():
-        run = scores[(scores["env"] == env[2:]) & (scores["algo"] == "dreamerv2") & (scores["seed"] == 0)]
-        assert row[1:3] == ["1", "1"] and row[3] == f"{run['normalised'].item():.3f}"
+        run = scores[(scores["env"] == env) & (scores["algo"] == "dreamerv2") & (scores["seed"] == 0)]
+        assert row[:2] == ["1", "1"] and row[2] == f"{run['normalised'].item():.3f}"
 
 
 def test_report_quotes_the_initialisation_ab(capsys: pytest.CaptureFixture):
