@@ -66,8 +66,8 @@ def test_seeds_keep_their_runs_and_the_normalisation(capsys: pytest.CaptureFixtu
     rows = env_rows(capsys.readouterr().out)
     assert len(rows) == 10 and all(row[:2] == ["2", "2"] for row in rows.values())
     main([*common, "--seeds", "0"])
-    scores = normalised_scores(ROOT)
     single = env_rows(capsys.readouterr().out)
+    scores = normalised_scores(ROOT)
     assert len(single) == 10
     for env, row in single.items():
         run = scores[(scores["env"] == env) & (scores["algo"] == "dreamerv2") & (scores["seed"] == 0)]
