@@ -1,142 +1,177 @@
 """
 The MinAtar campaign's figures that the README and the documentation quote are those of the generated report
 (``benchmarks/minatar-100k/results.md``, written by ``python -m sb3_dreamer.benchmark --report-only``): a finished
-run that changes the report fails here until the pages quote it.
+run that changes the report fails here until the pages quote it (``python scripts/quote_report.py`` rewrites them).
+The rewriting itself is checked on small pages.
 """
 
-import csv
-import re
 from pathlib import Path
 
 import pytest
 
+from sb3_dreamer.benchmark import quotes
+
 REPO = Path(__file__).resolve().parents[1]
-REPORT = REPO / "benchmarks" / "minatar-100k" / "results.md"
-RANDOM_POLICY = REPO / "benchmarks" / "minatar-100k" / "random_policy.csv"
-#: the pages with a campaign table (one row per MinAtar id, one column per algorithm)
-TABLE_PAGES = (REPO / "README.md", REPO / "docs" / "results.md")
-#: the pages whose paragraph on the ten ids quotes the aggregate (IQM, probabilities of improvement)
-AGGREGATE_PAGES = (*TABLE_PAGES, REPO / "benchmarks" / "minatar-100k.md")
-#: the campaign tables' column names and the report's algorithm names
-COLUMN_ALGOS = {
-    "DreamerV2": "dreamerv2",
-    "DreamerV2, reference init": "dreamerv2@concatinit",
-    "DreamerV3": "dreamerv3",
-    "DreamerV3, squared error": "dreamerv3@mse",
-    "QR-DQN": "qrdqn",
-    "DQN": "dqn",
-    "PPO": "ppo",
-}
-#: a mean with its 95% interval as the report writes it, e.g. ``6.87 [5.98, 7.62]``
-INTERVAL = re.compile(r"-?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\]")
-FRAMES = "100,000"
+ROOT = REPO / "benchmarks" / "minatar-100k"
+REPORT = (ROOT / "results.md").read_text()
+
+#: a report's sections as ``results.md`` writes them, cut to what the quotes read
+SMALL_REPORT = """# Benchmark results
+
+## Scores with 95% bootstrap intervals
+
+| algo | env | frames | seeds | score: mean [95% interval] | scores |
+|---|---|---|---|---|---|
+| dreamerv3 | Breakout-MinAtar | 100,000 | 3 | 6.00 [5.24, 6.50] | 6.50, 5.24, 6.26 |
+| qrdqn | Breakout-MinAtar | 100,000 | 5 | 6.10 [5.45, 6.52] | 6.52, 5.45, 6.10, 6.20, 6.23 |
+| qrdqn | Breakout-MinAtar | 20,000 | 1 | 9.99 [9.99, 9.99] | 9.99 |
+
+## Aggregate over envs
+
+| algo | runs | IQM | mean | optimality gap |
+|---|---|---|---|---|
+| dreamerv3 | 3 | 0.56 [0.53, 0.60] | 0.5 | 0.5 |
+| qrdqn | 5 | 0.69 [0.64, 0.75] | 0.7 | 0.3 |
+
+| P(row > column) | dreamerv3 | qrdqn |
+|---|---|---|
+| dreamerv3 | | 0.41 [0.37, 0.45] |
+| qrdqn | 0.59 [0.55, 0.63] | |
+
+## Variants
+
+| algo | env | frames | seeds | score: mean [95% interval] | scores |
+|---|---|---|---|---|---|
+| dreamerv3@mse | Breakout-MinAtar | 100,000 | 1 | 12.00 [12.00, 12.00] | 12.00 |
+"""
+SMALL_COLUMNS = {"DreamerV3": "dreamerv3", "DreamerV3, squared error": "dreamerv3@mse", "QR-DQN": "qrdqn"}
+SMALL_HEADER = "| env | DreamerV3 |"
 
 
-def table_rows(text: str, header_start: str) -> list[list[str]]:
-    """The cells of each row of the first Markdown table whose header line starts with ``header_start``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    return [rows[0], *rows[2:]]  # without the |---| line
+@pytest.mark.parametrize("name", quotes.TABLE_PAGES)
+def test_campaign_table_quotes_the_report(name: str) -> None:
+    page = (REPO / name).read_text()
+    assert len(quotes.table_rows(page, quotes.TABLE_HEADER)) == 1 + 10  # the header and the ten ids
+    scores, random_rows = quotes.report_scores(REPORT), quotes.read_random_scores(ROOT)
+    random_scores = dict(zip(random_rows["env"], random_rows["mean_return"].astype(float), strict=True))
+    stale = quotes.changed_lines(page, quotes.quote_table(page, scores, random_scores))
+    assert not stale, f"{name}'s campaign table differs from results.md (python scripts/quote_report.py):\n" + "\n".join(stale)
 
 
-def random_policy_scores() -> dict[str, float]:
-    """env -> the random policy's mean return, from ``random_policy.csv``."""
-    with RANDOM_POLICY.open(newline="") as file:
-        return {row["env"]: float(row["mean_return"]) for row in csv.DictReader(file)}
+@pytest.mark.parametrize("name", quotes.AGGREGATE_PAGES)
+def test_aggregate_paragraph_quotes_the_report(name: str) -> None:
+    page = (REPO / name).read_text()
+    paragraph = next(p for p in page.split("\n\n") if quotes.is_aggregate_paragraph(p))
+    # the IQM of the four algorithms of the campaign issue is there
+    quoted = {quote.what for quote in quotes.aggregate_quotes(paragraph)}
+    assert {f"IQM {algo}" for algo in ("dreamerv2", "qrdqn", "dqn", "ppo")} <= quoted
+    stale = quotes.changed_lines(page, quotes.quote_aggregate(page, quotes.report_aggregate(REPORT)))
+    assert not stale, f"{name}'s aggregate paragraph differs from results.md (python scripts/quote_report.py):\n" + (
+        "\n".join(stale)
+    )
 
 
-def report_section(heading: str) -> str:
-    """The text of the report's section ``## heading``, up to the next one."""
-    return REPORT.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+def test_report_scores_read_the_budget_and_the_variants() -> None:
+    scores = quotes.report_scores(SMALL_REPORT)
+    # several seeds: the interval; one seed: its score alone; another budget: left out
+    assert scores == {
+        ("dreamerv3", "Breakout-MinAtar"): "6.00 [5.24, 6.50]",
+        ("qrdqn", "Breakout-MinAtar"): "6.10 [5.45, 6.52]",
+        ("dreamerv3@mse", "Breakout-MinAtar"): "12.00",
+    }
+    assert quotes.report_aggregate(SMALL_REPORT) == {
+        "IQM dreamerv3": "0.56 [0.53, 0.60]",
+        "IQM qrdqn": "0.69 [0.64, 0.75]",
+        "P(dreamerv3 > qrdqn)": "0.41 [0.37, 0.45]",
+        "P(qrdqn > dreamerv3)": "0.59 [0.55, 0.63]",
+    }
 
 
-def report_scores() -> dict[tuple[str, str], str]:
-    """
-    (algo, env) -> the score as a campaign table shows it: ``mean [low, high]`` over several seeds, the mean alone for
-    one seed (whose interval is its score twice); of the packaged algorithms and of the variants ``ALGO@NAME``.
-    """
-    scores = {}
-    for section in ("Scores with 95% bootstrap intervals", "Variants"):
-        header, *rows = table_rows(report_section(section), "| algo | env | frames | seeds | score")
-        for cells in rows:
-            row = dict(zip(header, cells, strict=True))
-            if row["frames"] == FRAMES:
-                score = row["score: mean [95% interval]"]
-                scores[(row["algo"], row["env"])] = score.split(" ")[0] if row["seeds"] == "1" else score
-    return scores
+def test_quote_table_rewrites_stale_cells_and_moves_the_bold() -> None:
+    page = (
+        "Intro.\n\n"
+        "| env | DreamerV3 | DreamerV3, squared error | QR-DQN | random policy | reference (plot) |\n"
+        "|---|---|---|---|---|---|\n"
+        "| Breakout-MinAtar | 5.90 [5.00, 6.40] | 3.00 | **6.10** [5.45, 6.52] | 0.30 | ~2-3 |\n"
+        "\nOutro."
+    )
+    quoted = quotes.quote_table(
+        page, quotes.report_scores(SMALL_REPORT), {"Breakout-MinAtar": 0.3799}, SMALL_COLUMNS, SMALL_HEADER
+    )
+    # the variant's single seed is now the row's best: bold moves to it; the other columns stay
+    assert quoted.splitlines()[4] == ("| Breakout-MinAtar | 6.00 [5.24, 6.50] | **12.00** | 6.10 [5.45, 6.52] | 0.38 | ~2-3 |")
+    assert quoted.splitlines()[:4] == page.splitlines()[:4] and quoted.endswith("\nOutro.")
+    assert quotes.quote_table(
+        quoted, quotes.report_scores(SMALL_REPORT), {"Breakout-MinAtar": 0.38}, SMALL_COLUMNS, SMALL_HEADER
+    ) == (quoted)
+    with pytest.raises(ValueError, match="random policy"):
+        quotes.quote_table(page, quotes.report_scores(SMALL_REPORT), {}, SMALL_COLUMNS, SMALL_HEADER)
 
 
-@pytest.mark.parametrize("page", TABLE_PAGES, ids=lambda page: page.name)
-def test_campaign_table_quotes_the_report(page: Path) -> None:
-    scores = report_scores()
-    random_scores = random_policy_scores()
-    header, *rows = table_rows(page.read_text(), "| env | DreamerV2 |")
-    assert len(rows) == 10
-    for cells in rows:
-        env = cells[0]
-        quoted = {COLUMN_ALGOS[name]: cell for name, cell in zip(header, cells, strict=True) if name in COLUMN_ALGOS}
-        expected = {algo: scores.get((algo, env), "") for algo in quoted}
-        best = max(float(score.split(" ")[0]) for score in expected.values() if score)
-        for algo, score in expected.items():
-            if score and float(score.split(" ")[0]) == best:
-                head, _, tail = score.partition(" ")
-                expected[algo] = f"**{head}** {tail}".strip()
-        assert quoted == expected, f"{page.name}, {env}: the table's cells differ from {REPORT.name}'s scores"
-        random_cell = dict(zip(header, cells, strict=True))["random policy"]
-        assert random_cell == f"{random_scores[env]:.2f}", f"{page.name}, {env}: not {RANDOM_POLICY.name}'s score"
+def test_quote_aggregate_keeps_line_breaks_and_attributes_continued_lists() -> None:
+    estimates = quotes.report_aggregate(SMALL_REPORT)
+    paragraph = (
+        "On the ten ids the IQMs are DreamerV3 0.50 [0.40,\n"
+        "0.60] against QR-DQN 0.70 [0.60, 0.80]; P(DreamerV3 >\n"
+        "QR-DQN) 0.40 [0.30, 0.50], and P(QR-DQN > DreamerV3) 0.60 [0.50, 0.70]."
+    )
+    page = f"Title.\n\n{paragraph}\n\nMore on the ten ids, no figures."
+    quoted = quotes.quote_aggregate(page, estimates, SMALL_COLUMNS)
+    assert quoted.split("\n\n")[1] == (
+        "On the ten ids the IQMs are DreamerV3 0.56 [0.53,\n"
+        "0.60] against QR-DQN 0.69 [0.64, 0.75]; P(DreamerV3 >\n"
+        "QR-DQN) 0.41 [0.37, 0.45], and P(QR-DQN > DreamerV3) 0.59 [0.55, 0.63]."
+    )
+    assert [quote.what for quote in quotes.aggregate_quotes(paragraph, SMALL_COLUMNS)] == [
+        "IQM dreamerv3",
+        "IQM qrdqn",
+        "P(dreamerv3 > qrdqn)",
+        "P(qrdqn > dreamerv3)",
+    ]
+    # "> Y" continues the last "P(X > ...)"
+    continued = "On the ten ids: P(QR-DQN > DreamerV3) 0.59 [0.55, 0.63], > DreamerV3, squared error 0.90 [0.80, 0.95]."
+    assert [quote.what for quote in quotes.aggregate_quotes(continued, SMALL_COLUMNS)] == [
+        "P(qrdqn > dreamerv3)",
+        "P(qrdqn > dreamerv3@mse)",
+    ]
 
 
-def report_aggregate() -> dict[str, str]:
-    """
-    The report's aggregate estimates by what they estimate: ``"IQM dreamerv2"`` and ``"P(dreamerv2 > ppo)"`` ->
-    ``mean [low, high]``.
-    """
-    section = report_section("Aggregate over envs")
-    estimates = {}
-    header, *rows = table_rows(section, "| algo | runs | IQM |")
-    for cells in rows:
-        estimates[f"IQM {cells[0]}"] = dict(zip(header, cells, strict=True))["IQM"]
-    header, *rows = table_rows(section, "| P(row > column) |")
-    for cells in rows:
-        for column, cell in zip(header[1:], cells[1:], strict=True):
-            if cell:
-                estimates[f"P({cells[0]} > {column})"] = cell
-    return estimates
+def test_quote_aggregate_wraps_a_paragraph_whose_length_changed() -> None:
+    estimates = {"IQM dreamerv3": "10.56 [9.53, 11.60]"}
+    words = " ".join(["word"] * 30)
+    page = f"{words} on the ten ids: the IQM of DreamerV3 0.56 [0.53, 0.60], {words}."
+    quoted = quotes.quote_aggregate(page, estimates, SMALL_COLUMNS)
+    assert "DreamerV3 10.56 [9.53, 11.60]," in quoted.replace("\n", " ")
+    assert max(map(len, quoted.splitlines())) <= quotes.LINE_WIDTH < len(page)
 
 
-def quoted_aggregate(paragraph: str) -> dict[str, str]:
-    """
-    The estimates a page's aggregate paragraph quotes, by what they estimate (as ``report_aggregate``): an interval
-    right after an algorithm's name is its IQM (``QR-DQN 0.84 [0.80, 0.88]``), one after ``P(X > Y)`` a probability of
-    improvement, where ``P(> Y)`` and ``> Y`` continue the list of the last ``P(X > ...)``.
-    """
-    names = "|".join(sorted(map(re.escape, COLUMN_ALGOS), key=len, reverse=True))
-    what = rf"(?P<iqm>{names})|P\((?P<x>{names})? ?> (?P<y>{names})\)|> (?P<more>{names})"
-    estimate = re.compile(rf"(?:{what}) (?P<value>{INTERVAL.pattern})")
-    quoted, x = {}, None
-    for match in estimate.finditer(paragraph):
-        if match["iqm"]:
-            quoted[f"IQM {COLUMN_ALGOS[match['iqm']]}"] = match["value"]
-            continue
-        x = match["x"] or x
-        assert x, f"{match[0]!r}: a probability of improvement without its algorithm"
-        quoted[f"P({COLUMN_ALGOS[x]} > {COLUMN_ALGOS[match['y'] or match['more']]})"] = match["value"]
-    return quoted
+def test_quote_aggregate_names_what_it_cannot_quote() -> None:
+    estimates = quotes.report_aggregate(SMALL_REPORT)
+    with pytest.raises(ValueError, match="no aggregate paragraph"):
+        quotes.quote_aggregate("No figures here.", estimates, SMALL_COLUMNS)
+    with pytest.raises(ValueError, match="not right after what they estimate"):
+        quotes.quote_aggregate("The IQM on the ten ids is 0.56 [0.53, 0.60].", estimates, SMALL_COLUMNS)
+    with pytest.raises(ValueError, match="without its algorithm"):
+        quotes.quote_aggregate("On the ten ids the IQM: P(> QR-DQN) 0.41 [0.37, 0.45].", estimates, SMALL_COLUMNS)
+    with pytest.raises(ValueError, match="IQM dreamerv3@mse"):
+        quotes.quote_aggregate("On the ten ids the IQM: DreamerV3, squared error 0.40 [0.37, 0.43].", estimates, SMALL_COLUMNS)
 
 
-@pytest.mark.parametrize("page", AGGREGATE_PAGES, ids=lambda page: page.name)
-def test_aggregate_paragraph_quotes_the_report(page: Path) -> None:
-    paragraph = next(p for p in page.read_text().split("\n\n") if "the ten ids" in p and "IQM" in p)
-    paragraph = paragraph.replace("\n", " ")
-    quoted = quoted_aggregate(paragraph)
-    # every interval of the paragraph is attributed, and the IQM of the four algorithms of the issue is there
-    assert len(quoted) == len(INTERVAL.findall(paragraph)), f"{page.name}: an interval not next to what it estimates"
-    assert {f"IQM {algo}" for algo in ("dreamerv2", "qrdqn", "dqn", "ppo")} <= set(quoted)
-    reported = report_aggregate()
-    wrong = {what: value for what, value in quoted.items() if reported.get(what) != value}
-    assert not wrong, f"{page.name} quotes {wrong}; {REPORT.name} has { ({what: reported.get(what) for what in wrong}) }"
+def test_quote_pages_check_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "benchmarks" / "minatar-100k"
+    root.mkdir(parents=True)
+    (root / "results.md").write_text(REPORT)
+    (root / "random_policy.csv").write_text((ROOT / "random_policy.csv").read_text())
+    for name in quotes.AGGREGATE_PAGES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text())
+    readme = tmp_path / "README.md"
+    row = next(line for line in readme.read_text().splitlines() if line.startswith("| Breakout-MinAtar |"))
+    stale_row = "| Breakout-MinAtar | 1.00 |" + row.split("|", 3)[3]  # DreamerV2's cell stale
+    stale = readme.read_text().replace(row, stale_row)
+    readme.write_text(stale)
+    assert quotes.quote_pages(root, tmp_path, check=True)
+    assert readme.read_text() == stale and "- | Breakout-MinAtar | 1.00 |" in capsys.readouterr().out
+    assert quotes.quote_pages(root, tmp_path)
+    assert readme.read_text() == (REPO / "README.md").read_text()
+    assert not quotes.quote_pages(root, tmp_path, check=True)
