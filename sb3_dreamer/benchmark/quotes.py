@@ -12,6 +12,7 @@ Usage:
 """
 
 import argparse
+import difflib
 import re
 import sys
 import textwrap
@@ -227,8 +228,9 @@ def quote_aggregate(page: str, estimates: dict[str, str], columns: dict[str, str
 
 
 def changed_lines(before: str, after: str) -> list[str]:
-    """The lines of ``after`` that differ from ``before``'s, each with the line it replaces."""
-    return [f"- {old}\n+ {new}" for old, new in zip(before.split("\n"), after.split("\n"), strict=False) if old != new]
+    """The lines that ``after`` removes from ``before`` (``- line``) and adds to it (``+ line``), in the pages' order."""
+    diff = difflib.unified_diff(before.split("\n"), after.split("\n"), lineterm="", n=0)
+    return [f"{line[0]} {line[1:]}" for line in diff if line[:1] in ("-", "+") and not line.startswith(("---", "+++"))]
 
 
 def quote_pages(root: Path, repo: Path, check: bool = False) -> bool:
