@@ -52,8 +52,7 @@ SMALL_HEADER = "| env | DreamerV3 |"
 def test_campaign_table_quotes_the_report(name: str) -> None:
     page = (REPO / name).read_text()
     assert len(quotes.table_rows(page, quotes.TABLE_HEADER)) == 1 + 10  # the header and the ten ids
-    scores, random_rows = quotes.report_scores(REPORT), quotes.read_random_scores(ROOT)
-    random_scores = dict(zip(random_rows["env"], random_rows["mean_return"].astype(float), strict=True))
+    scores, random_scores = quotes.report_scores(REPORT), quotes.random_policy_scores(ROOT)
     stale = quotes.changed_lines(page, quotes.quote_table(page, scores, random_scores))
     assert not stale, f"{name}'s campaign table differs from results.md (python scripts/quote_report.py):\n" + "\n".join(stale)
 

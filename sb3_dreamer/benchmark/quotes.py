@@ -49,14 +49,19 @@ FRAMES = "100,000"
 LINE_WIDTH = 120
 
 
-def table_rows(text: str, header_start: str) -> list[list[str]]:
-    """The cells of each row of the first Markdown table whose header line starts with ``header_start``."""
-    lines = text.splitlines()
+def table_start(lines: list[str], header_start: str) -> int:
+    """The index of the first line of ``lines`` that starts with ``header_start``: a table's header."""
     start = next((i for i, line in enumerate(lines) if line.startswith(header_start)), None)
     if start is None:
         raise ValueError(f"no table whose header starts with {header_start!r}")
+    return start
+
+
+def table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The cells of each row of the first Markdown table whose header line starts with ``header_start``."""
+    lines = text.splitlines()
     rows = []
-    for line in lines[start:]:
+    for line in lines[table_start(lines, header_start) :]:
         if not line.startswith("|"):
             break
         rows.append(split_row(line))
@@ -109,6 +114,12 @@ def report_aggregate(report: str) -> dict[str, str]:
     return estimates
 
 
+def random_policy_scores(root: Path) -> dict[str, float]:
+    """env -> the random policy's score, from ``root/random_policy.csv`` (:func:`read_random_scores`)."""
+    rows = read_random_scores(root)
+    return dict(zip(rows["env"], rows["mean_return"].astype(float), strict=True))
+
+
 def table_cells(
     header: list[str],
     cells: list[str],
@@ -143,9 +154,7 @@ def quote_table(
 ) -> str:
     """``page`` with its campaign table's rows (:func:`table_cells`) rewritten from the report."""
     lines = page.split("\n")
-    start = next((i for i, line in enumerate(lines) if line.startswith(header_start)), None)
-    if start is None:
-        raise ValueError(f"no campaign table (a header starting {header_start!r})")
+    start = table_start(lines, header_start)
     header = split_row(lines[start])
     row = start + 2
     while row < len(lines) and lines[row].startswith("|"):
@@ -241,9 +250,7 @@ def quote_pages(root: Path, repo: Path, check: bool = False) -> bool:
     :return: whether any page differed from the report
     """
     report = (root / RESULTS_MD).read_text()
-    scores, estimates = report_scores(report), report_aggregate(report)
-    random_rows = read_random_scores(root)
-    random_scores = dict(zip(random_rows["env"], random_rows["mean_return"].astype(float), strict=True))
+    scores, estimates, random_scores = report_scores(report), report_aggregate(report), random_policy_scores(root)
     differed = False
     for name in dict.fromkeys((*TABLE_PAGES, *AGGREGATE_PAGES)):
         path = repo / name
