@@ -2,14 +2,16 @@
 CPU time of an update with compiled losses (``compile_losses=True``) against the same model run eagerly, in rounds
 that alternate the two in one process (``torch.compiler.set_stance("force_eager")`` runs the eager code), at the
 packaged MinAtar setting of the algorithm (read from its RL Zoo file): DreamerV2 at batch 16 x 50, DreamerV3 ``size1m``
-at batch 8 x 32, in float32 (``--mixed-precision false``, the default here) or as the library's ``mixed_precision``
-setting says (``auto``, ``true``: bfloat16 autocast).
+at batch 8 x 32 (``--policy-kwargs`` entries in place of the packaged networks', for a variant), in float32
+(``--mixed-precision false``, the default here) or as the library's ``mixed_precision`` setting says (``auto``,
+``true``: bfloat16 autocast).
 
 Prints the first (compiling) update's wall-clock seconds, the number of compiled graphs and graph breaks, then per
 round the median CPU time (``time.process_time``) per update of ``--calls`` calls of ``train()`` with the packaged
 ``gradient_steps`` (DreamerV2: 5, DreamerV3: 1) in each mode, and their ratio.
 
 Usage: python scripts/compiled_losses.py --algo dreamerv2 [--rounds 9] [--calls 3] [--threads 1] [--mixed-precision true]
+    [--policy-kwargs "dict(...)"]
 """
 
 import argparse
@@ -42,6 +44,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3, help="train() calls timed per round and mode")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument(
+        "--policy-kwargs", default=None, help="a dict(...) whose entries replace the packaged policy_kwargs' (a variant)"
+    )
+    parser.add_argument(
         "--mixed-precision", default="false", choices=list(MIXED_PRECISION_SETTINGS), help="the model's mixed_precision"
     )
     args = parser.parse_args()
@@ -54,7 +59,7 @@ def main() -> None:
         mixed_precision=MIXED_PRECISION_SETTINGS[args.mixed_precision],
         seed=0,
         compile_losses=True,
-        **minatar_update_settings(args.algo),
+        **minatar_update_settings(args.algo, policy_kwargs=args.policy_kwargs),
     )
     model.learn(model.learning_starts)  # random steps that fill the replay buffer; no update yet
     start = time.perf_counter()

@@ -18,10 +18,11 @@ replay sampling and Python.
 imagination step's size at batch 16) eagerly (ATen's kernels) and compiled (inductor's vectorised C++).
 
 The model is the packaged MinAtar setting of ``--algo`` (read from its RL Zoo file: DreamerV2 at batch 16 x 50,
-DreamerV3 ``size1m`` at batch 8 x 32), ``--batch-size`` sequences per update where given.
+DreamerV3 ``size1m`` at batch 8 x 32), ``--batch-size`` sequences per update where given, ``--policy-kwargs`` entries
+in place of the packaged networks' (a variant: ``--policy-kwargs "dict(deter_size=1024, units=128)"``).
 
 Usage: python scripts/inductor_kernels.py [--algo dreamerv2] [--env Breakout-MinAtar] [--batch-size 16]
-    [--mixed-precision true] [--threads 1] [--calls 5] [--top 12] [--elementwise]
+    [--mixed-precision true] [--threads 1] [--policy-kwargs "dict(...)"] [--calls 5] [--top 12] [--elementwise]
 """
 
 import argparse
@@ -109,6 +110,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per update (default: the packaged)")
     parser.add_argument("--mixed-precision", default="true", choices=list(MIXED_PRECISION_SETTINGS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--policy-kwargs", default=None, help="a dict(...) whose entries replace the packaged policy_kwargs' (a variant)"
+    )
     parser.add_argument("--calls", type=int, default=5, help="timed updates")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per graph")
     parser.add_argument("--elementwise", action="store_true", help="eager against compiled exp, tanh, sigmoid, ELU")
@@ -118,7 +122,7 @@ def main() -> None:
         elementwise_speeds()
         return
 
-    settings = minatar_update_settings(args.algo)
+    settings = minatar_update_settings(args.algo, policy_kwargs=args.policy_kwargs)
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
     model = ALGORITHMS[args.algo](

@@ -18,7 +18,7 @@ import torch as th
 from stable_baselines3.common.logger import configure
 
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.benchmark.update_settings import minatar_settings
+from sb3_dreamer.benchmark.update_settings import minatar_settings, zoo_policy_kwargs
 
 COLUMNS = ["train/kl", "train/posterior_entropy", "train/prior_entropy", "train/reconstruction_loss"]
 
@@ -75,7 +75,8 @@ def main() -> None:
         "--warmup-frames", type=int, default=0, help="the world model's learning rate rises linearly over these frames"
     )
     args = parser.parse_args()
-    log = probe(args.env, args.frames, args.seed, eval(args.policy_kwargs), args.decoder_bias, args.warmup_frames)
+    policy_kwargs = zoo_policy_kwargs(args.policy_kwargs)
+    log = probe(args.env, args.frames, args.seed, policy_kwargs, args.decoder_bias, args.warmup_frames)
     rows = log.iloc[:: max(1, len(log) // 9)]
     print("| env frames | " + " | ".join(name.removeprefix("train/") for name in COLUMNS) + " |")
     print("|---:|" + "---:|" * len(COLUMNS))

@@ -1,5 +1,5 @@
 """
-``sb3_dreamer.benchmark.update_settings``: the update that the timing scripts measure;
+``sb3_dreamer.benchmark.update_settings``: the update that the timing scripts measure, a variant's networks included;
 ``scripts/inductor_kernels.py``: the kernel-by-kernel times of a graph that inductor generated;
 ``scripts/optimizer_steps.py``: Adam's implementations on the same parameters; ``scripts/cuda_check.sh``: the order and
 outputs of the GPU checks, run with a stand-in Python; ``scripts/latent_probe.py``: DreamerV2's latents over the first
@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 import torch as th
 from torch._inductor.codecache import PyCodeCache
 
@@ -51,6 +52,16 @@ def test_timed_updates_are_the_packaged_minatar_setting():
         policy_kwargs = settings["policy_kwargs"]
         assert policy_kwargs == PACKAGED_NETWORKS[algo]
         assert all(getattr(model.policy, name) == value for name, value in policy_kwargs.items())
+
+
+def test_a_variants_policy_kwargs_replace_the_packaged_ones():
+    # What the benchmark's variants pass on the zoo's command line: entries replaced or added, the others kept
+    variant = "dict(deter_size=1024, units=128, image_likelihood='mse')"
+    settings = minatar_update_settings("dreamerv3", policy_kwargs=variant)
+    assert settings["policy_kwargs"] == dict(model_size="size1m", deter_size=1024, units=128, image_likelihood="mse")
+    assert minatar_update_settings("dreamerv3")["policy_kwargs"] == PACKAGED_NETWORKS["dreamerv3"]
+    with pytest.raises(ValueError, match="policy_kwargs must be a dict"):
+        minatar_update_settings("dreamerv3", policy_kwargs="[('units', 128)]")
 
 
 def test_adam_implementations_step_alike():

@@ -18,26 +18,39 @@ UPDATE_KEYS = ("batch_size", "sequence_length", "gradient_steps", "policy_kwargs
 ZOO_KEYS = ("n_timesteps", "policy", "n_envs")
 
 
-def minatar_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict[str, Any]:
+def zoo_policy_kwargs(expression: str) -> dict[str, Any]:
     """
-    The constructor arguments of the packaged ``hyperparams/<algo>.yml`` entry for ``env_id`` (one setting for all ten
-    MinAtar ids; the entry without :data:`ZOO_KEYS`), ``policy_kwargs`` evaluated as the RL Zoo evaluates it (a
-    ``dict(...)`` expression).
-
-    :param algo: ``"dreamerv2"`` or ``"dreamerv3"``
-    :param env_id: the entry to read
+    A ``policy_kwargs`` string of an RL Zoo file or command line (a ``dict(...)`` expression), evaluated as the zoo
+    evaluates it: in ``rl_zoo3.exp_manager``'s globals, with the names this package adds there (e.g. ``MinAtarCNN``).
     """
     from rl_zoo3 import exp_manager
 
-    apply()  # the names that the zoo's policy_kwargs strings may use (e.g. MinAtarCNN)
+    apply()
+    policy_kwargs = eval(expression, vars(exp_manager))
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"policy_kwargs must be a dict(...) expression, got {expression!r}")
+    return policy_kwargs
+
+
+def minatar_settings(algo: str, env_id: str = "Breakout-MinAtar", policy_kwargs: str | None = None) -> dict[str, Any]:
+    """
+    The constructor arguments of the packaged ``hyperparams/<algo>.yml`` entry for ``env_id`` (one setting for all ten
+    MinAtar ids; the entry without :data:`ZOO_KEYS`), ``policy_kwargs`` evaluated as the RL Zoo evaluates it.
+
+    :param algo: ``"dreamerv2"`` or ``"dreamerv3"``
+    :param env_id: the entry to read
+    :param policy_kwargs: a ``dict(...)`` expression whose entries replace or add to the packaged ``policy_kwargs``
+        (a variant's networks, e.g. ``"dict(deter_size=1024, units=128)"``)
+    """
     with open(HYPERPARAMS_DIR / f"{algo}.yml") as file:
         settings = {key: value for key, value in yaml.safe_load(file)[env_id].items() if key not in ZOO_KEYS}
-    # In the namespace where the zoo evaluates them (rl_zoo3.exp_manager's globals)
-    settings["policy_kwargs"] = eval(settings["policy_kwargs"], vars(exp_manager))
+    settings["policy_kwargs"] = zoo_policy_kwargs(settings["policy_kwargs"])
+    if policy_kwargs is not None:
+        settings["policy_kwargs"].update(zoo_policy_kwargs(policy_kwargs))
     return settings
 
 
-def minatar_update_settings(algo: str, env_id: str = "Breakout-MinAtar") -> dict[str, Any]:
+def minatar_update_settings(algo: str, env_id: str = "Breakout-MinAtar", policy_kwargs: str | None = None) -> dict[str, Any]:
     """The :data:`UPDATE_KEYS` of :func:`minatar_settings`."""
-    settings = minatar_settings(algo, env_id)
+    settings = minatar_settings(algo, env_id, policy_kwargs)
     return {key: settings[key] for key in UPDATE_KEYS}
