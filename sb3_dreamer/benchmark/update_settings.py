@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from sb3_dreamer.zoo import HYPERPARAMS_DIR, apply
+from sb3_dreamer.zoo.plugin import zoo_eval
 
 #: the constructor arguments that decide what an update costs: its batch, the networks' sizes, the updates per call
 UPDATE_KEYS = ("batch_size", "sequence_length", "gradient_steps", "policy_kwargs")
@@ -21,12 +22,11 @@ ZOO_KEYS = ("n_timesteps", "policy", "n_envs")
 def zoo_policy_kwargs(expression: str) -> dict[str, Any]:
     """
     A ``policy_kwargs`` string of an RL Zoo file or command line (a ``dict(...)`` expression), evaluated as the zoo
-    evaluates it: in ``rl_zoo3.exp_manager``'s globals, with the names this package adds there (e.g. ``MinAtarCNN``).
+    evaluates it (:func:`~sb3_dreamer.zoo.plugin.zoo_eval`, after :func:`~sb3_dreamer.zoo.apply` has added this
+    package's names).
     """
-    from rl_zoo3 import exp_manager
-
     apply()
-    policy_kwargs = eval(expression, vars(exp_manager))
+    policy_kwargs = zoo_eval(expression)
     if not isinstance(policy_kwargs, dict):
         raise ValueError(f"policy_kwargs must be a dict(...) expression, got {expression!r}")
     return policy_kwargs

@@ -204,14 +204,22 @@ def _origin(manager: Any, key: str) -> str:
     return f"{manager.env_name.gym_id} in {source}"
 
 
-def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
-    """Evaluate the ``EVALUATED_KEYS`` strings as the zoo would, with an error that names the culprit."""
+def zoo_eval(expression: str) -> Any:
+    """
+    A hyperparameter string (e.g. ``policy_kwargs``) evaluated as the zoo evaluates it: in ``rl_zoo3.exp_manager``'s
+    globals, where :func:`apply` adds this package's names (e.g. ``MinAtarCNN``).
+    """
     from rl_zoo3 import exp_manager
 
+    return eval(expression, vars(exp_manager))
+
+
+def _evaluate_strings(manager: Any, hyperparams: dict[str, Any]) -> None:
+    """Evaluate the ``EVALUATED_KEYS`` strings as the zoo would, with an error that names the culprit."""
     for key in EVALUATED_KEYS:
         if isinstance(hyperparams.get(key), str):
             try:
-                hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
+                hyperparams[key] = zoo_eval(hyperparams[key])
             except Exception as error:
                 origin = _origin(manager, key)
                 raise ValueError(
