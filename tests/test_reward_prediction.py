@@ -10,7 +10,8 @@ from conftest import tiny_model
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_dreamer.benchmark.reward_prediction import COLUMNS, RewardPredictions, play, rank_auc, summary
+from sb3_dreamer.benchmark.model_play import rank_auc
+from sb3_dreamer.benchmark.reward_prediction import COLUMNS, RewardPredictions, play, summary
 
 
 def test_rank_auc_counts_pairs_and_half_ties():

@@ -26,24 +26,13 @@ Usage:
       Breakout-MinAtar --seeds 2 --episodes 30
 """
 
-import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
-import torch as th
-from rl_zoo3 import ALGOS
-from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_dreamer.benchmark.final_eval import zoo_test_env
-from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
-from sb3_dreamer.benchmark.layout import RUNS_DIR, Run, add_run_selection, selected_runs
+from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc
 from sb3_dreamer.common.base_class import DreamerAlgorithm
-from sb3_dreamer.world_model.rssm import LatentState
-from sb3_dreamer.zoo import apply
 
 #: steps either side of a rewarded step whose predictions the windowed column adds
 WINDOW_STEPS = 2
@@ -78,53 +67,20 @@ class RewardPredictions:
 
 def play(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool = False) -> RewardPredictions:
     """``episodes`` episodes of ``model`` on the one-env ``env``, with the reward head's predictions of every reward."""
-    if env.num_envs != 1:
-        raise ValueError(f"play reads one env, got a VecEnv of {env.num_envs}")
-    policy = model.policy
-    policy.set_training_mode(False)
-    world_model, rssm = policy.world_model, policy.rssm
+    policy, world_model = model.policy, model.policy.world_model
     rewards: list[float] = []
     prior: list[float] = []
     posterior: list[float] = []
     values: list[float] = []
-    episode_returns: list[float] = []
 
-    def as_tensor(observation: Any) -> th.Tensor:
-        """One observation or a VecEnv's batch of one (images, vectors: no dict spaces) -> (1, *obs_shape)."""
-        return cast(th.Tensor, policy.obs_to_tensor(observation)[0])
+    def record(step: ModelStep) -> None:
+        rewards.append(step.reward)
+        prior.append(world_model.reward(step.prior).item())
+        posterior.append(world_model.reward(step.posterior).item())
+        values.append(policy.value_dist.predict(policy.critic(step.acting)).item())
 
-    observation = env.reset()
-    state, starts, episode_return = policy.initial_state(1), policy.episode_starts(np.ones(1, dtype=bool)), 0.0
-    with th.inference_mode():
-        while len(episode_returns) < episodes:
-            actions, state = policy.act(as_tensor(observation), state, starts, deterministic)
-            values.append(policy.value_dist.predict(policy.critic(state.latent)).item())
-            observation, reward, done, infos = env.step(policy.to_env(actions.cpu().numpy()))
-            # The observation that arrived with the reward: the episode's last one where the VecEnv has reset
-            arrived = infos[0]["terminal_observation"] if done[0] else observation
-            embed = world_model.embed(world_model.preprocess(as_tensor(arrived)))
-            after = rssm.observe_step(state.latent, state.action, embed, None, deterministic=True)
-            # The prior of the same recurrent state: what imagine_step would give, without its second recurrent step
-            before = LatentState(after.deter, rssm.latent.sample(rssm.prior(after.deter), deterministic=True))
-            rewards.append(float(reward[0]))
-            prior.append(world_model.reward(before).item())
-            posterior.append(world_model.reward(after).item())
-            episode_return += float(reward[0])
-            starts = policy.episode_starts(done)
-            if done[0]:
-                episode_returns.append(episode_return)
-                episode_return = 0.0
-    return RewardPredictions(*(np.array(column) for column in (rewards, prior, posterior, values, episode_returns)))
-
-
-def rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """P(a value of ``positives`` > one of ``negatives``), ties counted half; NaN where either is empty."""
-    if not (positives.size and negatives.size):
-        return float("nan")
-    ordered = np.sort(negatives)
-    below = np.searchsorted(ordered, positives, side="left")
-    not_above = np.searchsorted(ordered, positives, side="right")
-    return float(np.mean(below + not_above) / (2 * negatives.size))
+    episode_returns = play_steps(model, env, episodes, record, deterministic)
+    return RewardPredictions(np.array(rewards), np.array(prior), np.array(posterior), np.array(values), episode_returns)
 
 
 def summary(predictions: RewardPredictions) -> dict[str, float]:
@@ -149,50 +105,14 @@ def summary(predictions: RewardPredictions) -> dict[str, float]:
     return {column: float(value) for column, value in zip(COLUMNS, values, strict=True)}
 
 
-def has_final_model(root: Path, run: Run) -> bool:
-    """Whether ``run`` has finished on this machine and kept its final model (models are not committed)."""
-    return bool(run.parts(root)) and run.final_model(root).is_file()
-
-
-def run_predictions(root: Path, run: Run, episodes: int, deterministic: bool) -> RewardPredictions:
-    """:func:`play` of ``run``'s final model on the zoo's test env, seeded as its final score."""
-    model_path = run.final_model(root)
-    seed = run.seed + FINAL_EVAL_SEED_OFFSET
-    env = zoo_test_env(model_path, run.env, seed)
-    model = ALGOS[run.zoo_algo].load(model_path, device="cpu")
-    if not isinstance(model, DreamerAlgorithm):
-        raise SystemExit(f"{run}: {run.zoo_algo} has no world model to predict rewards with")
-    set_random_seed(seed)
-    return play(model, env, episodes, deterministic)
-
-
-def markdown_row(run: Run, values: dict[str, float]) -> str:
-    """A table row: the run, then the columns, shares and AUCs to 3 decimals, predictions to 3 significant digits."""
-    cells = [f"{values['episodes']:.0f}", f"{values['mean return']:.2f}"]
-    cells += [f"{values[column]:.3g}" for column in COLUMNS[2:-3]] + [f"{values[column]:.3f}" for column in COLUMNS[-3:]]
-    return f"| {run.algo} | {run.env} | {run.seed} | {' | '.join(cells)} |"
+def cells(values: dict[str, float]) -> list[str]:
+    """A table row's cells: shares and AUCs to 3 decimals, predictions to 3 significant digits."""
+    counts = [f"{values['episodes']:.0f}", f"{values['mean return']:.2f}"]
+    return (
+        counts + [f"{values[column]:.3g}" for column in COLUMNS[2:-3]] + [f"{values[column]:.3f}" for column in COLUMNS[-3:]]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line of ``scripts/reward_prediction.py``: print the table of the selected runs."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_selection(parser)
-    parser.add_argument("--episodes", type=int, default=20, help="episodes each final model plays")
-    parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    args = parser.parse_args(argv)
-    if args.episodes <= 0:
-        parser.error(f"--episodes must be a positive number, got {args.episodes}")
-    apply()  # dreamerv2 and dreamerv3 in the zoo's ALGOS, and the MinAtar ids
-    th.set_num_threads(args.threads)
-    runs = selected_runs(args.root, args.algos, args.envs, args.seeds)
-    with_model = [run for run in runs if has_final_model(args.root, run)]
-    if not with_model:
-        raise SystemExit(f"no run under {args.root / RUNS_DIR} that matches the selection has its final model here")
-    print(f"| algo | env | seed | {' | '.join(COLUMNS)} |")
-    print(f"|---|---|---:|{'---:|' * len(COLUMNS)}")
-    for run in with_model:
-        print(markdown_row(run, summary(run_predictions(args.root, run, args.episodes, args.deterministic))), flush=True)
-    for run in runs:
-        if run not in with_model:
-            print(f"{run}: no final model here (unfinished, or trained elsewhere: models are not committed)", file=sys.stderr)
+    final_model_table(argv, __doc__, "rewards", COLUMNS, lambda *game: cells(summary(play(*game))))

@@ -1,0 +1,157 @@
+"""
+Benchmark runs' final models playing episodes with their world models' states at every step: what the diagnostics
+of what imagination sees (``scripts/reward_prediction.py``, ``scripts/freeway_hits.py``) read, and their shared
+command line, a markdown table with a row a run.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import torch as th
+from rl_zoo3 import ALGOS
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_dreamer.benchmark.final_eval import zoo_test_env
+from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
+from sb3_dreamer.benchmark.layout import RUNS_DIR, Run, add_run_selection, selected_runs
+from sb3_dreamer.common.base_class import DreamerAlgorithm
+from sb3_dreamer.world_model.rssm import LatentState
+from sb3_dreamer.zoo import apply
+
+#: a diagnostic's measurement: (final model, its one-env test env, episodes, deterministic) -> its row's cells
+Measure = Callable[[DreamerAlgorithm, VecEnv, int, bool], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """One env step of the episodes a model plays, with the model's states around it (a batch of one each)."""
+
+    #: the frame that the model acted on, (*obs_shape)
+    observation: np.ndarray
+    #: the action taken, as the env reads it, (1,)
+    action: np.ndarray
+    reward: float
+    #: whether the episode ended with this step
+    done: bool
+    #: the frame that arrived with the reward (the episode's last one where it ended), (*obs_shape)
+    arrived: np.ndarray
+    #: the state that acted: the posterior of ``observation``
+    acting: LatentState
+    #: one sequence-model step from ``acting`` and the action, the prior's most likely latent: what imagination sees
+    prior: LatentState
+    #: after observing ``arrived``, the most likely latent: what the model recognises
+    posterior: LatentState
+
+
+def play_steps(
+    model: DreamerAlgorithm, env: VecEnv, episodes: int, record: Callable[[ModelStep], None], deterministic: bool = False
+) -> np.ndarray:
+    """
+    Play ``episodes`` episodes of ``model`` (its sampled policy, as in training; ``deterministic``: the modes) on the
+    one-env ``env``, calling ``record`` after every env step, in inference mode (so it can apply the model's networks
+    to the step's states) and before the env's next step (so it can read the env's state).
+
+    :return: the return of each episode, (episodes,)
+    """
+    if env.num_envs != 1:
+        raise ValueError(f"play reads one env, got a VecEnv of {env.num_envs}")
+    policy = model.policy
+    policy.set_training_mode(False)
+    world_model, rssm = policy.world_model, policy.rssm
+    episode_returns: list[float] = []
+
+    def as_tensor(observation: np.ndarray) -> th.Tensor:
+        """One observation or a VecEnv's batch of one -> (1, *obs_shape)."""
+        return cast(th.Tensor, policy.obs_to_tensor(observation)[0])
+
+    observation = cast(np.ndarray, env.reset())  # images or vectors: no dict spaces
+    state, starts, episode_return = policy.initial_state(1), policy.episode_starts(np.ones(1, dtype=bool)), 0.0
+    with th.inference_mode():
+        while len(episode_returns) < episodes:
+            actions, state = policy.act(as_tensor(observation), state, starts, deterministic)
+            env_actions = policy.to_env(actions.cpu().numpy())
+            next_observations, reward, done, infos = env.step(env_actions)
+            next_observation = cast(np.ndarray, next_observations)
+            # The observation that arrived with the reward: the episode's last one where the VecEnv has reset
+            arrived = infos[0]["terminal_observation"] if done[0] else next_observation[0]
+            embed = world_model.embed(world_model.preprocess(as_tensor(arrived)))
+            after = rssm.observe_step(state.latent, state.action, embed, None, deterministic=True)
+            # The prior of the same recurrent state: what imagine_step would give, without its second recurrent step
+            before = LatentState(after.deter, rssm.latent.sample(rssm.prior(after.deter), deterministic=True))
+            step_reward = float(reward[0])
+            record(ModelStep(observation[0], env_actions, step_reward, bool(done[0]), arrived, state.latent, before, after))
+            episode_return += step_reward
+            observation, starts = next_observation, policy.episode_starts(done)
+            if done[0]:
+                episode_returns.append(episode_return)
+                episode_return = 0.0
+    return np.array(episode_returns)
+
+
+def rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """P(a value of ``positives`` > one of ``negatives``), ties counted half; NaN where either is empty."""
+    if not (positives.size and negatives.size):
+        return float("nan")
+    ordered = np.sort(negatives)
+    below = np.searchsorted(ordered, positives, side="left")
+    not_above = np.searchsorted(ordered, positives, side="right")
+    return float(np.mean(below + not_above) / (2 * negatives.size))
+
+
+def has_final_model(root: Path, run: Run) -> bool:
+    """Whether ``run`` has finished on this machine and kept its final model (models are not committed)."""
+    return bool(run.parts(root)) and run.final_model(root).is_file()
+
+
+def load_final_model(root: Path, run: Run, what: str) -> tuple[DreamerAlgorithm, VecEnv]:
+    """
+    ``run``'s final model and the zoo's test env of its saved settings, seeded as its final score (torch and NumPy too).
+
+    :param what: what the model is to predict, for the error where it has no world model
+    """
+    model_path = run.final_model(root)
+    seed = run.seed + FINAL_EVAL_SEED_OFFSET
+    env = zoo_test_env(model_path, run.env, seed)
+    model = ALGOS[run.zoo_algo].load(model_path, device="cpu")
+    if not isinstance(model, DreamerAlgorithm):
+        raise SystemExit(f"{run}: {run.zoo_algo} has no world model to predict {what} with")
+    set_random_seed(seed)
+    return model, env
+
+
+def final_model_table(argv: list[str] | None, description: str, what: str, columns: Sequence[str], measure: Measure) -> None:
+    """
+    The command line of a diagnostic of final models: select runs (``--root``, ``--algos``, ``--envs``, ``--seeds``),
+    play ``--episodes`` episodes with each final model on this machine and print a markdown table, a row a run.
+
+    :param what: what the models predict, for the error where a run has no world model
+    :param columns: the table's columns after the run's
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_selection(parser)
+    parser.add_argument("--episodes", type=int, default=20, help="episodes each final model plays")
+    parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args(argv)
+    if args.episodes <= 0:
+        parser.error(f"--episodes must be a positive number, got {args.episodes}")
+    apply()  # dreamerv2 and dreamerv3 in the zoo's ALGOS, and the MinAtar ids
+    th.set_num_threads(args.threads)
+    runs = selected_runs(args.root, args.algos, args.envs, args.seeds)
+    with_model = [run for run in runs if has_final_model(args.root, run)]
+    if not with_model:
+        raise SystemExit(f"no run under {args.root / RUNS_DIR} that matches the selection has its final model here")
+    print(f"| algo | env | seed | {' | '.join(columns)} |")
+    print(f"|---|---|---:|{'---:|' * len(columns)}")
+    for run in with_model:
+        cells = measure(*load_final_model(args.root, run, what), args.episodes, args.deterministic)
+        print(f"| {run.algo} | {run.env} | {run.seed} | {' | '.join(cells)} |", flush=True)
+    for run in runs:
+        if run not in with_model:
+            print(f"{run}: no final model here (unfinished, or trained elsewhere: models are not committed)", file=sys.stderr)
