@@ -8,7 +8,7 @@ from minatar.environments import freeway
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_dreamer.benchmark.freeway_hits import COLUMNS, HitPredictions, chicken_row, freeway_game, play, summary
+from sb3_dreamer.benchmark.freeway_hits import COLUMNS, HitPredictions, chicken_row, freeway_game, hit, play, summary
 
 
 class CountingFreeway(freeway.Env):
@@ -50,12 +50,33 @@ def test_chicken_row_reads_the_chicken_channel():
     assert chicken_row(frame) == 6
 
 
+def test_hit_plays_the_step_out_on_a_copy():
+    game = freeway.Env()
+    # One car, in lane 4 left of the chicken's column, that moves right this step
+    game.cars, game.pos, game.move_timer = [[3, 4, 0, 1]], 5, 0
+    assert hit(game, "u") is True  # the chicken steps into lane 4, the car drives into it
+    assert hit(game, "n") is False and hit(game, "d") is False
+    assert (game.cars, game.pos, game.move_timer) == ([[3, 4, 0, 1]], 5, 0)
+    game.move_timer = 2  # the chicken cannot move yet: "up" waits in lane 5
+    assert hit(game, "u") is False
+    game.pos, game.move_timer = 9, 0
+    assert hit(game, "n") is None  # waiting in the bottom row
+    assert hit(game, "d") is None
+    game.cars = [[4, 8, 1, 1]]  # a car in lane 8, in the chicken's column
+    assert hit(game, "u") is True
+    game.pos = 1
+    assert hit(game, "u") is None  # across the road
+
+
 def test_summary_of_known_predictions():
     predictions = HitPredictions(
         hits=np.array([False, True, False, False, True]),
         prior=np.array([0.1, 0.6, 0.2, 0.7, 0.3]),
         posterior=np.array([0.0, 1.0, 0.0, 0.1, 0.9]),
         up=np.array([True, True, False, True]),
+        up_hit=np.array([True, False, True, True]),
+        prior_difference=np.array([0.2, 0.0, -0.1, 0.3]),
+        actor_safe=np.array([False, True, True, True]),
         episode_returns=np.array([3.0, 5.0]),
     )
     values = summary(predictions)
@@ -66,6 +87,10 @@ def test_summary_of_known_predictions():
     # 0.6 and 0.3 are each above 0.1 and 0.2, below 0.7
     assert values["prior AUC"] == pytest.approx(4 / 6)
     assert values["posterior AUC"] == 1.0
+    assert values["decisive steps an episode"] == 2.0 and values['"up" hit there'] == 0.75
+    # Two right, one tie, one wrong
+    assert values["prior right there"] == pytest.approx(2.5 / 4)
+    assert values["actor safe there"] == 0.75
 
 
 def test_play_finds_every_hit_the_game_makes():
@@ -85,6 +110,9 @@ def test_play_finds_every_hit_the_game_makes():
     assert len(predictions.prior) == len(predictions.posterior) == len(predictions.hits) > predictions.hits.sum()
     for probabilities in (predictions.prior, predictions.posterior):
         assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    decisive = len(predictions.prior_difference)
+    assert 0 < decisive == len(predictions.up_hit) == len(predictions.actor_safe) < len(predictions.hits)
+    assert (np.abs(predictions.prior_difference) <= 1).all() and len(set(predictions.prior_difference)) > 1
 
 
 def test_play_reads_freeway_only():
