@@ -300,8 +300,15 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
 
     # The reward-prediction table's deterministic play replays the final score's episodes; DQN has no world model
     output = run_script(REWARD_PREDICTION, tmp_path, "--algos", "dreamerv2", "--episodes", "3", "--deterministic")
-    row = next(line for line in output.splitlines() if line.startswith("| dreamerv2 | Breakout-MinAtar | 0 | 3 |"))
-    assert float(row.split("|")[5]) == pytest.approx(info["final_mean_return"], abs=0.005)
+    cells = next(line for line in output.splitlines() if line.startswith("| dreamerv2 | Breakout-MinAtar | 0 | ")).split("|")
+    # The model's frames (the run's budget, rounded up to a whole train_freq), its episodes and their mean return
+    final_frames = int(cells[4])
+    assert final_frames >= info["frames"] and cells[5].strip() == "3"
+    assert float(cells[6]) == pytest.approx(info["final_mean_return"], abs=0.005)
+    # The run's latest checkpoint plays too, with its own frames
+    output = run_script(REWARD_PREDICTION, tmp_path, "--algos", "dreamerv2", "--episodes", "1", "--checkpoint")
+    cells = next(line for line in output.splitlines() if line.startswith("| dreamerv2 | Breakout-MinAtar | 0 | ")).split("|")
+    assert 0 < int(cells[4]) <= final_frames and cells[5].strip() == "1"
     result = subprocess.run(
         [sys.executable, str(REWARD_PREDICTION), "--root", str(tmp_path), "--algos", "dqn@batch16", "--episodes", "1"],
         capture_output=True,

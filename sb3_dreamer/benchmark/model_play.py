@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.benchmark.final_eval import zoo_test_env
 from sb3_dreamer.benchmark.grid import FINAL_EVAL_SEED_OFFSET
-from sb3_dreamer.benchmark.layout import RUNS_DIR, Run, add_run_selection, selected_runs
+from sb3_dreamer.benchmark.layout import CHECKPOINT_DIR, RUNS_DIR, Run, add_run_selection, selected_runs
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.world_model.rssm import LatentState
 from sb3_dreamer.zoo import apply
@@ -104,20 +104,30 @@ def rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float(np.mean(below + not_above) / (2 * negatives.size))
 
 
-def has_final_model(root: Path, run: Run) -> bool:
-    """Whether ``run`` has finished on this machine and kept its final model (models are not committed)."""
-    return bool(run.parts(root)) and run.final_model(root).is_file()
-
-
-def load_final_model(root: Path, run: Run, what: str) -> tuple[DreamerAlgorithm, VecEnv]:
+def model_file(root: Path, run: Run, checkpoint: bool = False) -> Path | None:
     """
-    ``run``'s final model and the zoo's test env of its saved settings, seeded as its final score (torch and NumPy too).
+    ``run``'s final model, or with ``checkpoint`` its latest checkpoint's (of a run still training, or stopped), where
+    this machine has it (models and checkpoints are not committed), else None.
+    """
+    if not run.parts(root):
+        return None
+    path = run.directory(root) / CHECKPOINT_DIR / "model.zip" if checkpoint else run.final_model(root)
+    return path if path.is_file() else None
+
+
+def load_model(root: Path, run: Run, what: str, checkpoint: bool = False) -> tuple[DreamerAlgorithm, VecEnv]:
+    """
+    ``run``'s final model (or its latest checkpoint's, :func:`model_file`) and the zoo's test env of its saved
+    settings, seeded as its final score (torch and NumPy too).
 
     :param what: what the model is to predict, for the error where it has no world model
     """
-    model_path = run.final_model(root)
+    model_path = model_file(root, run, checkpoint)
+    if model_path is None:
+        raise FileNotFoundError(f"{run}: no {'checkpoint' if checkpoint else 'final model'} on this machine")
     seed = run.seed + FINAL_EVAL_SEED_OFFSET
-    env = zoo_test_env(model_path, run.env, seed)
+    # The zoo's settings of the run's last part, beside the final model that part saves
+    env = zoo_test_env(run.final_model(root), run.env, seed)
     model = ALGOS[run.zoo_algo].load(model_path, device="cpu")
     if not isinstance(model, DreamerAlgorithm):
         raise SystemExit(f"{run}: {run.zoo_algo} has no world model to predict {what} with")
@@ -128,7 +138,8 @@ def load_final_model(root: Path, run: Run, what: str) -> tuple[DreamerAlgorithm,
 def final_model_table(argv: list[str] | None, description: str, what: str, columns: Sequence[str], measure: Measure) -> None:
     """
     The command line of a diagnostic of final models: select runs (``--root``, ``--algos``, ``--envs``, ``--seeds``),
-    play ``--episodes`` episodes with each final model on this machine and print a markdown table, a row a run.
+    play ``--episodes`` episodes with each final model on this machine (``--checkpoint``: each latest checkpoint's)
+    and print a markdown table, a row a run (with the model's env frames, ``frames``).
 
     :param what: what the models predict, for the error where a run has no world model
     :param columns: the table's columns after the run's
@@ -138,20 +149,23 @@ def final_model_table(argv: list[str] | None, description: str, what: str, colum
     parser.add_argument("--episodes", type=int, default=20, help="episodes each final model plays")
     parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--checkpoint", action="store_true", help="play each run's latest checkpoint, not its final model")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error(f"--episodes must be a positive number, got {args.episodes}")
     apply()  # dreamerv2 and dreamerv3 in the zoo's ALGOS, and the MinAtar ids
     th.set_num_threads(args.threads)
     runs = selected_runs(args.root, args.algos, args.envs, args.seeds)
-    with_model = [run for run in runs if has_final_model(args.root, run)]
+    model = "checkpoint" if args.checkpoint else "final model"
+    with_model = [run for run in runs if model_file(args.root, run, args.checkpoint) is not None]
     if not with_model:
-        raise SystemExit(f"no run under {args.root / RUNS_DIR} that matches the selection has its final model here")
-    print(f"| algo | env | seed | {' | '.join(columns)} |")
-    print(f"|---|---|---:|{'---:|' * len(columns)}")
+        raise SystemExit(f"no run under {args.root / RUNS_DIR} that matches the selection has its {model} here")
+    print(f"| algo | env | seed | frames | {' | '.join(columns)} |")
+    print(f"|---|---|---:|---:|{'---:|' * len(columns)}")
     for run in with_model:
-        cells = measure(*load_final_model(args.root, run, what), args.episodes, args.deterministic)
-        print(f"| {run.algo} | {run.env} | {run.seed} | {' | '.join(cells)} |", flush=True)
+        played, env = load_model(args.root, run, what, args.checkpoint)
+        cells = measure(played, env, args.episodes, args.deterministic)
+        print(f"| {run.algo} | {run.env} | {run.seed} | {played.num_timesteps} | {' | '.join(cells)} |", flush=True)
     for run in runs:
         if run not in with_model:
-            print(f"{run}: no final model here (unfinished, or trained elsewhere: models are not committed)", file=sys.stderr)
+            print(f"{run}: no {model} here (trained elsewhere: models and checkpoints are not committed)", file=sys.stderr)
