@@ -101,7 +101,7 @@ def hit(game: freeway.Env, action: str) -> bool | None:
     takes ``action``; None where the move leaves the chicken outside the lanes (in the bottom row, or across the road).
     """
     row = game.pos
-    if game.move_timer == 0 and action in (UP, DOWN):  # the game's rule: a move every PLAYER_SPEED steps at most
+    if game.move_timer == 0 and action in (UP, DOWN):  # the game's rule: one move every freeway.player_speed steps
         row = min(max(row + (1 if action == DOWN else -1), 0), BOTTOM_ROW)
     if row not in LANES:
         return None
