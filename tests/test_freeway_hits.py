@@ -8,7 +8,7 @@ from minatar.environments import freeway
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_dreamer.benchmark.freeway_hits import COLUMNS, HitPredictions, chicken_row, freeway_game, hit, play, summary
+from sb3_dreamer.benchmark.freeway_hits import COLUMNS, HitPredictions, freeway_game, hit, play, summary
 
 
 class CountingFreeway(freeway.Env):
@@ -40,14 +40,6 @@ def freeway_env(env_id: str = "Freeway-MinAtar") -> DummyVecEnv:
     env = DummyVecEnv([lambda: Monitor(gym.make(env_id, max_episode_steps=500))])
     env.seed(5)
     return env
-
-
-def test_chicken_row_reads_the_chicken_channel():
-    frame = np.zeros((7, 10, 10), dtype=np.uint8)
-    assert chicken_row(frame) is None
-    frame[1, 3, 4] = 1  # a car in the chicken's column
-    frame[0, 6, 4] = 1
-    assert chicken_row(frame) == 6
 
 
 def test_hit_plays_the_step_out_on_a_copy():

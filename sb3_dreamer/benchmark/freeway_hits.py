@@ -89,12 +89,6 @@ class HitPredictions:
     episode_returns: np.ndarray
 
 
-def chicken_row(frame: np.ndarray) -> int | None:
-    """The chicken's row in a Freeway frame (channels, 10, 10), None where the frame does not show it."""
-    rows = np.flatnonzero(frame[CHICKEN_CHANNEL, :, CHICKEN_COLUMN])
-    return int(rows[0]) if rows.size else None
-
-
 def hit(game: freeway.Env, action: str) -> bool | None:
     """
     Whether the cars send the chicken back to the bottom row when ``game`` (a state of MinAtar's Freeway, not changed)
@@ -152,19 +146,20 @@ def play(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: boo
         up.append(chosen == UP)
         if before is None or step.done:
             return
-        step_hit = hit(before, minatar.env.action_map[minatar.last_action])
+        outcomes = {action: hit(before, action) for action in ACTIONS}
+        step_hit = outcomes[minatar.env.action_map[minatar.last_action]]
         if step_hit is not None:
             hits.append(step_hit)
             prior.append(bottom_row(step.prior).item())
             posterior.append(bottom_row(step.posterior).item())
-        wait_is_hit, up_is_hit = hit(before, WAIT), hit(before, UP)
+        wait_is_hit, up_is_hit = outcomes[WAIT], outcomes[UP]
         if wait_is_hit is None or up_is_hit is None or wait_is_hit == up_is_hit:
             return  # not a decisive step
         starts = LatentState(*(tensor.expand(2, *tensor.shape[1:]) for tensor in step.acting))
         after_wait, after_up = bottom_row(rssm.imagine_step(starts, choices, deterministic=True)).tolist()
         up_hit.append(up_is_hit)
         prior_difference.append(after_up - after_wait if up_is_hit else after_wait - after_up)
-        actor_safe.append(not hit(before, chosen))
+        actor_safe.append(not outcomes[chosen])
 
     episode_returns = play_steps(model, env, episodes, record, deterministic)
     return HitPredictions(
