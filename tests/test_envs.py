@@ -160,6 +160,25 @@ def test_kwargs_reach_minatar() -> None:
         assert default.sticky_action_prob == 0.1 and default.env.ramping is True
 
 
+def test_action_meanings_name_the_minimal_action_sets() -> None:
+    meanings = {game: MinAtarEnv(game).get_action_meanings() for game in MINATAR_GAMES}
+    assert meanings == {
+        "asterix": ["NOOP", "LEFT", "UP", "RIGHT", "DOWN"],
+        "breakout": ["NOOP", "LEFT", "RIGHT"],
+        "freeway": ["NOOP", "UP", "DOWN"],
+        "seaquest": ["NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE"],
+        "space_invaders": ["NOOP", "LEFT", "RIGHT", "FIRE"],
+    }
+    # The names are what the actions do: Breakout's paddle moves by one column each way
+    env = gym.make("Breakout-MinAtar", sticky_action_prob=0.0).unwrapped
+    env.reset(seed=0)
+    start = env.minatar.env.pos
+    env.step(meanings["breakout"].index("LEFT"))
+    assert env.minatar.env.pos == start - 1
+    env.step(meanings["breakout"].index("RIGHT"))
+    assert env.minatar.env.pos == start
+
+
 @pytest.mark.parametrize("env_id", ["Breakout-MinAtar", "SeaquestPOMDP-MinAtar"])
 def test_render(env_id: str) -> None:
     env = gym.make(env_id, render_mode="rgb_array")

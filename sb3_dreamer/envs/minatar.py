@@ -12,6 +12,8 @@ from sb3_dreamer.common.palette import PALETTE
 
 MINATAR_GAMES: tuple[str, ...] = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 RENDER_SCALE = 16
+#: ALE's names of MinAtar's actions, by the letters of MinAtar's ``action_map``
+ACTION_MEANINGS = {"n": "NOOP", "l": "LEFT", "u": "UP", "r": "RIGHT", "d": "DOWN", "f": "FIRE"}
 
 
 class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
@@ -58,6 +60,10 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: int | np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
         reward, terminated = self.minatar.act(self._actions[action])
         return self._obs(), float(reward), bool(terminated), False, {}
+
+    def get_action_meanings(self) -> list[str]:
+        """The name of each action, as ALE's envs give them: ``["NOOP", "UP", "DOWN"]`` for Freeway."""
+        return [ACTION_MEANINGS[self.minatar.env.action_map[action]] for action in self._actions]
 
     def render(self) -> np.ndarray | None:
         """An RGB frame ``(10 * RENDER_SCALE, 10 * RENDER_SCALE, 3)``; where channels overlap, the last one wins."""
