@@ -160,6 +160,19 @@ def test_row_convention() -> None:
     assert buffer.size() == 6
 
 
+def test_write_indices_follow_the_ring_oldest_first() -> None:
+    buffer = SequenceReplayBuffer(5, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=4)
+    for counter in range(10, 13):
+        add_step(buffer, [0, counter], [0, counter + 1], action=1, reward=0.0, done=False)
+    np.testing.assert_array_equal(buffer.write_indices(0), [0, 1, 2, 3])  # the first row and three steps
+    for counter in range(13, 17):
+        add_step(buffer, [0, counter], [0, counter + 1], action=1, reward=0.0, done=False)
+    # Rows 0-7 written into 5 slots: rows 3-7 remain, row g in slot g % 5, holding observations 13-17
+    np.testing.assert_array_equal(buffer.write_indices(0), [3, 4, 5, 6, 7])
+    assert buffer.observations is not None
+    np.testing.assert_array_equal(buffer.observations[0, buffer.write_indices(0) % 5, 1], [13, 14, 15, 16, 17])
+
+
 @pytest.mark.parametrize("handle_timeout_termination", [True, False])
 def test_truncation(handle_timeout_termination: bool) -> None:
     buffer = SequenceReplayBuffer(

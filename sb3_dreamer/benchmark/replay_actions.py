@@ -45,8 +45,8 @@ def collection_frames(buffer: SequenceReplayBuffer, frames: int) -> tuple[np.nda
     actions, collected = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     if buffer.actions is None or buffer.is_first is None:  # nothing added yet
         return actions[0], collected[0]
-    for env_index, (rows, written) in enumerate(zip(buffer._rows_per_env(), buffer._rows_written, strict=True)):
-        slots = (int(written) - int(rows) + np.arange(int(rows))) % buffer.buffer_size
+    for env_index in range(buffer.n_envs):
+        slots = buffer.write_indices(env_index) % buffer.buffer_size
         steps = slots[~buffer.is_first[env_index, slots]]
         # Env steps of all envs advance together: the k-th newest of each env came k * n_envs frames before the end
         newest_first = np.arange(len(steps))[::-1]

@@ -338,6 +338,14 @@ class SequenceReplayBuffer(ReplayBuffer):
                 setattr(self, name, storage)
         self._episode_starts = [self._index_episodes(env_index) for env_index in range(self.n_envs)]
 
+    def write_indices(self, env_index: int) -> np.ndarray:
+        """
+        :return: the write indices of the rows an env's ring holds, oldest first, (rows,): row ``g`` of the env (its
+            ``g``-th row written) lies in ring slot ``g % buffer_size``
+        """
+        n_rows = int(self._rows_per_env()[env_index])
+        return int(self._rows_written[env_index]) - n_rows + np.arange(n_rows)
+
     def _index_episodes(self, env_index: int) -> EpisodeStarts:
         """
         :return: the episode index of a ring, rebuilt from its rows (O(ring size)): its episodes start at its
@@ -345,13 +353,11 @@ class SequenceReplayBuffer(ReplayBuffer):
         """
         if self.is_first is None:
             return EpisodeStarts()
-        n_rows = int(self._rows_per_env()[env_index])
-        oldest = int(self._rows_written[env_index]) - n_rows
-        write_indices = oldest + np.arange(n_rows)
+        write_indices = self.write_indices(env_index)
         starts = write_indices[self.is_first[env_index, write_indices % self.buffer_size]]
-        if n_rows > 0 and (len(starts) == 0 or starts[0] != oldest):
+        if len(write_indices) > 0 and (len(starts) == 0 or starts[0] != write_indices[0]):
             # An episode whose first rows were overwritten
-            starts = np.concatenate([[oldest], starts])
+            starts = np.concatenate([write_indices[:1], starts])
         return EpisodeStarts(starts)
 
     def reset(self) -> None:
