@@ -54,6 +54,7 @@ from sb3_dreamer.benchmark.stats import BOOTSTRAP_REPS, bootstrap_interval, impr
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 TB_SCALARS = SCRIPT.parent / "tb_scalars.py"
 REWARD_PREDICTION = SCRIPT.parent / "reward_prediction.py"
+REPLAY_ACTIONS = SCRIPT.parent / "replay_actions.py"
 
 # DQN as a variant: its own rows and runs folder, its own hyperparameters on top of the quick ones
 ALGOS = ("dreamerv2", "dqn@batch16")
@@ -309,6 +310,9 @@ def test_quick_grid_reports_and_resumes(tmp_path: Path):
     output = run_script(REWARD_PREDICTION, tmp_path, "--algos", "dreamerv2", "--episodes", "1", "--checkpoint")
     cells = next(line for line in output.splitlines() if line.startswith("| dreamerv2 | Breakout-MinAtar | 0 | ")).split("|")
     assert 0 < int(cells[4]) <= final_frames and cells[5].strip() == "1"
+    # Its replay buffer's actions by the frames they were collected at, by Breakout's names for them
+    output = run_script(REPLAY_ACTIONS, tmp_path, "--algos", "dreamerv2", "--bin", "100")
+    assert "| frames | NOOP | LEFT | RIGHT | entropy (nats) |" in output and "\n| 0-100 | " in output
     result = subprocess.run(
         [sys.executable, str(REWARD_PREDICTION), "--root", str(tmp_path), "--algos", "dqn@batch16", "--episodes", "1"],
         capture_output=True,
