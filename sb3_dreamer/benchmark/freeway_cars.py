@@ -33,7 +33,7 @@ from minatar.environments import freeway
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.benchmark.freeway_hits import freeway_game
-from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc
+from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc, share_above_zero
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.world_model.rssm import LatentState
 
@@ -115,8 +115,7 @@ def right(moved: np.ndarray, lead: np.ndarray) -> float:
     The share of car steps where the lead of the cell moved to (over the cell left) points the way the car went: above
     0 where it moved, below where it stayed, ties counted half; NaN where there are none.
     """
-    margin = np.where(moved, lead, -lead)
-    return float(((margin > 0) + 0.5 * (margin == 0)).mean()) if margin.size else float("nan")
+    return share_above_zero(np.where(moved, lead, -lead))
 
 
 def summary(predictions: CarPredictions) -> dict[str, float]:

@@ -39,7 +39,7 @@ from minatar import Environment
 from minatar.environments import freeway
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc
+from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc, share_above_zero
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.world_model.rssm import LatentState
 
@@ -189,7 +189,7 @@ def summary(predictions: HitPredictions) -> dict[str, float]:
         rank_auc(posterior[hits], posterior[~hits]),
         decisive.size / episodes,
         predictions.up_hit.mean() if decisive.size else np.nan,
-        ((decisive > 0) + 0.5 * (decisive == 0)).mean() if decisive.size else np.nan,
+        share_above_zero(decisive),
         predictions.actor_safe.mean() if decisive.size else np.nan,
     )
     return {column: float(value) for column, value in zip(COLUMNS, values, strict=True)}

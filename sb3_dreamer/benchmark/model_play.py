@@ -104,6 +104,11 @@ def rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     return float(np.mean(below + not_above) / (2 * negatives.size))
 
 
+def share_above_zero(values: np.ndarray) -> float:
+    """The share of ``values`` above 0, ties (0) counted half; NaN where there are none."""
+    return float(((values > 0) + 0.5 * (values == 0)).mean()) if values.size else float("nan")
+
+
 def model_file(root: Path, run: Run, checkpoint: bool = False) -> Path | None:
     """
     ``run``'s final model, or with ``checkpoint`` its latest checkpoint's (of a run still training, or stopped), where
