@@ -201,6 +201,11 @@ def cells(values: dict[str, float]) -> list[str]:
     return [f"{values[column]:{counts.get(column, '.3f')}}" for column in COLUMNS]
 
 
+def measure(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool = False) -> list[str]:
+    """The table's cells after the run's (:data:`COLUMNS`) for ``model`` playing ``episodes`` episodes on ``env``."""
+    return cells(summary(play(model, env, episodes, deterministic)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line of ``scripts/freeway_cars.py``: print the table of the selected runs."""
-    final_model_table(argv, __doc__, "the cars' moves", COLUMNS, lambda *game: cells(summary(play(*game))))
+    final_model_table(argv, __doc__, "the cars' moves", COLUMNS, measure)

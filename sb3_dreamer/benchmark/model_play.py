@@ -130,14 +130,19 @@ def load_model(root: Path, run: Run, what: str, checkpoint: bool = False) -> tup
     model_path = model_file(root, run, checkpoint)
     if model_path is None:
         raise FileNotFoundError(f"{run}: no {'checkpoint' if checkpoint else 'final model'} on this machine")
-    seed = run.seed + FINAL_EVAL_SEED_OFFSET
-    # The zoo's settings of the run's last part, beside the final model that part saves
-    env = zoo_test_env(run.final_model(root), run.env, seed)
     model = ALGOS[run.zoo_algo].load(model_path, device="cpu")
     if not isinstance(model, DreamerAlgorithm):
         raise SystemExit(f"{run}: {run.zoo_algo} has no world model to predict {what} with")
+    return model, final_score_env(root, run)
+
+
+def final_score_env(root: Path, run: Run) -> VecEnv:
+    """The zoo's test env of ``run``'s saved settings, seeded as its final score (torch and NumPy too)."""
+    seed = run.seed + FINAL_EVAL_SEED_OFFSET
+    # The zoo's settings of the run's last part, beside the final model that part saves
+    env = zoo_test_env(run.final_model(root), run.env, seed)
     set_random_seed(seed)
-    return model, env
+    return env
 
 
 def final_model_table(argv: list[str] | None, description: str, what: str, columns: Sequence[str], measure: Measure) -> None:

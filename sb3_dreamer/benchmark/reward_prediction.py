@@ -113,6 +113,11 @@ def cells(values: dict[str, float]) -> list[str]:
     )
 
 
+def measure(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool = False) -> list[str]:
+    """The table's cells after the run's (:data:`COLUMNS`) for ``model`` playing ``episodes`` episodes on ``env``."""
+    return cells(summary(play(model, env, episodes, deterministic)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line of ``scripts/reward_prediction.py``: print the table of the selected runs."""
-    final_model_table(argv, __doc__, "rewards", COLUMNS, lambda *game: cells(summary(play(*game))))
+    final_model_table(argv, __doc__, "rewards", COLUMNS, measure)

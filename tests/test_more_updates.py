@@ -1,0 +1,46 @@
+"""More updates on a run's replay buffer, with a diagnostic after each block (``scripts/more_updates.py``)."""
+
+import hashlib
+
+import pytest
+from conftest import tiny_model
+
+from sb3_dreamer.benchmark.layout import CHECKPOINT_DIR, Run
+from sb3_dreamer.benchmark.more_updates import METRICS, main
+from sb3_dreamer.benchmark.reward_prediction import COLUMNS
+
+
+def test_blocks_of_updates_on_the_checkpoint_leave_it_as_it_was(tmp_path, capsys):
+    run = Run("dreamerv2", "Breakout-MinAtar", 0)
+    model = tiny_model(learning_starts=40, train_freq=20)
+    model.learn(60)
+    checkpoint = run.directory(tmp_path) / CHECKPOINT_DIR
+    model.save_checkpoint(checkpoint)
+    # The zoo's folder of the run's part, whose settings the test env reads (none here: the id's defaults)
+    (run.directory(tmp_path) / "dreamerv2" / "Breakout-MinAtar_1").mkdir(parents=True)
+    digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in checkpoint.resolve().iterdir()}
+
+    selection = ["--root", str(tmp_path), "--diagnostic", "reward_prediction", "--episodes", "1"]
+    main([*selection, "--blocks", "2", "--block-updates", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"| algo | env | seed | updates | more updates | {' | '.join(METRICS)} | {' | '.join(COLUMNS)} |"
+    rows = [line.strip("|").split(" | ") for line in lines[2:]]
+    assert [row[3:5] for row in rows] == [[str(model._n_updates + 3 * block), str(3 * block)] for block in range(3)]
+    assert rows[0][5:7] == ["nan", "nan"]
+    for row in rows[1:]:
+        assert all(float(value) > 0 for value in row[5:7])  # KL and the world model's loss of the block
+    assert all(len(row) == 5 + len(METRICS) + len(COLUMNS) for row in rows)
+    assert digests == {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in checkpoint.resolve().iterdir()}
+
+
+def test_refuses_runs_without_a_checkpoint_and_bad_blocks(tmp_path):
+    run = Run("dreamerv2", "Breakout-MinAtar", 0)
+    (run.directory(tmp_path) / CHECKPOINT_DIR).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint with its replay buffer here"):
+        main(["--root", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no run under"):
+        main(["--root", str(tmp_path), "--envs", "Freeway-MinAtar"])
+    with pytest.raises(SystemExit):
+        main(["--root", str(tmp_path), "--blocks", "-1"])
+    with pytest.raises(SystemExit):
+        main(["--root", str(tmp_path), "--block-updates", "0"])
