@@ -23,14 +23,22 @@ def test_blocks_of_updates_on_the_checkpoint_leave_it_as_it_was(tmp_path, capsys
     selection = ["--root", str(tmp_path), "--diagnostic", "reward_prediction", "--episodes", "1"]
     main([*selection, "--blocks", "2", "--block-updates", "3"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"| algo | env | seed | updates | more updates | {' | '.join(METRICS)} | {' | '.join(COLUMNS)} |"
+    header = f"| algo | env | seed | updates | more updates | batches | {' | '.join(METRICS)} | {' | '.join(COLUMNS)} |"
+    assert lines[0] == header
     rows = [line.strip("|").split(" | ") for line in lines[2:]]
-    assert [row[3:5] for row in rows] == [[str(model._n_updates + 3 * block), str(3 * block)] for block in range(3)]
-    assert rows[0][5:7] == ["nan", "nan"]
+    assert [row[3:6] for row in rows] == [[str(model._n_updates + 3 * block), str(3 * block), "4 x 8"] for block in range(3)]
+    assert rows[0][6:8] == ["nan", "nan"]
     for row in rows[1:]:
-        assert all(float(value) > 0 for value in row[5:7])  # KL and the world model's loss of the block
-    assert all(len(row) == 5 + len(METRICS) + len(COLUMNS) for row in rows)
+        assert all(float(value) > 0 for value in row[6:8])  # KL and the world model's loss of the block
+    assert all(len(row) == 6 + len(METRICS) + len(COLUMNS) for row in rows)
     assert digests == {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in checkpoint.resolve().iterdir()}
+
+    # Windows of 16 steps, in batches of as many replayed steps: 2 x 16
+    main([*selection, "--blocks", "1", "--block-updates", "2", "--sequence-length", "16"])
+    rows = [line.strip("|").split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[4:6] for row in rows] == [["0", "2 x 16"], ["2", "2 x 16"]]
+    with pytest.raises(SystemExit, match="--sequence-length 5 does not divide the 4 x 8 replayed steps"):
+        main([*selection, "--sequence-length", "5"])
 
 
 def test_refuses_runs_without_a_checkpoint_and_bad_blocks(tmp_path):

@@ -6,10 +6,12 @@ of training, on the machine that trained it), the gradient steps go on without n
 and after each the model plays the episodes of a diagnostic of final models (``--diagnostic``: ``freeway_cars``,
 ``freeway_hits`` or ``reward_prediction``, their columns and episodes, on the zoo's test env seeded as the final
 score's). Actor and critic go on learning too: these are the updates a higher replay ratio would have made, on the
-frames the run ended with. Nothing is saved: the checkpoint stays as it was.
+frames the run ended with. ``--sequence-length`` replays windows of another length, in batches of as many replayed
+steps as the run's (e.g. 4 x 64 for 8 x 32). Nothing is saved: the checkpoint stays as it was.
 
-Per run and block, a row of a markdown table: the run's updates so far, those after its own, the means of the world
-model's KL and loss over the block's updates (``train/kl``, ``train/world_model_loss``), and the diagnostic's columns.
+Per run and block, a row of a markdown table: the run's updates so far, those after its own, their batches (windows x
+steps), the means of the world model's KL and loss over the block's updates (``train/kl``,
+``train/world_model_loss``), and the diagnostic's columns.
 
 Usage:
   python scripts/more_updates.py --root benchmarks/minatar-100k --algos dreamerv3@ent3e-3 --envs Freeway-MinAtar \\
@@ -56,6 +58,18 @@ def load_run_checkpoint(root: Path, run: Run) -> DreamerAlgorithm:
     return model
 
 
+def replay_windows_of(model: DreamerAlgorithm, sequence_length: int) -> None:
+    """Replay windows of ``sequence_length`` steps from now on, in batches of as many replayed steps as before."""
+    replayed = model.batch_size * model.sequence_length
+    if replayed % sequence_length:
+        raise SystemExit(
+            f"--sequence-length {sequence_length} does not divide the {model.batch_size} x {model.sequence_length} "
+            "replayed steps of an update"
+        )
+    model.batch_size = replayed // sequence_length
+    model.sequence_length = model.replay_buffer.sequence_length = sequence_length
+
+
 def update_block(model: DreamerAlgorithm, updates: int) -> dict[str, float]:
     """``updates`` gradient steps on the replay buffer, no new frames; the means of :data:`METRICS` over them."""
     sums = dict.fromkeys(METRICS, 0.0)
@@ -78,13 +92,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", type=int, default=4, help="blocks of updates, each followed by the diagnostic")
     parser.add_argument("--block-updates", type=int, default=5000, help="gradient steps a block")
     parser.add_argument("--episodes", type=int, default=2, help="episodes the model plays after each block")
+    parser.add_argument("--sequence-length", type=int, help="steps of a replayed window (default: the run's)")
     parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     if args.blocks < 0:
         parser.error(f"--blocks must be 0 (the checkpoint's model only) or more, got {args.blocks}")
-    for name in ("block_updates", "episodes"):
-        if getattr(args, name) <= 0:
+    for name in ("block_updates", "episodes", "sequence_length"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     apply()  # dreamerv2 and dreamerv3 in the zoo's ALGOS, and the MinAtar ids
     th.set_num_threads(args.threads)
@@ -92,15 +107,18 @@ def main(argv: list[str] | None = None) -> None:
     runs = selected_runs(args.root, args.algos, args.envs, args.seeds)
     if not runs:
         raise SystemExit(f"no run under {args.root} matches the selection")
-    print(f"| algo | env | seed | updates | more updates | {' | '.join(METRICS)} | {' | '.join(columns)} |")
-    print(f"|---|---|---:|---:|---:|{'---:|' * (len(METRICS) + len(columns))}")
+    print(f"| algo | env | seed | updates | more updates | batches | {' | '.join(METRICS)} | {' | '.join(columns)} |")
+    print(f"|---|---|---:|---:|---:|---:|{'---:|' * (len(METRICS) + len(columns))}")
     for run in runs:
         model = load_run_checkpoint(args.root, run)
+        if args.sequence_length is not None:
+            replay_windows_of(model, args.sequence_length)
         metrics = dict.fromkeys(METRICS, np.nan)
         for block in range(args.blocks + 1):
             if block:
                 metrics = update_block(model, args.block_updates)
             cells = measure(model, final_score_env(args.root, run), args.episodes, args.deterministic)
             values = [f"{metrics[name]:.3f}" for name in METRICS]
-            row = [run.algo, run.env, str(run.seed), str(model._n_updates), str(block * args.block_updates)]
+            batches = f"{model.batch_size} x {model.sequence_length}"
+            row = [run.algo, run.env, str(run.seed), str(model._n_updates), str(block * args.block_updates), batches]
             print(f"| {' | '.join([*row, *values, *cells])} |", flush=True)
