@@ -46,6 +46,12 @@ def test_refuses_runs_without_a_checkpoint_and_bad_blocks(tmp_path):
     (run.directory(tmp_path) / CHECKPOINT_DIR).mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint with its replay buffer here"):
         main(["--root", str(tmp_path)])
+    # A checkpoint saved before its buffer holds a window (its first rollout: 16 steps)
+    model = tiny_model(learning_starts=100, sequence_length=32)
+    model.learn(4)
+    model.save_checkpoint(run.directory(tmp_path) / CHECKPOINT_DIR)
+    with pytest.raises(SystemExit, match="holds no window of 32 steps to update on"):
+        main(["--root", str(tmp_path)])
     with pytest.raises(SystemExit, match="no run under"):
         main(["--root", str(tmp_path), "--envs", "Freeway-MinAtar"])
     with pytest.raises(SystemExit):

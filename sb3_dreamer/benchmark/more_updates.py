@@ -54,6 +54,8 @@ def load_run_checkpoint(root: Path, run: Run) -> DreamerAlgorithm:
     if not issubclass(algorithm, DreamerAlgorithm):
         raise SystemExit(f"{run}: {run.zoo_algo} has no world model")
     model = algorithm.load_checkpoint(path, device="cpu")
+    if not model.replay_buffer.can_sample():
+        raise SystemExit(f"{run}: its replay buffer holds no window of {model.sequence_length} steps to update on")
     model.set_logger(configure(None, []))
     return model
 
