@@ -42,7 +42,14 @@ from minatar.environments import freeway
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_dreamer.benchmark.freeway_hits import freeway_game
-from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc, share_above_zero
+from sb3_dreamer.benchmark.model_play import (
+    ModelStep,
+    final_model_table,
+    play_steps,
+    rank_auc,
+    share_above_zero,
+    table_measure,
+)
 from sb3_dreamer.benchmark.probes import linear_probe_auc
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 from sb3_dreamer.world_model.rssm import LatentState
@@ -201,9 +208,8 @@ def cells(values: dict[str, float]) -> list[str]:
     return [f"{values[column]:{counts.get(column, '.3f')}}" for column in COLUMNS]
 
 
-def measure(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool = False) -> list[str]:
-    """The table's cells after the run's (:data:`COLUMNS`) for ``model`` playing ``episodes`` episodes on ``env``."""
-    return cells(summary(play(model, env, episodes, deterministic)))
+#: the table's cells after the run's (:data:`COLUMNS`) for a model playing episodes on an env
+measure = table_measure(play, summary, cells)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import torch as th
@@ -26,6 +26,21 @@ from sb3_dreamer.zoo import apply
 
 #: a diagnostic's measurement: (final model, its one-env test env, episodes, deterministic) -> its row's cells
 Measure = Callable[[DreamerAlgorithm, VecEnv, int, bool], Sequence[str]]
+#: what a diagnostic's episodes record
+Predictions = TypeVar("Predictions")
+
+
+def table_measure(
+    play: Callable[[DreamerAlgorithm, VecEnv, int, bool], Predictions],
+    summary: Callable[[Predictions], dict[str, float]],
+    cells: Callable[[dict[str, float]], list[str]],
+) -> Measure:
+    """A diagnostic's measurement: the model plays its episodes (``play``), summed up into its row's cells."""
+
+    def measure(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool) -> list[str]:
+        return cells(summary(play(model, env, episodes, deterministic)))
+
+    return measure
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc
+from sb3_dreamer.benchmark.model_play import ModelStep, final_model_table, play_steps, rank_auc, table_measure
 from sb3_dreamer.common.base_class import DreamerAlgorithm
 
 #: steps either side of a rewarded step whose predictions the windowed column adds
@@ -113,9 +113,8 @@ def cells(values: dict[str, float]) -> list[str]:
     )
 
 
-def measure(model: DreamerAlgorithm, env: VecEnv, episodes: int, deterministic: bool = False) -> list[str]:
-    """The table's cells after the run's (:data:`COLUMNS`) for ``model`` playing ``episodes`` episodes on ``env``."""
-    return cells(summary(play(model, env, episodes, deterministic)))
+#: the table's cells after the run's (:data:`COLUMNS`) for a model playing episodes on an env
+measure = table_measure(play, summary, cells)
 
 
 def main(argv: list[str] | None = None) -> None:
