@@ -97,6 +97,24 @@ def test_model_sizes_follow_the_official_presets() -> None:
     assert tiny_v3(policy_kwargs=dict(model_size="size12m", deter_size=64, blocks=8)).policy.rssm.deter_size == 64
 
 
+def test_cnn_min_resolution_keeps_minatar_frames_unpooled(tmp_path: Path) -> None:
+    """The official ``minres`` 4 pools MinAtar's 10 x 10 frames to 5 x 5; 10 keeps every stage at 10 x 10, saved too."""
+    pooled = tiny_v3().policy.world_model
+    assert pooled.encoder.pooled == [True, False, False, False] and pooled.encoder.sizes[-1] == (5, 5)
+    model = tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, cnn_min_resolution=10))
+    world_model = model.policy.world_model
+    assert world_model.encoder.pooled == [False] * 4 and world_model.encoder.sizes[-1] == (10, 10)
+    assert world_model.encoder.output_dim == 4 * pooled.encoder.output_dim
+    model.learn(120)
+    with th.no_grad():
+        state = model.policy.rssm.initial_state(3, model.device)
+        assert world_model.decode(state).shape == (3, *model.observation_space.shape)
+    model.save(tmp_path / "model.zip")
+    loaded = DreamerV3.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.policy.cnn_min_resolution == 10 and loaded.policy.world_model.encoder.sizes[-1] == (10, 10)
+    assert_same_weights(model, loaded)
+
+
 def test_every_packaged_zoo_entry_builds_its_model() -> None:
     """
     ``dreamerv3.yml``: one setting for the ten MinAtar ids, with the Bernoulli likelihood of their binary frames, which
@@ -128,6 +146,7 @@ def test_every_packaged_zoo_entry_builds_its_model() -> None:
         (dict(policy_kwargs=dict(model_size="size3m")), "model_size"),
         (dict(policy_kwargs=dict(TINY_V3_POLICY, deter_size=30)), "multiple of blocks"),
         (dict(policy_kwargs=dict(TINY_V3_POLICY, bins=16)), "bins"),
+        (dict(policy_kwargs=dict(TINY_V3_POLICY, cnn_min_resolution=0)), "cnn_min_resolution"),
         (dict(policy_kwargs=dict(TINY_V3_POLICY, actor_unimix=1.0)), "actor_unimix"),
         (dict(policy_kwargs=dict(TINY_V3_POLICY, actor_min_std=2.0)), "actor_min_std"),
         (dict(policy_kwargs=dict(TINY_V3_POLICY, image_likelihood="laplace")), "image_likelihood"),

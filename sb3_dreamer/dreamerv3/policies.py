@@ -82,6 +82,9 @@ class DreamerV3Policy(DreamerPolicy):
     :param units: units of the RSSM's layers and of every MLP
     :param class_size: classes of each categorical latent
     :param cnn_depth: channels of the first conv stage (then times 3/2, 2, 2)
+    :param cnn_min_resolution: smallest side that the encoder's 2x2 max-pooling may produce (official ``minres``): a
+        stage pools while the side entering it is at least twice this, and the decoder upsamples where it did. With
+        the official 4, MinAtar's 10 x 10 frames are pooled to 5 x 5 by the first stage; from 6 on they keep their grid
     :param stoch_size: number of categorical latents
     :param blocks: groups of the block GRU and of the decoder's stem
     :param mlp_layers: hidden layers of the vector encoder and decoder
@@ -115,6 +118,7 @@ class DreamerV3Policy(DreamerPolicy):
     units: int
     class_size: int
     cnn_depth: int
+    cnn_min_resolution: int
     stoch_size: int
     blocks: int
     mlp_layers: int
@@ -141,6 +145,7 @@ class DreamerV3Policy(DreamerPolicy):
         units: int | None = None,
         class_size: int | None = None,
         cnn_depth: int | None = None,
+        cnn_min_resolution: int = 4,
         stoch_size: int = 32,
         blocks: int = 8,
         mlp_layers: int = 3,
@@ -168,6 +173,7 @@ class DreamerV3Policy(DreamerPolicy):
                 options[name] = size
         check_positive_integers(
             **{name: options[name] for name in ("deter_size", "units", "class_size", "cnn_depth")},
+            cnn_min_resolution=cnn_min_resolution,
             stoch_size=stoch_size,
             blocks=blocks,
             mlp_layers=mlp_layers,
@@ -212,7 +218,7 @@ class DreamerV3Policy(DreamerPolicy):
         encoder: th.nn.Module
         decoder: th.nn.Module
         if images:
-            encoder = ConvEncoderV3(obs_shape, self.cnn_depth)
+            encoder = ConvEncoderV3(obs_shape, self.cnn_depth, min_resolution=self.cnn_min_resolution)
             embedding_dim = encoder.output_dim
         else:
             encoder = NormMlpEncoder(int(np.prod(obs_shape)), self.units, self.mlp_layers)
