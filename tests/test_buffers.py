@@ -801,3 +801,27 @@ def test_online_queue_survives_pickling_and_reset() -> None:
     assert len(buffer._online_queue) == 0 and buffer._online_next.tolist() == [0]
     with pytest.raises(ValueError, match=r"online=True needs sampling='uniform' .* got sampling='episodes'"):
         SequenceReplayBuffer(40, COUNTER_OBS, spaces.Discrete(N_ACTIONS), sampling="episodes", online=True)
+
+
+def test_clear_latents_keeps_the_rows_for_a_model_of_other_sizes() -> None:
+    buffer = SequenceReplayBuffer(40, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=4)
+    buffer.keep_latents(1, deter_size=3, stoch_dim=4)
+    env = CounterVecEnv(n_envs=1)
+    env.collect(buffer, 20)
+    rows = np.arange(20)
+    buffer.write_latents(rows, np.ones((20, 3), np.float32), np.ones((20, 4), np.float32))
+    observations = buffer.observations.copy()
+    buffer.clear_latents(deter_size=5, stoch_dim=10)
+    assert buffer.latent_deter.shape == (1, 40, 5) and buffer.latent_stoch.shape == (1, 40, 2)
+    assert not buffer.latent_deter.any() and not buffer.latent_stoch.any()
+    np.testing.assert_array_equal(buffer.observations, observations)
+    samples = buffer.sample(6)
+    env.check_windows(samples)
+    assert samples.start is not None
+    assert samples.start.deter.shape == (6, 5) and samples.start.stoch.shape == (6, 10)
+    assert not samples.start.deter.any() and not samples.start.stoch.any()
+    # The new sizes survive pickling with the rows
+    restored = pickle.loads(pickle.dumps(buffer))
+    assert restored.latent_sizes == (5, 10) and restored.latent_deter.shape == (1, 40, 5)
+    with pytest.raises(ValueError, match=r"needs a buffer that keeps model states \(keep_latents\(\)\)"):
+        SequenceReplayBuffer(40, COUNTER_OBS, spaces.Discrete(N_ACTIONS), device="cpu", sequence_length=4).clear_latents(5, 10)

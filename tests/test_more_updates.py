@@ -2,11 +2,14 @@
 
 import hashlib
 
+import numpy as np
 import pytest
-from conftest import tiny_model
+from conftest import assert_same_weights, tiny_model
+from test_dreamerv3 import TINY_V3_POLICY, tiny_v3
 
+from sb3_dreamer.benchmark import reconstruction
 from sb3_dreamer.benchmark.layout import CHECKPOINT_DIR, Run
-from sb3_dreamer.benchmark.more_updates import METRICS, main
+from sb3_dreamer.benchmark.more_updates import METRICS, fresh_model, main
 from sb3_dreamer.benchmark.reward_prediction import COLUMNS
 
 
@@ -58,3 +61,30 @@ def test_refuses_runs_without_a_checkpoint_and_bad_blocks(tmp_path):
         main(["--root", str(tmp_path), "--blocks", "-1"])
     with pytest.raises(SystemExit):
         main(["--root", str(tmp_path), "--block-updates", "0"])
+
+
+def test_a_fresh_model_of_other_options_learns_on_the_runs_replay_buffer(tmp_path, capsys):
+    """``--fresh``: new networks of the run's settings with the options changed, on its rows, counting from 0 updates."""
+    run = Run("dreamerv3", "Breakout-MinAtar", 0)
+    model = tiny_v3(learning_starts=40, train_freq=20)
+    model.learn(60)
+    model.save_checkpoint(run.directory(tmp_path) / CHECKPOINT_DIR)
+    (run.directory(tmp_path) / "dreamerv3" / "Breakout-MinAtar_1").mkdir(parents=True)
+    selection = ["--root", str(tmp_path), "--diagnostic", "reconstruction", "--episodes", "1"]
+    main([*selection, "--blocks", "2", "--block-updates", "2", "--fresh", "cnn_min_resolution:10", "class_size:2"])
+    rows = [line.strip("|").split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[3:5] for row in rows] == [["0", "0"], ["2", "2"], ["4", "4"]]
+    assert all(len(row) == 6 + len(METRICS) + len(reconstruction.COLUMNS) for row in rows)
+
+    rows_before = model.replay_buffer.observations.copy()
+    fresh_model(model, {"cnn_min_resolution": 10, "class_size": 2})
+    # The networks of a model built with these options, untrained
+    assert_same_weights(model, tiny_v3(policy_kwargs=dict(TINY_V3_POLICY, cnn_min_resolution=10, class_size=2)))
+    policy = model.policy
+    assert policy.cnn_min_resolution == 10 and policy.class_size == 2 and model._n_updates == 0
+    assert policy.world_model.encoder.sizes[-1] == (10, 10)
+    np.testing.assert_array_equal(model.replay_buffer.observations, rows_before)
+    assert model.replay_buffer.latent_sizes == (policy.rssm.deter_size, policy.rssm.stoch_dim)
+    assert not model.replay_buffer.latent_deter.any()
+    model.train(2, model.batch_size)
+    assert model._n_updates == 2 and model.replay_buffer.latent_deter.any()

@@ -7,7 +7,10 @@ and after each the model plays the episodes of a diagnostic of final models (``-
 ``freeway_hits`` or ``reward_prediction``, their columns and episodes, on the zoo's test env seeded as the final
 score's). Actor and critic go on learning too: these are the updates a higher replay ratio would have made, on the
 frames the run ended with. ``--sequence-length`` replays windows of another length, in batches of as many replayed
-steps as the run's (e.g. 4 x 64 for 8 x 32). Nothing is saved: the checkpoint stays as it was.
+steps as the run's (e.g. 4 x 64 for 8 x 32). ``--fresh KEY:VALUE ...`` trains a fresh model instead, of the run's
+settings with these policy options changed (e.g. ``cnn_min_resolution:10``), on the run's replay buffer (its stored
+model states dropped): whether other networks learn more of the same frames, in the time of a few blocks, before any
+run. Nothing is saved: the checkpoint stays as it was.
 
 Per run and block, a row of a markdown table: the run's updates so far, those after its own, their batches (windows x
 steps), the means of the world model's KL and loss over the block's updates (``train/kl``,
@@ -16,18 +19,22 @@ steps), the means of the world model's KL and loss over the block's updates (``t
 Usage:
   python scripts/more_updates.py --root benchmarks/minatar-100k --algos dreamerv3@ent3e-3 --envs Freeway-MinAtar \\
       --seeds 0 --diagnostic freeway_cars --blocks 4 --block-updates 5000 --episodes 2
+  python scripts/more_updates.py --root benchmarks/minatar-100k --algos dreamerv3@ent3e-3 --envs Freeway-MinAtar \\
+      --seeds 0 --diagnostic reconstruction --blocks 3 --block-updates 2500 --episodes 2 --fresh cnn_min_resolution:10
 """
 
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch as th
 from rl_zoo3 import ALGOS
+from rl_zoo3.utils import StoreDict
 from stable_baselines3.common.logger import configure
 
-from sb3_dreamer.benchmark import freeway_cars, freeway_hits, reward_prediction
+from sb3_dreamer.benchmark import freeway_cars, freeway_hits, reconstruction, reward_prediction
 from sb3_dreamer.benchmark.layout import CHECKPOINT_DIR, Run, add_run_selection, selected_runs
 from sb3_dreamer.benchmark.model_play import Measure, final_score_env
 from sb3_dreamer.common.base_class import DreamerAlgorithm
@@ -37,6 +44,7 @@ from sb3_dreamer.zoo import apply
 DIAGNOSTICS: dict[str, tuple[Sequence[str], Measure]] = {
     "freeway_cars": (freeway_cars.COLUMNS, freeway_cars.measure),
     "freeway_hits": (freeway_hits.COLUMNS, freeway_hits.measure),
+    "reconstruction": (reconstruction.COLUMNS, reconstruction.measure),
     "reward_prediction": (reward_prediction.COLUMNS, reward_prediction.measure),
 }
 #: the world model's training metrics of each row, averaged over the block's updates
@@ -58,6 +66,23 @@ def load_run_checkpoint(root: Path, run: Run) -> DreamerAlgorithm:
         raise SystemExit(f"{run}: its replay buffer holds no window of {model.sequence_length} steps to update on")
     model.set_logger(configure(None, []))
     return model
+
+
+def fresh_model(model: DreamerAlgorithm, policy_options: dict[str, Any]) -> None:
+    """
+    Replace ``model``'s networks, optimizer and schedules by fresh ones of its settings with ``policy_options`` changed
+    (its policy keyword arguments), keeping its replay buffer: the rows stay, their stored model states (replay
+    context) become zero states of the new model's sizes. The update count starts again at 0.
+    """
+    replay_buffer = model.replay_buffer
+    model.policy_kwargs = {**model.policy_kwargs, **policy_options}
+    model.replay_buffer = None  # type: ignore[assignment]  # a new, empty one, laid out for the new model
+    model._setup_model()
+    if replay_buffer.replay_context:
+        rssm = model.policy.world_model.rssm
+        replay_buffer.clear_latents(rssm.deter_size, rssm.stoch_dim)
+    model.replay_buffer = replay_buffer
+    model._n_updates = 0
 
 
 def replay_windows_of(model: DreamerAlgorithm, sequence_length: int) -> None:
@@ -95,6 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block-updates", type=int, default=5000, help="gradient steps a block")
     parser.add_argument("--episodes", type=int, default=2, help="episodes the model plays after each block")
     parser.add_argument("--sequence-length", type=int, help="steps of a replayed window (default: the run's)")
+    parser.add_argument(
+        "--fresh",
+        nargs="+",
+        action=StoreDict,
+        metavar="KEY:VALUE",
+        help="train a fresh model of the run's settings with these policy options changed, on its replay buffer",
+    )
     parser.add_argument("--deterministic", action="store_true", help="play the modes (the final score's episodes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
@@ -113,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"|---|---|---:|---:|---:|---:|{'---:|' * (len(METRICS) + len(columns))}")
     for run in runs:
         model = load_run_checkpoint(args.root, run)
+        if args.fresh is not None:
+            fresh_model(model, args.fresh)
         if args.sequence_length is not None:
             replay_windows_of(model, args.sequence_length)
         metrics = dict.fromkeys(METRICS, np.nan)

@@ -240,9 +240,29 @@ class SequenceReplayBuffer(ReplayBuffer):
                 f"{self.sequence_length} + {replay_context} at most the ring size buffer_size // n_envs = {self.buffer_size}"
             )
         self.replay_context = replay_context
+        self._lay_out_latents(deter_size, stoch_dim)
+        self.latent_deter = self.latent_stoch = None
+
+    def clear_latents(self, deter_size: int, stoch_dim: int) -> None:
+        """
+        Drop the stored model states (:meth:`keep_latents`) for zero states of a model of these sizes: the rows stay,
+        and their windows start from zero states until gradient steps write the new model's (a fresh model trained on
+        the rows of another).
+
+        :raises ValueError: for a buffer that keeps no model states
+        """
+        if not self.replay_context:
+            raise ValueError("clear_latents() needs a buffer that keeps model states (keep_latents())")
+        self._lay_out_latents(deter_size, stoch_dim)
+        if self.observations is not None:
+            for name in ("latent_deter", "latent_stoch"):
+                shape, dtype = self._row_layout[name]
+                setattr(self, name, np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype))
+
+    def _lay_out_latents(self, deter_size: int, stoch_dim: int) -> None:
+        """The rows' model-state arrays: float16 deterministic states, bit-packed one-hot stochastic ones."""
         self._row_layout["latent_deter"] = ((deter_size,), np.dtype(np.float16))
         self._row_layout["latent_stoch"] = (((stoch_dim + 7) // 8,), np.dtype(np.uint8))
-        self.latent_deter = self.latent_stoch = None
         self.latent_sizes = (deter_size, stoch_dim)
 
     @property
