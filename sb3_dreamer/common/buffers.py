@@ -256,8 +256,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._lay_out_latents(deter_size, stoch_dim)
         if self.observations is not None:
             for name in ("latent_deter", "latent_stoch"):
-                shape, dtype = self._row_layout[name]
-                setattr(self, name, np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype))
+                setattr(self, name, self._zero_storage(name))
 
     def _lay_out_latents(self, deter_size: int, stoch_dim: int) -> None:
         """The rows' model-state arrays: float16 deterministic states, bit-packed one-hot stochastic ones."""
@@ -303,9 +302,14 @@ class SequenceReplayBuffer(ReplayBuffer):
         dtype = self._row_layout["observations"][1]
         return f"bit-packed {dtype}" if self.pack_observations else str(dtype)
 
+    def _zero_storage(self, name: str) -> np.ndarray:
+        """A storage array of the row layout's ``name`` at full capacity, all zeros, (n_envs, buffer_size, *shape)."""
+        shape, dtype = self._row_layout[name]
+        return np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype)
+
     def _allocate(self) -> None:
-        for name, (shape, dtype) in self._row_layout.items():
-            setattr(self, name, np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype))
+        for name in self._row_layout:
+            setattr(self, name, self._zero_storage(name))
 
     def _rows_per_env(self) -> np.ndarray:
         """:return: number of stored rows in each env ring, (n_envs,)"""
@@ -351,9 +355,9 @@ class SequenceReplayBuffer(ReplayBuffer):
             # g % buffer_size
             self._rows_written = self.env_pos + np.where(self.env_full, self.buffer_size, 0).astype(np.int64)
         if self.observations is not None and self.observations.shape[1] < self.buffer_size:
-            for name, (shape, dtype) in self._row_layout.items():
+            for name in self._row_layout:
                 stored = getattr(self, name)
-                storage = np.zeros((self.n_envs, self.buffer_size, *shape), dtype=dtype)
+                storage = self._zero_storage(name)
                 storage[:, : stored.shape[1]] = stored
                 setattr(self, name, storage)
         self._episode_starts = [self._index_episodes(env_index) for env_index in range(self.n_envs)]
